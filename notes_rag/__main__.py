@@ -1,0 +1,5 @@
+"""`python -m notes_rag` runs the CLI."""
+
+from .cli import main
+
+main()
