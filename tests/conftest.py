@@ -1,0 +1,32 @@
+"""Shared fixtures: a throwaway tokenizer trained in-process and a tiny GPT."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from notes_rag.model import GPT, preset
+from notes_rag.tokenizer import train_tokenizer
+
+SAMPLE_TEXT = [
+    "Sieć neuronowa uczy się wag na podstawie danych. Zażółć gęślą jaźń, źdźbło, łódź.",
+    "A transformer uses self-attention to mix information between tokens in a sequence.",
+    "Tokenizacja dzieli tekst na tokeny; słownik przypisuje im identyfikatory 749, 750 i 751.",
+    "Embeddings map token ids to vectors; positional embeddings add order information.",
+    "Mechanizm uwagi (attention) liczy podobieństwo zapytania do klucza i normalizuje je softmaxem.",
+] * 20
+
+
+@pytest.fixture(scope="session")
+def tok():
+    return train_tokenizer(iter(SAMPLE_TEXT), vocab_size=400)
+
+
+@pytest.fixture()
+def tiny_model(tok):
+    torch.manual_seed(0)
+    model = GPT(preset("tiny", vocab_size=tok.vocab_size))
+    # random (not zero) output projections, so tests exercise every path
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    return model.eval()
