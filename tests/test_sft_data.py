@@ -1,0 +1,216 @@
+"""SFT data: text surgery, kit converters on inline records, and an end-to-end build on a tiny kit."""
+
+import json
+import lzma
+import random
+
+import pytest
+
+from notes_rag.chat_format import ABSTAIN, Conversation, extract_citations, is_abstention, parse, render
+from notes_rag.sft_build import DEFAULT_MIX, BuildConfig, build_sft, summary
+from notes_rag.sft_data import (
+    KIT_FILES,
+    convert_boolq,
+    convert_extractive,
+    convert_instructions,
+    convert_negatives,
+    convert_translation,
+)
+from notes_rag.sft_text import answer_clause, n_words, sentence_spans, trim_around
+from notes_rag.tokenizer import train_tokenizer
+
+CTX = (
+    "Wacław Kowalski (ur. 2 maja 1916 w Gżatsku) – polski aktor. W 1937 ukończył seminarium, np. w Leśnej "
+    "Podlaskiej. Po wojnie studiował w Łodzi. Tam wypatrzył go Leon Schiller."
+)
+
+
+def test_sentences_respect_abbreviations():
+    sents = [CTX[a:b] for a, b in sentence_spans(CTX)]
+    assert sents[0] == "Wacław Kowalski (ur. 2 maja 1916 w Gżatsku) – polski aktor."
+    assert sents[1].startswith("W 1937") and sents[1].endswith("Podlaskiej.")
+    assert len(sents) == 4
+
+
+def test_trim_around_keeps_span_and_budget():
+    text = " ".join(f"Zdanie numer {i} mówi coś o temacie {i}." for i in range(60))
+    start = text.index("numer 30 ")
+    a, b = trim_around(text, start, start + 8, max_words=40)
+    assert a <= start and start + 8 <= b
+    assert n_words(text[a:b]) <= 40
+    assert text[a:b].startswith("Zdanie") and text[a:b].endswith(".")
+    assert trim_around("krótki tekst", 0, 3, 40) == (0, len("krótki tekst"))
+
+
+def test_answer_clause_sentence_or_clause():
+    s = CTX.index("Leon")
+    assert answer_clause(CTX, s, s + 11) == "Tam wypatrzył go Leon Schiller."
+    long = "On " + ", ".join(f"potem robił rzecz {i}" for i in range(30)) + ", a w końcu zdobył Oscara w 1990, i tyle."
+    s = long.index("Oscara")
+    clause = answer_clause(long, s, s + 6)
+    assert "Oscara" in clause and n_words(clause) <= 40 and clause in long
+
+
+def _qa(ctx, q, ans, **kw):
+    r = {"lang": "pl", "title": "Wacław_Kowalski", "context": ctx, "question": q, "answerable": ans is not None,
+         "answers": [] if ans is None else [{"text": ans, "answer_start": ctx.index(ans)}]}
+    return {**r, **kw}
+
+
+def test_convert_extractive_single_and_multi_turn():
+    recs = [_qa(CTX, "Kiedy urodził się Kowalski?", "2 maja 1916"), _qa(CTX, "Gdzie studiował?", "w Łodzi"),
+            _qa(CTX, "Ile filmów nakręcił?", None)]
+    single = convert_extractive(recs, "poquad", "poquad", random.Random(0), multi_turn=0)
+    assert len(single) == 3 and all(len(e.qas) == 1 for e in single)
+    una = [e for e in single if e.qas[0].anchor is None]
+    assert len(una) == 1 and una[0].qas[0].span == ""
+    ans = [e for e in single if e.qas[0].anchor == 0]
+    for e in ans:
+        qa = e.qas[0]
+        assert e.anchors[0].text[qa.start : qa.start + len(qa.span)] == qa.span
+    assert single[0].anchors[0].title == "Wacław Kowalski" and single[0].anchors[0].file.startswith("wacław-kowalski.")
+    multi = convert_extractive(recs, "poquad", "poquad", random.Random(0), multi_turn=1.0)
+    assert sum(len(e.qas) for e in multi) == 3 and any(len(e.qas) > 1 for e in multi)
+    assert len({e.anchors[0].key for e in multi}) == 1  # one paragraph -> one split key
+
+
+def test_convert_other_sources():
+    b = convert_boolq([{"title": "T", "context": CTX, "question": "Is it?", "answers": [{"text": "no", "answer_start": -1}]}],
+                      "boolq", "boolq", random.Random(0))
+    assert b[0].qas[0].style == "boolean" and b[0].qas[0].answer == "no"
+    neg = convert_negatives([{"lang": "en", "title": "Other", "context": "Some other text here.", "question": "Q?"}],
+                            {"Q?": {"context": CTX, "title": "Wacław_Kowalski"}}, "xquad_neg", "xquad", random.Random(0))
+    assert neg[0].qas[0].anchor is None and neg[0].banned_titles == ["Wacław Kowalski"] and len(neg[0].keys) == 2
+    ins = convert_instructions([{"instruction": "Say hi.", "input": "", "output": "Hi."},
+                                {"instruction": "Essay.", "input": "", "output": "word " * 100}], "instructions")
+    assert len(ins) == 1 and ins[0].task == "instruct" and ins[0].qas[0].answer == "Hi."
+    tr = convert_translation([{"en": "I like green tea very much.", "pl": "Bardzo lubię zieloną herbatę."},
+                              {"en": "Go.", "pl": "Idź."}], "tatoeba", random.Random(0))
+    assert len(tr) == 1
+    q = tr[0].qas[0]
+    assert (q.answer == "Bardzo lubię zieloną herbatę.") == (tr[0].lang == "en")
+
+
+# ---- end-to-end build on a tiny kit written to a tmp dir --------------------------------------
+
+TOPICS = [
+    ("Rzym", "Rzym jest stolicą Włoch i leży nad Tybrem. Miasto założono według legendy w 753 roku p.n.e."),
+    ("Kraków", "Kraków leży nad Wisłą. Był stolicą Polski do 1596 roku, gdy dwór przeniósł się do Warszawy."),
+    ("Gdańsk", "Gdańsk jest miastem portowym nad Morzem Bałtyckim. Słynie z bursztynu i Długiego Targu."),
+    ("Wrocław", "Wrocław leży nad Odrą i ma ponad sto mostów. Jest stolicą Dolnego Śląska."),
+    ("Poznań", "Poznań leży nad Wartą. Na Starym Rynku codziennie w południe trykają się koziołki."),
+    ("Lublin", "Lublin jest największym miastem wschodniej Polski. Działa tam Uniwersytet Marii Curie-Skłodowskiej."),
+]
+EN_TOPICS = [
+    ("Paris", "Paris is the capital of France. The Eiffel Tower was completed in 1889 for the World Fair."),
+    ("Berlin", "Berlin is the capital of Germany. The Berlin Wall fell in November 1989."),
+    ("Madrid", "Madrid is the capital of Spain. The Prado Museum opened to the public in 1819."),
+    ("Rome", "Rome is the capital of Italy. The Colosseum could hold about fifty thousand spectators."),
+    ("Vienna", "Vienna is the capital of Austria. It is famous for its coffee houses and classical music."),
+    ("Prague", "Prague is the capital of Czechia. Charles Bridge crosses the Vltava river."),
+]
+
+
+def _write(path, records):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with lzma.open(path, "wt", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def _extractive(topics, lang):
+    out = []
+    for title, ctx in topics:
+        word = ctx.split(". ")[1].split()[1]
+        out.append({"lang": lang, "title": title, "context": ctx, "question": f"{title}: {word}?", "answerable": True,
+                    "answers": [{"text": word, "answer_start": ctx.index(word)}]})
+        out.append({"lang": lang, "title": title, "context": ctx, "question": f"{title} i księżyc?", "answerable": False,
+                    "answers": []})
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_kit(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kit")
+    en, pl = _extractive(EN_TOPICS, "en"), _extractive(TOPICS, "pl")
+    files = {
+        "en_qa_xquad": [r for r in en if r["answerable"]],
+        "en_qa_xquad_negatives": [{**r, "context": EN_TOPICS[(i + 1) % 6][1], "title": EN_TOPICS[(i + 1) % 6][0],
+                                   "answers": [], "answerable": False} for i, r in enumerate(en[::2])],
+        "en_dialogqa_xquad_grouped": [{"lang": "en", "title": t, "context": c, "turns": [
+            {"question": f"Capital of {t}?", "answers": [{"text": "capital", "answer_start": c.index("capital")}],
+             "answerable": True}, {"question": "Moon?", "answers": [], "answerable": False}]} for t, c in EN_TOPICS],
+        "en_qa_squad2_devhalf": en,
+        "en_qa_squad2_subset": en[:2],
+        "en_qa_boolq": [{"title": t, "context": c, "question": f"Is {t} a capital?",
+                         "answers": [{"text": "yes", "answer_start": -1}]} for t, c in EN_TOPICS],
+        "en_qa_ropes": [{"title": "", "context": c + "\n\nSituation: A visits " + t + ".", "question": "Who visits?",
+                         "answers": [{"text": "A", "answer_start": -1}]} for t, c in EN_TOPICS],
+        "pl_qa_poquad": pl,
+        "en_instructions_rasbt": [{"lang": "en", "instruction": f"Say {t}.", "input": "", "output": t} for t, _ in EN_TOPICS],
+        "enpl_parallel_tatoeba": [{"en": f"I like the city of {t} a lot.", "pl": f"Bardzo lubię miasto {p}."}
+                                  for (t, _), (p, _) in zip(EN_TOPICS, TOPICS)],
+    }
+    assert set(files) == set(KIT_FILES)
+    for name, recs in files.items():
+        _write(root / "sft" / f"{name}.jsonl.xz", recs)
+    _write(root / "pretrain" / "pl_test.jsonl.xz", [{"source": f"x/notes/{t}.md", "lang": "pl", "text": c}
+                                                    for t, c in TOPICS])
+    _write(root / "pretrain" / "en_test.jsonl.xz", [{"source": f"x/notes/{t}.md", "lang": "en", "text": c}
+                                                    for t, c in EN_TOPICS])
+    return root
+
+
+@pytest.fixture(scope="module")
+def tok():
+    texts = [c for _, c in TOPICS + EN_TOPICS] + [ABSTAIN["pl"], ABSTAIN["en"]]
+    return train_tokenizer(iter(texts * 5), vocab_size=600)
+
+
+@pytest.fixture(scope="module")
+def built(tiny_kit, tok):
+    mix = {k: 1.0 for k in DEFAULT_MIX}
+    cfg = BuildConfig(data_dir=tiny_kit, seed=3, mix=mix, val_frac=0.3, gen_files=("pl_test", "en_test"),
+                      drop_gold_rate=0.3, max_tokens=400)
+    return build_sft(cfg, tok)
+
+
+def test_build_records_are_consistent(built, tok):
+    recs = built.train + built.val
+    assert built.train and built.val
+    sources = {r["source"] for r in recs}
+    assert {"xquad", "poquad", "squad2", "boolq", "instructions", "tatoeba", "gen_pl", "gen_en"} <= sources
+    for r in recs:
+        conv = Conversation.from_dict(r)
+        ids, mask = render(conv, tok)
+        assert len(ids) == r["n_tokens"] <= 400
+        assert parse(ids, tok) == conv
+        answers = [t.content for t in conv.turns if t.role == "assistant"]
+        assert len(answers) == len(r["golds"]) and r["gold_passage"] == r["golds"][-1]["passage"]
+        for ans, g in zip(answers, r["golds"]):
+            if r["task"] != "qa":
+                assert not conv.passages and not extract_citations(ans)
+            elif g["passage"] is None:
+                assert ans == ABSTAIN[r["lang"]] and is_abstention(ans)
+            else:
+                assert extract_citations(ans) == [g["passage"]]
+                body = ans.rsplit(" [", 1)[0].removeprefix("Yes — ").removeprefix("No — ")
+                if r["source"] != "ropes":  # ROPES answers are reasoned, not copied
+                    assert body in conv.passages[g["passage"] - 1].text
+        if r["task"] == "qa":
+            assert 1 <= len(conv.passages) <= 5
+
+
+def test_no_gold_passage_crosses_splits(built):
+    def golds(recs):
+        return {r["passages"][g["passage"] - 1]["text"] for r in recs for g in r["golds"] if g["passage"]}
+
+    train_texts = {p["text"] for r in built.train for p in r["passages"]}
+    for text in golds(built.val):
+        assert text not in train_texts
+
+
+def test_unanswerables_present_and_summary(built):
+    s = summary(built.train)
+    assert 0 < s["unanswerable"] < 1 and 0 < s["polish"] < 1
+    assert s["tokens_max"] <= 400
