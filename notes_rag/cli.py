@@ -46,3 +46,4 @@ def main() -> None:
 
 # Command modules register themselves on `app` when imported.
 from . import cli_data  # noqa: E402,F401
+from . import cli_eval  # noqa: E402,F401

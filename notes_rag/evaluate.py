@@ -217,8 +217,12 @@ def _stems(text: str) -> set[str]:
 
 
 def sentences(text: str) -> list[str]:
+    """Sentences of a chunk: its lines split after . ! ?; markdown heading lines are titles that
+    echo the question's topic without answering it, so they are not candidates."""
     out = []
     for line in text.splitlines():
+        if line.lstrip().startswith("#"):
+            continue
         out.extend(s.strip() for s in _SENTENCE_END.split(line) if words(s))
     return out
 

@@ -92,10 +92,12 @@ def test_first_hit_rank_and_depth():
 
 
 def test_best_sentence_picks_the_sentence_sharing_most_stems():
-    chunk = "Modele mają wiele warstw. Trening GPT-3 kosztował 5M USD. Inne koszty są mniejsze."
+    chunk = "## Koszty trening GPT-3\nModele mają wiele warstw. Trening GPT-3 kosztował 5M USD. Inne koszty są mniejsze."
     assert best_sentence("Ile kosztował trening GPT-3?", chunk) == "Trening GPT-3 kosztował 5M USD."
     # Polish inflection: "modelu" matches "Modele" through the 5-letter stem
     assert best_sentence("Ile warstw ma modelu?", chunk) == "Modele mają wiele warstw."
+    # the heading shares more stems but is a title, not an answer
+    assert best_sentence("Koszty trening GPT-3?", chunk) == "Trening GPT-3 kosztował 5M USD."
 
 
 # ------------------------------------------------------------------ QA file
@@ -253,3 +255,82 @@ def test_without_answers_only_retrieval_and_baseline():
     assert rep["overall"]["latency"]["ttft_s_p50"] is None
     # pl1 and mt: the top chunk holds the fact; en1's top chunk is the wrong note
     assert rep["overall"]["baseline"]["key_fact_recall"] == 2 / 3
+
+
+# ------------------------------------------------------------------ CLI
+
+
+@pytest.fixture
+def fake_backends(monkeypatch):
+    from notes_rag import cli_eval
+
+    opened = {}
+
+    def fake_open(index, model, k, mode, answers):
+        opened.update(index=index, model=model, k=k, mode=mode, answers=answers)
+        return cli_eval.Backends(
+            retrieve_fn=fake_retrieve,
+            answer_fn=fake_answer if answers else None,
+            chunks=NOTES,
+            file_lang={"pl.md": "pl", "en.md": "en"},
+            threshold=0.8,
+            meta={"index": "fake-index", "model": "fake-model" if answers else None},
+        )
+
+    monkeypatch.setattr(cli_eval, "open_backends", fake_open)
+    return opened
+
+
+def _qa_file(tmp_path):
+    lines = []
+    for it in ITEMS:
+        obj = {"id": it.id, "lang": it.lang}
+        obj.update({"turns": it.turns} if it.multi_turn else {"question": it.turns[0]})
+        obj.update({"must": it.must, "evidence": it.evidence} if it.answerable else {"answerable": False})
+        lines.append(json.dumps(obj, ensure_ascii=False))
+    return _write(tmp_path, lines)
+
+
+def test_cli_eval_writes_json_report(tmp_path, fake_backends):
+    from typer.testing import CliRunner
+
+    from notes_rag.cli import app
+
+    out = tmp_path / "out" / "report.json"
+    res = CliRunner().invoke(app, ["eval", str(_qa_file(tmp_path)), "--json", str(out), "--k", "4"])
+    assert res.exit_code == 0, res.output
+    for text in ("hit@5", "baseline", "GPT", "cross-lingual", "multi-turn", "first token"):
+        assert text in res.output
+    assert fake_backends == {"index": None, "model": None, "k": 4, "mode": "hybrid", "answers": True}
+    rep = json.loads(out.read_text(encoding="utf-8"))
+    assert set(rep) == {"meta", "overall", "breakdowns", "items"}
+    assert rep["meta"]["k"] == 4 and rep["meta"]["answers"] and rep["meta"]["model"] == "fake-model"
+    assert set(rep["breakdowns"]) == {"language", "kind", "turns"}
+    assert set(rep["overall"]) == {"n", "n_answerable", "retrieval", "baseline", "answer", "latency"}
+    item = rep["items"][0]
+    assert set(item) == {
+        "id", "lang", "kind", "multi_turn", "answerable", "turns", "evidence_files", "retrieved_files",
+        "hit_rank", "retrieval_ms", "top_cosine", "baseline", "answer",
+    }  # fmt: skip
+    assert set(item["answer"]) == {
+        "text", "abstained", "groups", "cited", "cited_hits", "ttft_s", "total_s", "key_facts",
+    }  # fmt: skip
+    assert [i["id"] for i in rep["items"]] == [it.id for it in ITEMS]
+    assert list(out.parent.iterdir()) == [out]  # atomic write leaves no temporary file
+
+
+def test_cli_eval_no_answers_and_errors(tmp_path, fake_backends):
+    from typer.testing import CliRunner
+
+    from notes_rag.cli import app
+
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(app, ["eval", str(_qa_file(tmp_path)), "--no-answers", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "GPT" not in res.output and fake_backends["answers"] is False
+    rep = json.loads(out.read_text(encoding="utf-8"))
+    assert rep["overall"]["answer"] is None and rep["meta"]["answers"] is False
+
+    bad = _write(tmp_path, [GOOD[0], "{oops"])
+    res = CliRunner().invoke(app, ["eval", str(bad)])
+    assert isinstance(res.exception, NotesRagError) and f"{bad}:2:" in str(res.exception)
