@@ -112,6 +112,7 @@ _BAD_FIRST = frozenset(
     though although because since unless whereas instead therefore hence finally first second third last
     next previous same above below usually typically currently normally only just even still
     pierwszy pierwsza pierwsze drugie trzecie czwarte najbardziej najczęściej będzie może mogą
+    kolejne kolejnych następne następny następna poprzednie poprzedni powyższe poniższe tamte
     """.split()
 )
 _BAD_INNER = frozenset(
@@ -127,7 +128,7 @@ _PL_VERBISH = re.compile(r"(?:ł|ła|ło|li|ły|uje|ują|iają|ować|ać|ić|eć
 _PL_AFTER_TO_BAD = re.compile(r"(?:ł|ła|ło|li|ły|uje|ują|ia|iają|ja|je|ją|ać|ić|eć|yć)$")
 _PREPS = frozenset(
     "w we z ze na do o od po za przez dla przy u pod nad zawsze zazwyczaj często też także również jest nie tylko już "
-    "właśnie samo sama sam".split()
+    "właśnie samo sama sam powinno powinien powinna powinny może mogą można będzie było był była ma mają się".split()
 )
 # a capitalised 3rd-person verb opening a help-page line ("Określa kąt – ...") is not a term
 _PL_VERB_3RD = re.compile(r"^[A-ZĄĆĘŁŃÓŚŹŻ]\w*(?:[^c]ja|la|ia|ca|uje|ują)$")
