@@ -148,18 +148,14 @@ def bert_state_dict(ckpt: E5Checkpoint) -> dict[str, np.ndarray]:
         "embeddings.LayerNorm.weight": dequantize(ckpt, "emb.ln.w", (H,)),
         "embeddings.LayerNorm.bias": dequantize(ckpt, "emb.ln.b", (H,)),
     }
-    shapes = {"q": (H, H), "k": (H, H), "v": (H, H), "ao": (H, H), "aln": (H,),
-              "fi": (FF, H), "fo": (H, FF), "oln": (H,)}
+    matrices = {"q": (H, H), "k": (H, H), "v": (H, H), "ao": (H, H), "fi": (FF, H), "fo": (H, FF)}
     for layer in range(d["layers"]):
         for short, hf in _LAYER_TENSORS.items():
             prefix = f"encoder.layer.{layer}.{hf}"
-            out_dim = shapes[short][0]
-            if short.endswith("ln"):
-                sd[f"{prefix}.weight"] = dequantize(ckpt, f"l{layer}.{short}.w", (H,))
-                sd[f"{prefix}.bias"] = dequantize(ckpt, f"l{layer}.{short}.b", (H,))
-            else:
-                sd[f"{prefix}.weight"] = dequantize(ckpt, f"l{layer}.{short}.w", shapes[short])
-                sd[f"{prefix}.bias"] = dequantize(ckpt, f"l{layer}.{short}.b", (out_dim,))
+            # a LayerNorm's .w/.b are its weight and bias; a Linear's .w is [out, in] as in torch
+            w_shape = matrices.get(short, (H,))
+            sd[f"{prefix}.weight"] = dequantize(ckpt, f"l{layer}.{short}.w", w_shape)
+            sd[f"{prefix}.bias"] = dequantize(ckpt, f"l{layer}.{short}.b", w_shape[:1])
     return sd
 
 
@@ -257,7 +253,14 @@ def precompiled_charsmap(norm_map: dict[int, str]) -> bytes:
 
 def build_tokenizer(ckpt: E5Checkpoint):
     """The XLM-R fast tokenizer as e5.c tokenizes: per-codepoint map, collapsed spaces,
-    metaspace with a prepended "▁", unigram Viterbi, `<s> ... </s>`."""
+    metaspace with a prepended "▁", unigram Viterbi, `<s> ... </s>`.
+
+    Known differences from e5.c, all as in Hugging Face's own XLM-R tokenizer and all rare in
+    notes: a run of characters missing from the vocabulary is one <unk> (e5.c: one per
+    character); a mapped character followed by a combining mark is replaced together with the
+    mark (the Precompiled normalizer looks up whole graphemes first); a literal "<s>" in text is
+    the special token; exact or float32-rounding ties between segmentations may break the
+    other way (e5.c adds scores in float32)."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     sp = ckpt.special
