@@ -75,3 +75,33 @@ def pretrain_cmd(
     result = pretrain(data, out, cfg, resume=resume)
     typer.echo(f"done: step {result['step']}, {result['tokens']:,} tokens, best val loss {result['best_val']:.4f}; "
                f"model in {out / 'best'}")
+
+
+@app.command("finetune")
+def finetune_cmd(
+    base: Path = typer.Option(..., "--base", help="Pretrained checkpoint folder (e.g. runs/base/best)."),
+    data: list[Path] = typer.Option(..., "--data", help="Conversation JSONL files, or folders with train.jsonl/val.jsonl."),
+    out: Path = typer.Option(..., "--out", help="Run folder for checkpoints, metrics and loss.png."),
+    time_budget: str = typer.Option(None, "--time-budget", help="Wall-clock budget, e.g. 40m."),
+    steps: int = typer.Option(None, "--steps", help="Stop after this many optimizer steps."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
+    seq_len: int = typer.Option(1024, "--seq-len", help="Longest conversation kept, in tokens."),
+    lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate."),
+    batch_tokens: int = typer.Option(16384, "--batch-tokens", help="Padded tokens per optimizer step."),
+    micro_tokens: int = typer.Option(8192, "--micro-tokens", help="Padded tokens per micro-batch."),
+    eval_every: int = typer.Option(100, "--eval-every", help="Validate and sample every N steps."),
+    warmup: int = typer.Option(20, "--warmup", help="Warmup steps."),
+    seed: int = typer.Option(1337, "--seed"),
+    compile_: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the model."),
+) -> None:
+    """Instruction-tune a pretrained model on grounded QA conversations (loss on answers only).
+
+    Example: notes-rag finetune --base runs/base/best --data data/sft --out runs/sft --time-budget 40m
+    """
+    from .finetune import FinetuneConfig, finetune
+
+    tc = train_options(lr, steps, time_budget, batch_tokens, 1, eval_every, seed, compile_, warmup)
+    tc.decay_frac = 0.4
+    cfg = FinetuneConfig(seq_len=seq_len, micro_tokens=micro_tokens, train=tc)
+    result = finetune(base, data, out, cfg, resume=resume)
+    typer.echo(f"done: step {result['step']}, best val loss {result['best_val']:.4f}; model in {out / 'best'}")

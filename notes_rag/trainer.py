@@ -282,9 +282,11 @@ def train(
                 for g in opt.param_groups:
                     g["lr"] = lr
                 loss_sum = torch.zeros((), device=device)
+                step_tokens = 0
                 for micro in range(accum):
                     x, y = first_batch if first_batch is not None else source.next_batch()
                     first_batch = None
+                    step_tokens += x.numel() * d.world
                     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                     sync = d.world == 1 or micro == accum - 1
                     ctx = fwd_model.no_sync() if (not sync and hasattr(fwd_model, "no_sync")) else _nullcontext()
@@ -298,7 +300,6 @@ def train(
                 if d.world > 1:
                     dist.all_reduce(loss_sum, op=dist.ReduceOp.AVG)
                 step += 1
-                step_tokens = micro_tokens * accum * d.world
                 tokens_seen += step_tokens
                 tok_log += step_tokens
                 elapsed += time.time() - t0
