@@ -45,5 +45,6 @@ def main() -> None:
 
 
 # Command modules register themselves on `app` when imported.
-from . import cli_data  # noqa: E402,F401
+from . import cli_train  # noqa: E402,F401
 from . import cli_eval  # noqa: E402,F401
+from . import cli_data  # noqa: E402,F401
