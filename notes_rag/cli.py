@@ -48,3 +48,4 @@ def main() -> None:
 from . import cli_train  # noqa: E402,F401
 from . import cli_eval  # noqa: E402,F401
 from . import cli_data  # noqa: E402,F401
+from . import cli_chat  # noqa: E402,F401

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import evaluate
+from . import answer, evaluate
 from .cli import app
 from .errors import NotesRagError
 from .fileio import atomic_write_json
@@ -50,17 +50,51 @@ def open_backends(index: Path | None, model: Path | None, k: int, mode: str, ans
         passages = [evaluate.Passage(h.text, h.file) for h in res.hits]
         return evaluate.Retrieval(passages, res.top_cosine)
 
+    answer_fn, meta = None, {}
     if answers:
-        # The answer pipeline (issue 7) is not in the package yet: say so rather than score nothing.
-        console.print("[yellow]note:[/] no answer pipeline yet; scoring retrieval and the extractive baseline only")
+        assistant = _open_assistant(retriever, model, k, mode)
+        if assistant is not None:
+            answer_fn = _answer_adapter(assistant)
+            meta = {"model": assistant.model_id, "model_path": str(answer.resolve_model(model).resolve())}
     return Backends(
         retrieve_fn=retrieve_fn,
-        answer_fn=None,
+        answer_fn=answer_fn,
         chunks=retriever.chunks(),
         file_lang=retriever.file_langs(),
         threshold=retriever.abstain_threshold,
-        meta={"index": str(retriever.index_dir.resolve()), "encoder": retriever.meta["encoder"]},
+        meta={"index": str(retriever.index_dir.resolve()), "encoder": retriever.meta["encoder"], **meta},
     )
+
+
+def _open_assistant(retriever, model: Path | None, k: int, mode: str) -> answer.Assistant | None:
+    """The chat pipeline on the already open retriever; without --model and without a released
+    model, None (retrieval and the baseline are still worth scoring)."""
+    try:
+        answer.resolve_model(model)
+    except NotesRagError as e:
+        if model is not None:
+            raise
+        console.print(f"[yellow]note:[/] {e}; scoring retrieval and the extractive baseline only")
+        return None
+    return answer.Assistant.open(model=model, cfg=answer.AnswerConfig(k=k, mode=mode), retriever=retriever)
+
+
+def _answer_adapter(assistant: answer.Assistant) -> Callable[[list[str]], evaluate.AnswerRecord]:
+    """Answer every turn in order (as `ask --turns` does) and report the last one. Made-up
+    citation numbers are passed on, so citation precision counts them as misses."""
+
+    def answer_fn(turns: list[str]) -> evaluate.AnswerRecord:
+        _, ans = assistant.ask_turns(turns)
+        return evaluate.AnswerRecord(
+            text=ans.text,
+            abstained=ans.abstained,
+            cited=ans.cited + ans.invalid_citations,
+            passages=[s.text for s in ans.prompt_passages],
+            ttft_s=ans.timings.ttft_s,
+            total_s=ans.timings.total_s,
+        )
+
+    return answer_fn
 
 
 def _fmt(v) -> str:
