@@ -88,10 +88,15 @@ class PromptPlan:
     system: str
     passages: int  # passages kept (the first ones by rank)
     dropped_passages: int
-    passage_cap: int | None  # tokens each passage's text was cut to; None = whole
+    passage_tokens: list[int]  # text tokens of each kept passage in the prompt ...
+    passage_tokens_full: list[int]  # ... and before trimming
     turns: list[Turn]  # earlier turns kept, oldest first
     dropped_turns: int
     tokens: dict[str, int]  # system, passages, history, question, total, budget, context
+
+    @property
+    def trimmed(self) -> bool:
+        return self.passage_tokens != self.passage_tokens_full
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -102,7 +107,7 @@ class PromptPlan:
 @dataclass
 class Timings:
     retrieval_ms: float
-    ttft_s: float | None  # question to first answer token: retrieval and prefill included
+    ttft_s: float  # question to first answer token: retrieval and prefill included
     tokens_per_s: float | None  # decode speed after the first token
     total_s: float
     new_tokens: int = 0
@@ -198,6 +203,11 @@ def _exchanges(turns: Sequence[Turn]) -> list[list[Turn]]:
     return out
 
 
+def _cut(tok: Tokenizer, text: str, n: int) -> str:
+    """The text of the first `n` tokens of `text`, without a split character at the end."""
+    return b"".join(tok.token_bytes(i) for i in tok.encode(text)[:n]).decode("utf-8", errors="ignore")
+
+
 def fit_prompt(
     tok: Tokenizer,
     system: str,
@@ -208,14 +218,16 @@ def fit_prompt(
     reserve: int,
     keep_last_exchanges: int = 1,
     min_passage_tokens: int = 48,
+    top_weight: float = 2.0,
 ) -> PromptPlan:
     """The prompt that fits `context - reserve` tokens, giving up as little as possible.
 
     Order of sacrifices: the oldest exchanges (down to `keep_last_exchanges`), then the passages'
-    tails (each cut to the same number of tokens, not below `min_passage_tokens`), then the
-    remaining exchanges, then the lowest-ranked passages. Raises when the question alone is too
-    long. Lengths are computed from the parts (exactly what `render` produces) and checked against
-    the final rendering.
+    tails, then the remaining exchanges, then the lowest-ranked passages. Trimming cuts the
+    longest passages to a common length, the top passage (the likeliest to hold the answer) to
+    `top_weight` times that; cutting lower-ranked ones to nothing first would lose the answer
+    whenever it is not at rank 1, cutting all alike loses it when rank 1 is long. Raises when
+    the question alone is too long.
     """
     budget = context - reserve
     base = len(render(Conversation(system), tok)[0])
@@ -229,20 +241,23 @@ def fit_prompt(
     def history_len(n_ex: int) -> int:
         return sum(ex_len[len(ex_len) - n_ex:]) if n_ex else 0
 
-    def passages_len(n_p: int, cap: int | None) -> int:
-        return sum(heads[:n_p]) + sum(b if cap is None else min(b, cap) for b in bodies[:n_p])
+    def trimmed(n_ex: int, n_p: int) -> list[int] | None:
+        """Body lengths of the first n_p passages cut to fit, or None if they cannot: the longest
+        are cut first, to a common cap (the top passage's is `top_weight` times larger), none below
+        `min_passage_tokens`."""
+        avail = budget - base - history_len(n_ex) - sum(heads[:n_p]) - q_len
+        weights = [top_weight] + [1.0] * (n_p - 1)
 
-    def total(n_ex: int, n_p: int, cap: int | None) -> int:
-        return base + history_len(n_ex) + passages_len(n_p, cap) + q_len
+        def lengths(cap: int) -> list[int]:
+            return [min(b, max(min_passage_tokens, int(w * cap))) for b, w in zip(bodies[:n_p], weights)]
 
-    def largest_cap(n_ex: int, n_p: int) -> int | None:
-        lo, hi = min_passage_tokens, max(bodies[:n_p], default=0) - 1
-        if hi < lo or total(n_ex, n_p, lo) > budget:
+        lo, hi = 0, max(bodies[:n_p], default=0)
+        if sum(lengths(lo)) > avail:
             return None
-        while lo < hi:  # largest cap in [lo, hi] that fits
+        while lo < hi:  # the largest cap that fits
             mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if total(n_ex, n_p, mid) <= budget else (lo, mid - 1)
-        return lo
+            lo, hi = (mid, hi) if sum(lengths(mid)) <= avail else (lo, mid - 1)
+        return lengths(lo)
 
     n_all, p_all = len(exchanges), len(passages)
     keep = min(keep_last_exchanges, n_all)
@@ -250,25 +265,35 @@ def fit_prompt(
     plans += [(e, p_all, True) for e in range(keep, -1, -1)]
     plans += [(0, p, True) for p in range(p_all - 1, -1, -1)]
     for n_ex, n_p, may_trim in plans:
-        cap = None
-        if total(n_ex, n_p, None) <= budget:
-            break
-        if may_trim and (cap := largest_cap(n_ex, n_p)) is not None:
+        lengths = trimmed(n_ex, n_p)
+        if lengths is not None and (may_trim or lengths == bodies[:n_p]):
             break
     else:
         raise NotesRagError(
-            f"the question is too long: it needs {total(0, 0, None)} prompt tokens and the model "
-            f"has room for {budget}; ask a shorter question"
+            f"the question is too long: it needs {base + q_len} prompt tokens and the model has room "
+            f"for {budget}; ask a shorter question"
         )
     kept_turns = [t for ex in exchanges[n_all - n_ex:] for t in ex] if n_ex else []
-    conv = Conversation(system, list(passages[:n_p]), [*kept_turns, Turn("user", question)])
-    ids = render_prompt(conv, tok, cap)
-    expected = total(n_ex, n_p, cap)
-    assert len(ids) == expected, f"prompt length {len(ids)} != computed {expected}"
+    kept = list(passages[:n_p])
+    while True:
+        for i, n in enumerate(lengths):
+            if n < bodies[i]:
+                kept[i] = Passage(passages[i].label, _cut(tok, passages[i].text, n))
+        ids = render_prompt(Conversation(system, kept, [*kept_turns, Turn("user", question)]), tok)
+        over = len(ids) - budget
+        # Re-encoding a cut text can take a token more than the cut; shave the lowest cut passage.
+        i = next((i for i in reversed(range(n_p)) if lengths[i] - over >= 1), None)
+        if over <= 0 or i is None:
+            break
+        lengths[i] -= over
+    if over > 0:
+        raise AssertionError(f"prompt of {len(ids)} tokens over the budget {budget}")
+    passage_tokens = len(ids) - base - history_len(n_ex) - q_len
     return PromptPlan(
-        ids=ids, system=system, passages=n_p, dropped_passages=p_all - n_p, passage_cap=cap,
+        ids=ids, system=system, passages=n_p, dropped_passages=p_all - n_p,
+        passage_tokens=[len(tok.encode(p.text)) for p in kept], passage_tokens_full=bodies[:n_p],
         turns=kept_turns, dropped_turns=sum(len(ex) for ex in exchanges[: n_all - n_ex]),
-        tokens={"system": base, "passages": passages_len(n_p, cap), "history": history_len(n_ex),
+        tokens={"system": base, "passages": passage_tokens, "history": history_len(n_ex),
                 "question": q_len, "total": len(ids), "budget": budget, "context": context},
     )
 
@@ -332,7 +357,7 @@ class Assistant:
         ]
         threshold = self.threshold
 
-        def finish(text: str, reason: str | None, plan: PromptPlan | None, ttft: float | None,
+        def finish(text: str, reason: str | None, plan: PromptPlan | None, ttft: float,
                    tps: float | None, n_new: int) -> Answer:
             n_passages = plan.passages if plan else 0
             cited = [] if reason else extract_citations(text)
@@ -375,7 +400,8 @@ class Assistant:
             pieces.append(piece)
             yield piece
         text = "".join(pieces).strip()
-        ttft = times[0] - t0 if times else None
+        # An empty answer (stop token first) is complete when generation ends: that is its first token.
+        ttft = (times[0] if times else time.perf_counter()) - t0
         tps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
         yield finish(text, "model" if is_abstention(text) else None, plan, ttft, tps, len(times))
 

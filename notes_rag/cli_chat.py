@@ -72,9 +72,8 @@ def sources_table(answer: Answer, full: bool = False) -> Table:
 def debug_report(answer: Answer) -> Group | str:
     """What the prompt kept and its token counts, plus timings."""
     t = answer.timings
-    ttft = "–" if t.ttft_s is None else f"{t.ttft_s:.2f}s"
     tps = "–" if t.tokens_per_s is None else f"{t.tokens_per_s:.1f}"
-    timing = (f"retrieval {t.retrieval_ms:.0f} ms · first token {ttft} · {t.new_tokens} tokens at {tps} tok/s"
+    timing = (f"retrieval {t.retrieval_ms:.0f} ms · first token {t.ttft_s:.2f}s · {t.new_tokens} tokens at {tps} tok/s"
               f" · total {t.total_s:.2f}s · top cosine {answer.top_cosine:.3f}"
               + ("" if answer.threshold is None else f" (threshold {answer.threshold:.2f})"))
     p = answer.prompt
@@ -84,8 +83,9 @@ def debug_report(answer: Answer) -> Group | str:
     lines = [
         f"prompt {tok['total']} / {tok['budget']} tokens (context {tok['context']} minus answer reserve): "
         f"system {tok['system']}, passages {tok['passages']}, history {tok['history']}, question {tok['question']}",
-        f"passages kept {p.passages}, dropped {p.dropped_passages}; "
-        + ("whole" if p.passage_cap is None else f"each cut to {p.passage_cap} tokens"),
+        f"passages kept {p.passages}, dropped {p.dropped_passages}; text tokens "
+        + ", ".join(str(n) if n == full else f"{n}/{full}" for n, full in zip(p.passage_tokens, p.passage_tokens_full))
+        + (" (kept/whole)" if p.trimmed else " (whole)"),
         f"earlier turns kept {len(p.turns)}, dropped {p.dropped_turns}",
     ]
     return Group(*(Text(line) for line in lines), Text(timing, style="dim"))

@@ -109,18 +109,23 @@ def test_prompt_drops_oldest_turns_then_trims_then_drops_passages(tok):
     for i in range(3):
         history += [Turn("user", f"Pytanie numer {i} o sieci?"), Turn("assistant", f"Odpowiedź {i} z notatek. [1]")]
     full = _fit(tok, 10_000, history, passages)
-    assert full.dropped_turns == 0 and full.passage_cap is None and full.passages == 3
+    assert full.dropped_turns == 0 and not full.trimmed and full.passages == 3
     per_exchange = (full.tokens["history"]) // 3
 
     # Room for everything but one exchange: the oldest goes, passages stay whole.
     plan = _fit(tok, full.tokens["total"] + 20 - per_exchange // 2, history, passages)
-    assert plan.dropped_turns == 2 and plan.turns == history[2:] and plan.passage_cap is None
+    assert plan.dropped_turns == 2 and plan.turns == history[2:] and not plan.trimmed
 
-    # Less room: down to the last exchange, then the passages are trimmed (all of them kept).
+    # Less room: down to the last exchange, then the passages are trimmed to a common length
+    # (the top passage may keep twice as much: here all of it).
     tight = full.tokens["total"] + 20 - full.tokens["history"] + per_exchange - 30
     plan = _fit(tok, tight, history, passages)
-    assert plan.turns == history[4:] and plan.passages == 3 and plan.passage_cap is not None
-    assert len(plan.ids) <= tight - 20
+    assert plan.turns == history[4:] and plan.passages == 3 and plan.trimmed
+    assert plan.passage_tokens[0] == plan.passage_tokens_full[0]
+    assert plan.passage_tokens[1] == plan.passage_tokens[2] < plan.passage_tokens_full[1]
+    assert len(plan.ids) <= tight - 20 and tok.decode(plan.ids).count("tekst notatki") < 90
+    # Trimmed text is the start of the passage.
+    assert plan.tokens["passages"] < full.tokens["passages"]
 
     # Much less: no history, passages at the floor, the lowest-ranked dropped.
     plan = _fit(tok, 200, history, passages, min_passage_tokens=40)
@@ -186,7 +191,7 @@ def test_real_generation_stops_within_budget(tiny_ckpt):
     a = _assistant(tiny_ckpt, FakeRetriever(words=400), max_new_tokens=16)
     ans = a.ask([Turn("user", "Pytanie?"), Turn("assistant", "Odpowiedź.")], "Co dalej?")
     assert ans.timings.new_tokens <= 16 and ans.prompt.tokens["total"] <= 512 - 16
-    assert ans.prompt.passage_cap is not None  # 4 × ~1000-token passages had to be cut
+    assert ans.prompt.trimmed  # 4 passages of ~2000 tokens had to be cut
 
 
 def test_missing_model_names_the_fix(tmp_path, monkeypatch):
@@ -220,6 +225,24 @@ def test_ask_missing_index_tells_the_command(tmp_path, monkeypatch, tiny_ckpt):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["ask", "hello?", "--model", str(tiny_ckpt)])
     assert result.exit_code != 0 and "notes-rag index corpus/" in str(result.exception)
+
+
+def test_eval_answers_through_the_pipeline(tiny_index, tiny_ckpt, tmp_path):
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("\n".join(json.dumps(d, ensure_ascii=False) for d in [
+        {"id": "a", "lang": "pl", "question": "Kto zaproponował model neuronu?", "must": [["1943"]],
+         "evidence": "W 1943 roku Warren McCulloch"},
+        {"id": "b", "lang": "en", "turns": ["What is GPT-4o's context?", "And Llama 3?"], "must": [["8.2k"]],
+         "evidence": "Llama 3 has a context of 8.2k tokens"},
+    ]) + "\n", encoding="utf-8")
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(app, ["eval", str(qa), "--index", str(tiny_index), "--model", str(tiny_ckpt),
+                                      "--k", "2", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    rep = json.loads(out.read_text(encoding="utf-8"))
+    assert rep["meta"]["answers"] and rep["meta"]["model"].startswith("test-step1-")
+    for item in rep["items"]:
+        assert isinstance(item["answer"]["text"], str) and item["answer"]["ttft_s"] is not None
 
 
 # -- REPL commands and sessions ------------------------------------------------------------------
