@@ -49,3 +49,4 @@ from . import cli_train  # noqa: E402,F401
 from . import cli_eval  # noqa: E402,F401
 from . import cli_data  # noqa: E402,F401
 from . import cli_chat  # noqa: E402,F401
+from . import cli_index  # noqa: E402,F401

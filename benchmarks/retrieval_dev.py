@@ -1,0 +1,105 @@
+"""Retrieval quality on a QA file: hit@1, hit@5, MRR by group, per mode; abstention cosine.
+
+    python benchmarks/retrieval_dev.py --qa ../shared/eval/dev.jsonl [--index corpus/.notes-rag]
+
+Groups: pl / en (question language, same language as the evidence's note), cross-lingual
+(question language differs from the language of the note holding the evidence), multi-turn
+(items with "turns"; all turns are given to `search_conversation`), and all. Unanswerable items
+are left out of the hit rates; their dense top-1 cosine is compared with the answerable ones' to
+pick the abstention threshold. The hit rule is `notes_rag.evaluate.is_hit` (the one `notes-rag
+eval` uses): a chunk holds the evidence, or ≥60% of it when it straddles a chunk boundary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from notes_rag import evaluate  # noqa: E402
+from notes_rag.retrieve import MODES, Retriever  # noqa: E402
+
+
+def _groups(item, files, file_lang) -> list[str]:
+    kind = evaluate.question_kind(item, files, file_lang)
+    groups = ["all", "cross-lingual" if kind == "cross-lingual" else item.lang]
+    if item.multi_turn:
+        groups.append("multi-turn")
+    return groups
+
+
+def _threshold(pos: list[float], neg: list[float]) -> tuple[float, float]:
+    """Threshold maximizing balanced accuracy (answerable above, unanswerable below); ties go to
+    the middle of the widest gap between neighbouring cosines."""
+    cands = sorted(set(pos + neg))
+    best = None
+    for lo, hi in zip(cands, cands[1:]):
+        t = (lo + hi) / 2
+        acc = (sum(p >= t for p in pos) / len(pos) + sum(n < t for n in neg) / len(neg)) / 2
+        key = (acc, hi - lo)
+        if best is None or key > best[0]:
+            best = (key, t)
+    return best[1], best[0][0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--qa", type=Path, default=Path("../shared/eval/dev.jsonl"))
+    ap.add_argument("--index", type=Path, default=None)
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--misses", action="store_true", help="list items not hit at rank 1")
+    ap.add_argument("--json", action="store_true", help="also print the numbers as one JSON line")
+    args = ap.parse_args()
+
+    items = evaluate.load_items(args.qa)
+    r = Retriever.open(args.index)
+    chunks, file_lang = r.chunks(), r.file_langs()
+    out: dict = {}
+    for mode in args.modes.split(","):
+        stats: dict[str, list[int | None]] = {}
+        pos, neg = [], []
+        misses = []
+        for item in items:
+            res = r.search_conversation(item.turns, k=evaluate.RETRIEVAL_DEPTH, mode=mode)
+            if not item.answerable:
+                neg.append(res.top_cosine)
+                continue
+            pos.append(res.top_cosine)
+            rank = evaluate.first_hit_rank(item.evidence, [h.text for h in res.hits])
+            files = evaluate.evidence_files(item.evidence, chunks)
+            for g in _groups(item, files, file_lang):
+                stats.setdefault(g, []).append(rank)
+            if rank != 1:
+                misses.append((item.id, rank, item.turns[-1], [h.citation for h in res.hits[:3]]))
+        print(f"\nmode={mode}")
+        print(f"{'group':<14}{'n':>4}{'hit@1':>8}{'hit@5':>8}{'MRR':>8}")
+        out[mode] = {}
+        for g in ("pl", "en", "cross-lingual", "multi-turn", "all"):
+            ranks = stats.get(g, [])
+            if not ranks:
+                continue
+            h1 = sum(x == 1 for x in ranks) / len(ranks)
+            h5 = sum(x is not None and x <= 5 for x in ranks) / len(ranks)
+            mrr = sum(1 / x for x in ranks if x) / len(ranks)
+            out[mode][g] = {"n": len(ranks), "hit@1": h1, "hit@5": h5, "mrr": mrr}
+            print(f"{g:<14}{len(ranks):>4}{h1:>8.3f}{h5:>8.3f}{mrr:>8.3f}")
+        if args.misses:
+            for m in misses:
+                print("  miss", *m)
+        if mode != "bm25" and pos and neg:
+            t, acc = _threshold(pos, neg)
+            q = statistics.quantiles(pos, n=20)
+            print(f"dense top-1 cosine: answerable min {min(pos):.3f} p5 {q[0]:.3f} median {statistics.median(pos):.3f}"
+                  f" | unanswerable max {max(neg):.3f} median {statistics.median(neg):.3f}"
+                  f" -> threshold {t:.3f} (balanced accuracy {acc:.2f})")
+            out[mode]["abstention"] = {"answerable": sorted(pos), "unanswerable": sorted(neg), "threshold": t}
+    if args.json:
+        print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

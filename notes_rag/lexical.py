@@ -1,0 +1,91 @@
+"""BM25 over chunks with a Polish-aware Unicode analyzer (bm25s underneath).
+
+Polish inflects heavily (model, modelu, modelem, modeli...), so exact-word BM25 misses most
+matches and an English stemmer is useless. `analyze` emits, for every word: the lowercased word,
+its diacritic-folded form (notes are often typed without ogonki: "zrodlo" for "źródło"), and a
+crude stem: the folded word cut to `PREFIX` characters, which merges most inflected forms of
+Polish and English words alike. Stopwords of both languages are dropped so question words
+("jaki", "what") do not score. Choices measured on the dev questions, see docs/BENCHMARKS.md.
+
+The index is saved with bm25s' own numpy/json format (loaded with allow_pickle=False).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path
+
+import bm25s
+import numpy as np
+
+PREFIX = 5
+_TOKEN = re.compile(r"[^\W_]+")
+_FOLD_EXTRA = str.maketrans({"ł": "l", "Ł": "l", "ø": "o", "đ": "d", "ß": "ss"})
+
+STOPWORDS = frozenset("""
+a aby ale bo by być był była było były bez czy co dla do go gdy i ich ile im in jak jaka jaki
+jakie jakich jakim jako je jego jej jest jestem już ją ku kto która które którego który ma mają
+mi mnie mo moje mój na nad nam nas nie niego niej nim o od oraz po pod przez przy się sa są ta
+tak te tego tej ten to tu ty tym w we według wg z za ze że czym czego jaką której których moich
+moim moja moją mojej mu nich nią no też więc np
+the a an and or of to in on for with by is are was were be been being it its this that these
+those what which who whom whose when where why how do does did my your our their me i you we
+they he she them his her from at as into about than then there here can could would should will
+shall may might must has have had not no yes if so such mentioned notes note
+""".split())
+
+
+def fold(word: str) -> str:
+    """Strip diacritics: 'źródło' -> 'zrodlo' (ł has no Unicode decomposition, mapped by hand)."""
+    decomposed = unicodedata.normalize("NFKD", word.translate(_FOLD_EXTRA))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def analyze(text: str) -> list[str]:
+    """Terms of a text: word, folded word and prefix stem (distinct kinds never collide)."""
+    terms = []
+    for word in _TOKEN.findall(text.lower()):
+        if word in STOPWORDS:
+            continue
+        terms.append(word)
+        folded = fold(word)
+        if folded != word:
+            terms.append("~" + folded)
+        if len(folded) > PREFIX:
+            terms.append(folded[:PREFIX] + "*")
+    return terms
+
+
+class LexicalIndex:
+    """BM25 scores over a fixed list of chunk ids (row i of the index is chunk `ids[i]`)."""
+
+    def __init__(self, bm25: bm25s.BM25, ids: np.ndarray):
+        self.bm25, self.ids = bm25, ids
+
+    @classmethod
+    def build(cls, ids: list[int], texts: list[str]) -> "LexicalIndex":
+        bm25 = bm25s.BM25()
+        # bm25s needs at least one term per document; "" is its reserved empty token.
+        bm25.index([analyze(t) or [""] for t in texts] or [[""]], show_progress=False)
+        return cls(bm25, np.asarray(ids, dtype=np.int64))
+
+    def save(self, folder: Path) -> None:
+        self.bm25.save(str(folder), allow_pickle=False, show_progress=False)
+        np.save(Path(folder) / "ids.npy", self.ids, allow_pickle=False)
+
+    @classmethod
+    def load(cls, folder: Path) -> "LexicalIndex":
+        bm25 = bm25s.BM25.load(str(folder), allow_pickle=False, show_progress=False)
+        return cls(bm25, np.load(Path(folder) / "ids.npy", allow_pickle=False))
+
+    def search(self, query: str, k: int) -> list[tuple[int, float]]:
+        """Top-k (chunk id, score) with a positive score, best first."""
+        term_ids = self.bm25.get_tokens_ids(analyze(query))
+        if not term_ids or len(self.ids) == 0:
+            return []
+        scores = self.bm25.get_scores_from_ids(term_ids)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(int(self.ids[i]), float(scores[i])) for i in top if scores[i] > 0]

@@ -1,0 +1,67 @@
+"""A tiny random sentence-transformers encoder for hermetic index/search tests.
+
+2-layer BertModel (hidden 32) with a WordPiece tokenizer trained in-process, mean pooling and
+normalization, "query: " / "passage: " prompts and max_seq_length 64 — the same shape of folder
+as the default multilingual-e5-small, in a few hundred KB and a second to build.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+TINY_MAX_SEQ = 64
+
+_TEXTS = [
+    "Sieć neuronowa uczy się wag na podstawie danych. Zażółć gęślą jaźń, źdźbło, łódź.",
+    "A transformer uses self-attention to mix information between tokens in a sequence.",
+    "Tokenizacja dzieli tekst na tokeny; słownik przypisuje im identyfikatory 749, 750 i 751.",
+    "Embeddings map token ids to vectors; positional embeddings add order information.",
+    "Mechanizm uwagi (attention) liczy podobieństwo zapytania do klucza i normalizuje je softmaxem.",
+    "def forward(self, x): return self.linear(x) # code blocks are kept whole",
+]
+
+
+def build_tiny_encoder(folder: Path, seed: int = 0) -> Path:
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules as models
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordPiece
+    from tokenizers.trainers import WordPieceTrainer
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    folder = Path(folder)
+    raw = folder / "raw"
+    tok = Tokenizer(WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=False)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(
+        _TEXTS * 5, WordPieceTrainer(vocab_size=400, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    )
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+        pad_token="[PAD]", mask_token="[MASK]", model_max_length=TINY_MAX_SEQ,
+    )
+    torch.manual_seed(seed)
+    bert = BertModel(BertConfig(
+        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=TINY_MAX_SEQ,
+    ))
+    bert.save_pretrained(raw)
+    fast.save_pretrained(raw)
+    transformer = models.Transformer(str(raw), max_seq_length=TINY_MAX_SEQ)
+    pooling = models.Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+    model = SentenceTransformer(
+        modules=[transformer, pooling, models.Normalize()],
+        prompts={"query": "query: ", "passage": "passage: "},
+        device="cpu",
+    )
+    out = folder / "st"
+    model.save(str(out))
+    json.loads((out / "modules.json").read_text())  # a complete sentence-transformers folder
+    return out
