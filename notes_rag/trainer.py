@@ -17,6 +17,8 @@ import json
 import math
 import os
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -228,17 +230,19 @@ def train(
     if cfg.compile:
         fwd_model = torch.compile(fwd_model)
 
+    before = source.state_dict()  # peek at one batch for its shape, then rewind
     x0, _ = source.next_batch()
+    source.load_state_dict(before)
     source_seq = x0.size(1)
-    micro_tokens = x0.numel()
+    # sources of variable-shape batches (finetune) declare their nominal size
+    micro_tokens = getattr(source, "micro_tokens", x0.numel())
     accum = max(1, round(cfg.batch_tokens / (micro_tokens * d.world)))
-    first_batch = (x0, _)
     flops_tok = raw.flops_per_token(source_seq)
     peak = measure_matmul_flops(device)
     if d.master:
         console.print(
             f"model {raw.num_params() / 1e6:.2f}M params | {flops_tok / 1e6:.1f} MFLOP/token | "
-            f"batch {micro_tokens * accum * d.world:,} tokens ({d.world} rank × {accum} accum × {x0.size(0)}×{source_seq}) | "
+            f"batch {micro_tokens * accum * d.world:,} tokens ({d.world} rank × {accum} accum × {micro_tokens:,}) | "
             f"device {device} | matmul peak {peak / 1e9:.0f} GFLOP/s"
         )
 
@@ -273,6 +277,7 @@ def train(
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                TimeElapsedColumn(), TimeRemainingColumn()]
     interactive = console.is_terminal
+    stop = _StopFlag()
     try:
         with Progress(*columns, console=console, disable=not (d.master and interactive)) as bar:
             task = bar.add_task("training", total=1000)
@@ -284,8 +289,7 @@ def train(
                 loss_sum = torch.zeros((), device=device)
                 step_tokens = 0
                 for micro in range(accum):
-                    x, y = first_batch if first_batch is not None else source.next_batch()
-                    first_batch = None
+                    x, y = source.next_batch()
                     step_tokens += x.numel() * d.world
                     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                     sync = d.world == 1 or micro == accum - 1
@@ -321,6 +325,8 @@ def train(
                     if d.master and not interactive:
                         console.print(f"step {step} | loss {loss_ema:.3f} | lr {lr:.2e} | {tps:,.0f} tok/s | "
                                       f"MFU {mfu:.0%} | {elapsed / 60:.1f} min | {p:.0%}")
+                if stop.requested(d):
+                    raise _GracefulStop
                 if step % cfg.eval_every == 0 or p >= 1.0:
                     raw.eval()
                     metrics = evaluate(fwd_model)
@@ -340,11 +346,17 @@ def train(
                 elif time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
                     save("periodic")
                     last_ckpt = time.time()
-    except KeyboardInterrupt:
+    except _GracefulStop:
         save("interrupted")
         if d.master:
-            console.print(f"[yellow]interrupted at step {step}: checkpoint saved to {run.last} (continue with --resume)[/]")
+            console.print(f"[yellow]interrupted after step {step}: checkpoint saved to {run.last} (continue with --resume)[/]")
+        raise KeyboardInterrupt from None
+    except KeyboardInterrupt:
+        if d.master:
+            console.print(f"[yellow]aborted during step {step + 1}; the last checkpoint in {run.last} is kept[/]")
         raise
+    finally:
+        stop.restore()
     save("done")
     if d.master:
         plot_losses(run.metrics, run.png, f"{(meta or {}).get('stage', 'training')}: {run.out.name}")
@@ -387,6 +399,36 @@ def _py_rng_state():
 
 def _py_rng_from(s):
     return (s[0], tuple(s[1]), s[2])
+
+
+class _GracefulStop(KeyboardInterrupt):
+    """Raised at a step boundary after Ctrl-C, when the training state is consistent."""
+
+
+class _StopFlag:
+    """First Ctrl-C asks the loop to stop after the current step; a second aborts at once."""
+
+    def __init__(self):
+        self.flag = False
+        self.old = None
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGINT, self._handler)
+
+    def _handler(self, signum, frame):
+        if self.flag:
+            raise KeyboardInterrupt
+        self.flag = True
+
+    def requested(self, d: Dist) -> bool:
+        if d.world == 1:
+            return self.flag
+        t = torch.tensor([float(self.flag)])
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)  # every rank stops at the same step
+        return bool(t.item())
+
+    def restore(self) -> None:
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
 
 
 class _nullcontext:

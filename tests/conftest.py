@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 import torch
 
@@ -30,3 +32,22 @@ def tiny_model(tok):
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.2)
     return model.eval()
+
+
+@pytest.fixture()
+def interrupt_at(monkeypatch):
+    """Deliver a real SIGINT (Ctrl-C) during the N-th optimizer step, once."""
+
+    def arm(n: int):
+        real = torch.nn.utils.clip_grad_norm_
+        calls = {"n": 0}
+
+        def clip(params, max_norm):
+            calls["n"] += 1
+            if calls["n"] == n:
+                signal.raise_signal(signal.SIGINT)
+            return real(params, max_norm)
+
+        monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+
+    return arm

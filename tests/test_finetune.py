@@ -60,7 +60,7 @@ def test_batches_learn_only_answers(setup, tok):
     assert x.numel() <= 1024
 
 
-def test_finetune_lowers_loss_and_resumes_exactly(setup, tmp_path):
+def test_finetune_lowers_loss_and_resumes_exactly(setup, tmp_path, interrupt_at):
     base, data = setup
     finetune(base, [data], tmp_path / "full", cfg(20))
     rows = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
@@ -69,7 +69,9 @@ def test_finetune_lowers_loss_and_resumes_exactly(setup, tmp_path):
     model, tok, config = load_model(tmp_path / "full" / "best")
     assert config["meta"]["stage"] == "finetune"
 
-    finetune(base, [data], tmp_path / "part", cfg(8))
+    interrupt_at(9)  # Ctrl-C during step 9: the loop finishes it, saves, stops
+    with pytest.raises(KeyboardInterrupt):
+        finetune(base, [data], tmp_path / "part", cfg(20))
     finetune(base, [data], tmp_path / "part", cfg(20), resume=True)
     a = load_file(str(tmp_path / "full" / "last" / "model.safetensors"))
     b = load_file(str(tmp_path / "part" / "last" / "model.safetensors"))

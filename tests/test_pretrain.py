@@ -56,10 +56,12 @@ def test_loss_falls_and_outputs(corpus, tmp_path):
     assert cfg["meta"]["stage"] == "pretrain"
 
 
-def test_resume_is_exact(corpus, tmp_path):
+def test_resume_is_exact(corpus, tmp_path, interrupt_at):
     full, part = tmp_path / "full", tmp_path / "part"
     pretrain([corpus], full, tiny_cfg(steps=12))
-    pretrain([corpus], part, tiny_cfg(steps=6))
+    interrupt_at(7)  # Ctrl-C during step 7: the loop finishes it, saves, stops
+    with pytest.raises(KeyboardInterrupt):
+        pretrain([corpus], part, tiny_cfg(steps=12))
     pretrain([corpus], part, tiny_cfg(steps=12), resume=True)
     a = load_file(str(full / "last" / "model.safetensors"))
     b = load_file(str(part / "last" / "model.safetensors"))
@@ -80,25 +82,14 @@ def test_shards_are_cached(corpus, tmp_path, monkeypatch):
     pretrain([corpus], tmp_path / "run", tiny_cfg(steps=4), resume=True)
 
 
-def test_ctrl_c_leaves_loadable_checkpoint(corpus, tmp_path, monkeypatch):
+def test_ctrl_c_leaves_loadable_checkpoint(corpus, tmp_path, interrupt_at):
     out = tmp_path / "run"
-    import notes_rag.trainer as tr
-
-    calls = {"n": 0}
-    real = tr.clip_grad = torch.nn.utils.clip_grad_norm_
-
-    def interrupting(params, max_norm):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(params, max_norm)
-
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", interrupting)
+    interrupt_at(3)
     with pytest.raises(KeyboardInterrupt):
         pretrain([corpus], out, tiny_cfg(steps=20))
     model, tok, cfg = load_model(out / "last")
     state = json.loads((out / "last" / "train_state.json").read_text())
-    assert state["reason"] == "interrupted" and state["step"] == 2
+    assert state["reason"] == "interrupted" and state["step"] == 3
 
 
 def test_corrupt_checkpoint_is_an_error(corpus, tmp_path):
