@@ -52,13 +52,16 @@ def index(
         err_console.print(f"[yellow]skipped[/] {skipped.path}: {skipped.reason}", highlight=False)
     if report.rebuild_reason and report.rebuild_reason != "new index":
         console.print(f"[yellow]full rebuild:[/] {report.rebuild_reason}")
-    table = Table(title=f"Index of {folder}", title_justify="left")
-    for name in ("added", "changed", "removed", "unchanged", "skipped", "chunks embedded", "chunks total", "seconds"):
-        table.add_column(name, justify="right")
-    table.add_row(*(str(x) for x in (
-        len(report.added), len(report.changed), len(report.removed), report.unchanged, len(report.skipped),
-        report.chunks_embedded, report.chunks_total, f"{report.seconds:.1f}",
-    )))
+    table = Table(title=f"Index of {folder}", title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for what, value in (
+        ("files added", len(report.added)), ("files changed", len(report.changed)),
+        ("files removed", len(report.removed)), ("files unchanged", report.unchanged),
+        ("files skipped", len(report.skipped)), ("chunks embedded", report.chunks_embedded),
+        ("chunks in index", report.chunks_total), ("seconds", f"{report.seconds:.1f}"),
+    ):
+        table.add_row(what, str(value))
     console.print(table)
 
 

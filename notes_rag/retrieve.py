@@ -48,7 +48,7 @@ class RetrievalConfig:
     history_weight: float = 1.0
     # Below this dense top-1 cosine the notes most likely do not answer the question
     # (multilingual-e5-small; calibrated on dev questions, see docs/BENCHMARKS.md).
-    abstain_threshold: float = 0.845
+    abstain_threshold: float = 0.843
 
 
 @dataclass(frozen=True)
