@@ -24,6 +24,7 @@ def main() -> None:
     ap.add_argument("--model", type=Path, required=True)
     ap.add_argument("--val", type=Path, default=Path("data/sft/val.jsonl"))
     ap.add_argument("--per-group", type=int, default=60, help="items per (language, answerable) group")
+    ap.add_argument("--copy-boost", type=float, default=0.0, help="CopyBias logit bonus (0 = off)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -33,13 +34,13 @@ def main() -> None:
     t0 = time.time()
     scores, examples = [], []
     for r in items:
-        a = answer(model, tok, r)
+        a = answer(model, tok, r, copy_boost=args.copy_boost)
         scores.append(score_item(r, a))
         if len(examples) < 12:
             examples.append({"lang": r["lang"], "question": r["turns"][-2]["content"], "gold": r.get("gold_answer"),
                              "gold_passage": r.get("gold_passage"), "answer": a})
     summary = summarize(scores)
-    table = Table(title=f"held-out SFT QA ({len(items)} items, {time.time() - t0:.0f} s)")
+    table = Table(title=f"held-out SFT QA ({len(items)} items, copy boost {args.copy_boost}, {time.time() - t0:.0f} s)")
     for col in ("group", "n ans", "n unans", "EM", "F1", "citation acc", "abstention acc", "false abst."):
         table.add_column(col, justify="right")
     for name, m in summary.items():

@@ -119,8 +119,9 @@ def pretrain(data: list[Path], out: Path, cfg: PretrainConfig, resume: bool = Fa
     model_cfg = preset(cfg.model, vocab_size=tok.vocab_size)
     if cfg.seq_len > model_cfg.seq_len:
         raise NotesRagError(f"--seq-len {cfg.seq_len} exceeds the {cfg.model} model's context of {model_cfg.seq_len}")
-    model = GPT(model_cfg).to(device)
     tc = cfg.train
+    torch.manual_seed(tc.seed)  # same seed, same initial weights
+    model = GPT(model_cfg).to(device)
     train_windows = TokenWindows(read_shards(folder, "train"), cfg.seq_len, tc.device_batch, tc.seed, d.rank, d.world)
     val_windows = TokenWindows(read_shards(folder, "val"), cfg.seq_len, tc.device_batch, 0, d.rank, d.world)
     lengths = token_byte_lengths(tok)

@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 
 from .chat_format import Conversation, extract_citations, is_abstention, render_prompt
-from .engine import SamplingConfig, generate
+from .engine import CopyBias, SamplingConfig, generate
 from .model import GPT
 from .tokenizer import Tokenizer
 
@@ -61,11 +61,13 @@ def score_item(record: dict, answer: str) -> ItemScore:
     return s
 
 
-def answer(model: GPT, tok: Tokenizer, record: dict, max_new_tokens: int = 80) -> str:
+def answer(model: GPT, tok: Tokenizer, record: dict, max_new_tokens: int = 80, copy_boost: float = 0.0) -> str:
     conv = Conversation.from_dict(record)
     conv = replace(conv, turns=conv.turns[:-1])  # drop the gold answer of the last turn
     prompt = render_prompt(conv, tok)
-    ids = generate(model, prompt, SamplingConfig(max_new_tokens=max_new_tokens), stop_ids=[tok.special("end")])
+    bias = CopyBias(prompt, copy_boost) if copy_boost else None
+    ids = generate(model, prompt, SamplingConfig(max_new_tokens=max_new_tokens), stop_ids=[tok.special("end")],
+                   logit_bias=bias)
     return tok.decode(list(ids))
 
 

@@ -85,23 +85,28 @@ def setup_distributed() -> tuple[Dist, torch.device]:
     return d, torch.device("cpu")
 
 
-def measure_matmul_flops(device: torch.device, n: int = 1024, reps: int = 10) -> float:
-    """Peak-ish FLOP/s of one square matmul on this device (the MFU denominator)."""
+def measure_matmul_flops(device: torch.device, n: int = 2048, trials: int = 5) -> float:
+    """Best-of-`trials` FLOP/s of a square matmul on this device (the MFU denominator).
+
+    Best, not mean: a busy machine at start-up would otherwise understate the peak and
+    overstate MFU for the whole run.
+    """
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     if device.type == "cuda":
         n = 8192
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(3):
+    a @ b
+    best = 0.0
+    for _ in range(trials):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
         a @ b
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return 2 * n**3 * reps / (time.perf_counter() - t)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = max(best, 2 * n**3 / (time.perf_counter() - t))
+    return best
 
 
 def lr_factor(step: int, progress: float, cfg: TrainConfig) -> float:

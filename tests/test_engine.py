@@ -48,3 +48,28 @@ def test_generate_respects_context(tiny_model):
     n = tiny_model.config.seq_len
     out = list(generate(tiny_model, [1] * (n - 4), SamplingConfig(max_new_tokens=100)))
     assert len(out) <= 4
+
+
+def test_copy_bias_follows_the_longest_matching_span():
+    from notes_rag.engine import CopyBias
+
+    bias = CopyBias([5, 6, 7, 9, 6, 8], boost=2.0, ngram=2)
+    logits = torch.zeros(10)
+    assert bias(logits, []).equal(logits)  # nothing generated yet: no bias
+    after_6 = bias(logits, [6])  # 6 is followed by 7 and by 8 in the source
+    assert after_6[7] == after_6[8] == 2.0 and after_6.sum() == 4.0
+    after_5_6 = bias(logits, [5, 6])  # the longer match wins: only 7 continues "5 6"
+    assert after_5_6[7] == 2.0 and after_5_6.sum() == 2.0
+    assert logits.sum() == 0  # input logits are not modified in place
+
+
+def test_generate_applies_logit_bias(tiny_model):
+    forced = 42
+
+    def force(logits, generated):
+        logits = logits.clone()
+        logits[forced] = 1e4
+        return logits
+
+    out = list(generate(tiny_model, [1, 2, 3], SamplingConfig(max_new_tokens=5), logit_bias=force))
+    assert out == [forced] * 5
