@@ -33,7 +33,7 @@ from .chat_format import (
     render_prompt,
 )
 from .checkpoint import CONFIG_FILE, load_model, resolve_folder
-from .engine import SamplingConfig, generate, stream_text
+from .engine import CopyBias, SamplingConfig, generate, stream_text
 from .errors import NotesRagError
 from .lang import detect_lang
 from .tokenizer import SPECIAL_TOKENS, Tokenizer
@@ -54,6 +54,11 @@ class AnswerConfig:
     keep_last_exchanges: int = 1
     min_passage_tokens: int = 48  # passages are never trimmed below this; lower-ranked ones go first
     seed: int | None = None  # sampling seed when temperature > 0
+    # Logit bonus for continuing a span of the prompt (engine.CopyBias); 0 turns it off.
+    copy_boost: float = 3.0
+    # Who decides to abstain: "model" (the model may answer with the abstention string) or
+    # "retrieval" (only the calibrated retrieval threshold abstains; the model must answer).
+    abstain_by: str = "model"
 
     @property
     def reserve(self) -> int:
@@ -341,6 +346,25 @@ class Assistant:
     def system_prompt(self, lang: str) -> str:
         return self.cfg.system if self.cfg.system else SYSTEM_PROMPT[lang]
 
+    def logit_bias(self, prompt: list[int]):
+        """The decoding bias for one answer: copy bonus, and no abstention when retrieval decides."""
+        copy = CopyBias(prompt, self.cfg.copy_boost) if self.cfg.copy_boost else None
+        banned = set()
+        if self.cfg.abstain_by == "retrieval":
+            banned = {self.tok.encode(text)[0] for text in ABSTAIN.values()}
+        if copy is None and not banned:
+            return None
+
+        def bias(logits, generated):
+            if copy is not None:
+                logits = copy(logits, generated)
+            if banned and not generated:
+                logits = logits.clone()
+                logits[list(banned)] = float("-inf")
+            return logits
+
+        return bias
+
     def stream(self, history: Sequence[Turn], question: str) -> Iterator[str | Answer]:
         """Yield the answer's text pieces as they are generated, then the final `Answer`."""
         question = question.strip()
@@ -390,8 +414,10 @@ class Assistant:
         stop = [self.tok.special(s) for s in SPECIAL_TOKENS]
         times: list[float] = []
 
+        bias = self.logit_bias(plan.ids)
+
         def timed_ids() -> Iterator[int]:
-            for i in generate(self.model, plan.ids, sampling, stop_ids=stop):
+            for i in generate(self.model, plan.ids, sampling, stop_ids=stop, logit_bias=bias):
                 times.append(time.perf_counter())
                 yield i
 

@@ -37,7 +37,8 @@ class Backends:
     meta: dict = field(default_factory=dict)
 
 
-def open_backends(index: Path | None, model: Path | None, k: int, mode: str, answers: bool) -> Backends:
+def open_backends(index: Path | None, model: Path | None, k: int, mode: str, answers: bool,
+                  overrides: dict | None = None) -> Backends:
     """Open the index (and, with `answers`, the model) and adapt them to the runner's callables."""
     from .retrieve import MODES, Retriever  # loads torch and FAISS: only when the command runs
 
@@ -52,7 +53,7 @@ def open_backends(index: Path | None, model: Path | None, k: int, mode: str, ans
 
     answer_fn, meta = None, {}
     if answers:
-        assistant = _open_assistant(retriever, model, k, mode)
+        assistant = _open_assistant(retriever, model, k, mode, overrides)
         if assistant is not None:
             answer_fn = _answer_adapter(assistant)
             meta = {"model": assistant.model_id, "model_path": str(answer.resolve_model(model).resolve())}
@@ -66,7 +67,7 @@ def open_backends(index: Path | None, model: Path | None, k: int, mode: str, ans
     )
 
 
-def _open_assistant(retriever, model: Path | None, k: int, mode: str) -> answer.Assistant | None:
+def _open_assistant(retriever, model: Path | None, k: int, mode: str, overrides: dict | None = None) -> answer.Assistant | None:
     """The chat pipeline on the already open retriever; without --model and without a released
     model, None (retrieval and the baseline are still worth scoring)."""
     try:
@@ -76,7 +77,8 @@ def _open_assistant(retriever, model: Path | None, k: int, mode: str) -> answer.
             raise
         console.print(f"[yellow]note:[/] {e}; scoring retrieval and the extractive baseline only")
         return None
-    return answer.Assistant.open(model=model, cfg=answer.AnswerConfig(k=k, mode=mode), retriever=retriever)
+    cfg = answer.AnswerConfig(k=k, mode=mode, **(overrides or {}))
+    return answer.Assistant.open(model=model, cfg=cfg, retriever=retriever)
 
 
 def _answer_adapter(assistant: answer.Assistant) -> Callable[[list[str]], evaluate.AnswerRecord]:
@@ -208,13 +210,16 @@ def eval_cmd(
     mode: str = typer.Option("hybrid", "--mode", help="Retrieval mode: hybrid, dense or bm25."),
     json_out: Path = typer.Option(None, "--json", help="Write the full report with per-item results here."),
     no_answers: bool = typer.Option(False, "--no-answers", help="Retrieval and the extractive baseline only."),
+    copy_boost: float = typer.Option(None, "--copy-boost", help="Copy-bias logit bonus (default: the chat default)."),
+    abstain_by: str = typer.Option(None, "--abstain-by", help="Who abstains: model or retrieval (default: the chat default)."),
 ) -> None:
     """Score retrieval, an extractive baseline and the GPT's answers on a QA file.
 
     Example: notes-rag eval qa.jsonl --json eval.json
     """
     items = evaluate.load_items(qa_file)
-    backends = open_backends(index, model, k, mode, answers=not no_answers)
+    overrides = {k_: v for k_, v in {"copy_boost": copy_boost, "abstain_by": abstain_by}.items() if v is not None}
+    backends = open_backends(index, model, k, mode, answers=not no_answers, overrides=overrides)
     progress = Progress(
         TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     )

@@ -266,7 +266,7 @@ def fake_backends(monkeypatch):
 
     opened = {}
 
-    def fake_open(index, model, k, mode, answers):
+    def fake_open(index, model, k, mode, answers, overrides=None):
         opened.update(index=index, model=model, k=k, mode=mode, answers=answers)
         return cli_eval.Backends(
             retrieve_fn=fake_retrieve,
