@@ -16,6 +16,7 @@ abstention and citations from the text.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -35,6 +36,7 @@ from .chat_format import (
 from .checkpoint import CONFIG_FILE, load_model, resolve_folder
 from .engine import CopyBias, SamplingConfig, generate, stream_text
 from .errors import NotesRagError
+from .evaluate import best_sentence, words
 from .lang import detect_lang
 from .tokenizer import SPECIAL_TOKENS, Tokenizer
 
@@ -58,7 +60,11 @@ class AnswerConfig:
     copy_boost: float = 3.0
     # Who decides to abstain: "model" (the model may answer with the abstention string) or
     # "retrieval" (only the calibrated retrieval threshold abstains; the model must answer).
-    abstain_by: str = "model"
+    abstain_by: str = "retrieval"
+    # Grounding guard: a non-abstaining answer whose content words are mostly absent from the
+    # prompt's passages is not shown as the answer; the best-matching passage sentence is quoted
+    # instead (and the model's text kept in `Answer.ungrounded_text`). 0 turns the guard off.
+    min_grounding: float = 0.6
 
     @property
     def reserve(self) -> int:
@@ -134,6 +140,7 @@ class Answer:
     prompt: PromptPlan | None  # None when retrieval abstained and the model did not run
     model_id: str = ""
     index_id: str = ""
+    ungrounded_text: str | None = None  # the model's answer when the grounding guard replaced it
 
     @property
     def prompt_passages(self) -> list[Source]:
@@ -159,7 +166,34 @@ class Answer:
             "prompt": None if self.prompt is None else self.prompt.to_dict(),
             "model": self.model_id,
             "index": self.index_id,
+            "ungrounded_model_answer": self.ungrounded_text,
         }
+
+
+# -- grounding guard -----------------------------------------------------------------------------
+
+def grounding(answer: str, passages: list[str]) -> float:
+    """Share of the answer's content words (3+ letters, folded) that occur in the passages."""
+    content = [w for w in words(_CITATION.sub(" ", answer)) if len(w) >= 3]
+    if not content:
+        return 0.0
+    vocab = {w for p in passages for w in words(p)}
+    return sum(w in vocab for w in content) / len(content)
+
+
+def quote_best_sentence(question: str, passages: list[str]) -> str:
+    """The passage sentence that best matches the question, cited; searched in rank order."""
+    best, best_n, best_score = "", 1, -1.0
+    q = {w for w in words(question) if len(w) >= 3}
+    for n, text in enumerate(passages, 1):
+        sentence = best_sentence(question, text)
+        score = len(q & set(words(sentence))) - 0.01 * n  # ties go to the higher-ranked passage
+        if sentence and score > best_score:
+            best, best_n, best_score = sentence, n, score
+    return f"{best} [{best_n}]" if best else ""
+
+
+_CITATION = re.compile(r"\[\s*\d+(?:\s*,\s*\d+)*\s*\]")
 
 
 # -- model location ------------------------------------------------------------------------------
@@ -429,7 +463,14 @@ class Assistant:
         # An empty answer (stop token first) is complete when generation ends: that is its first token.
         ttft = (times[0] if times else time.perf_counter()) - t0
         tps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
-        yield finish(text, "model" if is_abstention(text) else None, plan, ttft, tps, len(times))
+        abstained = is_abstention(text)
+        prompt_texts = [s.text for s in sources[: plan.passages]]
+        ungrounded = None
+        if not abstained and self.cfg.min_grounding and grounding(text, prompt_texts) < self.cfg.min_grounding:
+            ungrounded, text = text, quote_best_sentence(question, prompt_texts)
+        result = finish(text, "model" if abstained else None, plan, ttft, tps, len(times))
+        result.ungrounded_text = ungrounded
+        yield result
 
     def ask(self, history: Sequence[Turn], question: str) -> Answer:
         """Answer one question after `history` (earlier user/assistant turns)."""

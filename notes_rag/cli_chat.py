@@ -239,6 +239,9 @@ def answer_turn(state: ChatState, question: str) -> Answer | None:
     except KeyboardInterrupt:
         console.print(" [yellow]\\[stopped][/]")
         return None
+    if answer is not None and answer.ungrounded_text is not None:
+        console.print("\n[dim](that answer is not supported by your notes; quoting them instead)[/]")
+        console.print(answer.text, markup=False, soft_wrap=True)
     console.print()
     state.history.add(answer.question, answer.text)
     state.last = answer

@@ -93,6 +93,7 @@ def _fake_generate(text, tok):
 
 def _assistant(tiny_ckpt, retriever, **cfg):
     model, tok, _ = load_model(tiny_ckpt)
+    cfg = {"min_grounding": 0.0, **cfg}  # fake answers need not be grounded unless a test says so
     return Assistant(retriever, model, tok, AnswerConfig(**cfg), "test-model", "test-index")
 
 
@@ -349,4 +350,18 @@ def test_abstain_by_retrieval_bans_the_abstention_start(tiny_ckpt, tok):
     for text in ABSTAIN.values():
         assert first[tok.encode(text)[0]] == float("-inf")
     assert torch.isfinite(bias(torch.zeros(tok.vocab_size), [5])).all()  # only the first token
-    assert _assistant(tiny_ckpt, FakeRetriever(), copy_boost=0.0).logit_bias([1, 2]) is None
+    assert _assistant(tiny_ckpt, FakeRetriever(), copy_boost=0.0, abstain_by="model").logit_bias([1, 2]) is None
+
+
+def test_grounding_guard_quotes_the_notes_instead_of_an_ungrounded_answer(tiny_ckpt, monkeypatch, tok):
+    from notes_rag.answer import grounding
+
+    passages = [h.text for h in FakeRetriever().search_conversation(["x"], k=2)]
+    assert grounding(passages[0] + " [1]", passages) == 1.0
+    assert grounding("całkiem zmyślona odpowiedź", passages) == 0.0
+    monkeypatch.setattr(answer_mod, "generate", _fake_generate("Zupełnie zmyślona bzdura o kosmosie. [1]", tok))
+    ans = _assistant(tiny_ckpt, FakeRetriever(), k=2, min_grounding=0.6).ask([], "Kto zaproponował model neuronu?")
+    assert ans.ungrounded_text.startswith("Zupełnie zmyślona")
+    assert ans.text != ans.ungrounded_text and ans.cited and not ans.abstained
+    quoted = ans.text.rsplit("[", 1)[0].strip()
+    assert any(quoted in p for p in passages)
