@@ -467,7 +467,8 @@ class Assistant:
         prompt_texts = [s.text for s in sources[: plan.passages]]
         ungrounded = None
         if not abstained and self.cfg.min_grounding and grounding(text, prompt_texts) < self.cfg.min_grounding:
-            ungrounded, text = text, quote_best_sentence(question, prompt_texts)
+            # a follow-up ("In which year?") is matched together with the question before it
+            ungrounded, text = text, quote_best_sentence(" ".join([*questions[-1:], question]), prompt_texts)
         result = finish(text, "model" if abstained else None, plan, ttft, tps, len(times))
         result.ungrounded_text = ungrounded
         yield result
