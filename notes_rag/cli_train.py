@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -73,6 +74,8 @@ def pretrain_cmd(
     cfg = PretrainConfig(model=config, seq_len=seq_len, vocab_size=vocab_size,
                          data=DataConfig(upsample=parse_upsample(upsample)), train=tc)
     result = pretrain(data, out, cfg, resume=resume)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
+        return
     typer.echo(f"done: step {result['step']}, {result['tokens']:,} tokens, best val loss {result['best_val']:.4f}; "
                f"model in {out / 'best'}")
 

@@ -123,7 +123,9 @@ def pretrain(data: list[Path], out: Path, cfg: PretrainConfig, resume: bool = Fa
     torch.manual_seed(tc.seed)  # same seed, same initial weights
     model = GPT(model_cfg).to(device)
     train_windows = TokenWindows(read_shards(folder, "train"), cfg.seq_len, tc.device_batch, tc.seed, d.rank, d.world)
-    val_windows = TokenWindows(read_shards(folder, "val"), cfg.seq_len, tc.device_batch, 0, d.rank, d.world)
+    # validation only needs one window somewhere (evaluate_bpb sums over ranks)
+    val_windows = TokenWindows(read_shards(folder, "val"), cfg.seq_len, tc.device_batch, 0, d.rank, d.world,
+                               min_windows=1)
     lengths = token_byte_lengths(tok)
     meta = {"stage": "pretrain", "data": [str(p) for p in data], "seq_len": cfg.seq_len, "shards": folder.name}
     return train(

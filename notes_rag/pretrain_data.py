@@ -251,16 +251,15 @@ class TokenWindows:
     """
 
     def __init__(self, shards: list[np.memmap], seq_len: int, batch_size: int, seed: int = 0,
-                 rank: int = 0, world: int = 1):
+                 rank: int = 0, world: int = 1, min_windows: int | None = None):
         self.shards, self.T, self.B = shards, seq_len, batch_size
         self.seed, self.rank, self.world = seed, rank, world
         span = seq_len + 1
         counts = [max(0, (len(s) - 1) // seq_len) if len(s) > span else 0 for s in shards]
         self.index = [(si, wi) for si, c in enumerate(counts) for wi in range(c)]
-        if len(self.index) < world * batch_size:
-            raise NotesRagError(
-                f"too little data: {len(self.index)} windows of {span} tokens, need at least {world * batch_size}"
-            )
+        need = world * batch_size if min_windows is None else min_windows
+        if len(self.index) < need:
+            raise NotesRagError(f"too little data: {len(self.index)} windows of {span} tokens, need at least {need}")
         self.epoch, self.cursor = 0, 0
         self._order = self._permutation()
 

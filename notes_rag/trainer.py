@@ -363,9 +363,23 @@ def train(
     finally:
         stop.restore()
     save("done")
+    if d.world > 1:
+        check_ranks_in_sync(raw, console if d.master else None)
     if d.master:
         plot_losses(run.metrics, run.png, f"{(meta or {}).get('stage', 'training')}: {run.out.name}")
     return {**result, "step": step, "tokens": tokens_seen, "elapsed": elapsed, "best_val": best_val}
+
+
+def check_ranks_in_sync(model: torch.nn.Module, console=None) -> None:
+    """All ranks must hold the same weights after DDP training; a mismatch is a bug, never silent."""
+    total = torch.tensor([sum(float(p.detach().double().sum()) for p in model.parameters())], dtype=torch.float64)
+    gathered = [torch.zeros_like(total) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, total)
+    values = [float(g) for g in gathered]
+    if max(values) - min(values) > 1e-6 * max(1.0, abs(values[0])):
+        raise NotesRagError(f"ranks diverged: weight checksums {values}")
+    if console is not None:
+        console.print(f"ranks in sync: {len(values)} ranks, weight checksum {values[0]:.6f}")
 
 
 def restore(run: Run, model: torch.nn.Module, tok: Tokenizer, opt, source: BatchSource, meta: dict | None):
