@@ -16,7 +16,6 @@ abstention and citations from the text.
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,6 +31,7 @@ from .chat_format import (
     is_abstention,
     render,
     render_prompt,
+    strip_citations,
 )
 from .checkpoint import CONFIG_FILE, load_model, resolve_folder
 from .engine import CopyBias, SamplingConfig, generate, stream_text
@@ -174,7 +174,7 @@ class Answer:
 
 def grounding(answer: str, passages: list[str]) -> float:
     """Share of the answer's content words (3+ letters, folded) that occur in the passages."""
-    content = [w for w in words(_CITATION.sub(" ", answer)) if len(w) >= 3]
+    content = [w for w in words(strip_citations(answer)) if len(w) >= 3]
     if not content:
         return 0.0
     vocab = {w for p in passages for w in words(p)}
@@ -191,9 +191,6 @@ def quote_best_sentence(question: str, passages: list[str]) -> str:
         if sentence and score > best_score:
             best, best_n, best_score = sentence, n, score
     return f"{best} [{best_n}]" if best else ""
-
-
-_CITATION = re.compile(r"\[\s*\d+(?:\s*,\s*\d+)*\s*\]")
 
 
 # -- model location ------------------------------------------------------------------------------

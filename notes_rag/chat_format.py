@@ -195,3 +195,8 @@ def extract_citations(text: str) -> list[int]:
             if v not in out:
                 out.append(v)
     return out
+
+
+def strip_citations(text: str) -> str:
+    """The text with its ``[n]`` citation markers replaced by spaces."""
+    return _CITE.sub(" ", text)

@@ -10,22 +10,20 @@ accuracy on unanswerable items (plus false abstentions on answerable ones).
 from __future__ import annotations
 
 import random
-import re
 import string
 import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 
-from .chat_format import Conversation, extract_citations, is_abstention, render_prompt
+from .chat_format import Conversation, extract_citations, is_abstention, render_prompt, strip_citations
 from .engine import CopyBias, SamplingConfig, generate
 from .model import GPT
 from .tokenizer import Tokenizer
 
-_CITE = re.compile(r"\[\s*\d+(?:\s*,\s*\d+)*\s*\]")
 
 
 def normalize_answer(text: str) -> list[str]:
-    text = _CITE.sub(" ", unicodedata.normalize("NFC", text.lower()))
+    text = strip_citations(unicodedata.normalize("NFC", text.lower()))
     text = "".join(" " if ch in string.punctuation or ch in "—–„”«»" else ch for ch in text)
     return [w for w in text.split() if w not in {"a", "an", "the"}]
 
