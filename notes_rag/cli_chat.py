@@ -23,6 +23,7 @@ from .answer import Answer, AnswerConfig, Assistant
 from .chat_format import Turn
 from .cli import app
 from .errors import NotesRagError
+from .fileio import read_json
 from .sessions import History, input_history_file, load_session, read_session_file, save_session
 
 console = Console(highlight=False)
@@ -339,12 +340,7 @@ def chat_cmd(
 
 def read_turns(path: Path) -> list[str]:
     """`--turns FILE`: a JSON list of the user's questions, oldest first."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise NotesRagError(f"turns file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise NotesRagError(f"cannot read {path}: {e}") from None
+    data = read_json(path, "turns file")
     if not isinstance(data, list) or not data or not all(isinstance(q, str) and q.strip() for q in data):
         raise NotesRagError(f"{path} must hold a JSON list of questions (non-empty strings)")
     return data

@@ -41,6 +41,18 @@ def atomic_write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
+def read_json(path: Path, what: str):
+    """Parse a JSON file the user named; a missing or unreadable file is a one-line error."""
+    from .errors import NotesRagError
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NotesRagError(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise NotesRagError(f"cannot read {what} {path}: {e}") from None
+
+
 def looks_binary(data: bytes) -> bool:
     """NUL bytes or many control characters in the first 8 KiB: not a text file."""
     head = data[:8192]

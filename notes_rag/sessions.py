@@ -11,7 +11,6 @@ many recent ones fit the prompt. Sessions are JSON files (written atomically)::
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from .chat_format import Turn
 from .errors import NotesRagError
-from .fileio import atomic_write_json
+from .fileio import atomic_write_json, read_json
 
 FORMAT = "notes-rag-session/1"
 _NAME = re.compile(r"[\w][\w.-]{0,99}")
@@ -103,12 +102,7 @@ def load_session(name_or_path: str | Path) -> Session:
 
 def read_session_file(path: Path) -> Session:
     """A saved session, or a bare JSON list of {"role", "content"} turns (for `ask --history`)."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise NotesRagError(f"history file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise NotesRagError(f"cannot read session {path}: {e}") from None
+    data = read_json(path, "history file")
     raw_turns = data if isinstance(data, list) else data.get("turns") if isinstance(data, dict) else None
     try:
         turns = [Turn(t["role"], str(t["content"])) for t in raw_turns]
