@@ -21,6 +21,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -274,7 +275,7 @@ def train(
         if run.metrics.exists():
             plot_losses(run.metrics, run.png, f"{(meta or {}).get('stage', 'training')}: {run.out.name}")
 
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _nullcontext()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     last_ckpt = time.time()
     time_log, tok_log = 0.0, 0  # training time and tokens since the last log line (evals excluded)
     loss_ema = None
@@ -298,7 +299,7 @@ def train(
                     step_tokens += x.numel() * d.world
                     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                     sync = d.world == 1 or micro == accum - 1
-                    ctx = fwd_model.no_sync() if (not sync and hasattr(fwd_model, "no_sync")) else _nullcontext()
+                    ctx = fwd_model.no_sync() if (not sync and hasattr(fwd_model, "no_sync")) else nullcontext()
                     with ctx, autocast:
                         loss = fwd_model(x, targets=y) / accum
                     loss.backward()
@@ -448,11 +449,3 @@ class _StopFlag:
     def restore(self) -> None:
         if self.old is not None:
             signal.signal(signal.SIGINT, self.old)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *a):
-        return False
