@@ -1,6 +1,7 @@
 """Retrieval quality on a QA file: hit@1, hit@5, MRR by group, per mode; abstention cosine.
 
     python benchmarks/retrieval_dev.py --qa ../shared/eval/dev.jsonl [--index corpus/.notes-rag]
+        [--set bilingual=false --set translated_weight=0.5]   # RetrievalConfig overrides
 
 Groups: pl / en (question language, same language as the evidence's note), cross-lingual
 (question language differs from the language of the note holding the evidence), multi-turn
@@ -13,6 +14,7 @@ eval` uses): a chunk holds the evidence, or ≥60% of it when it straddles a chu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -21,7 +23,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from notes_rag import evaluate  # noqa: E402
-from notes_rag.retrieve import MODES, Retriever  # noqa: E402
+from notes_rag.retrieve import MODES, RetrievalConfig, Retriever  # noqa: E402
+
+
+def _config(overrides: list[str]) -> RetrievalConfig:
+    """RetrievalConfig with `field=value` overrides, each value parsed as its field's type."""
+    defaults = RetrievalConfig()
+    changes = {}
+    for item in overrides:
+        name, _, value = item.partition("=")
+        kind = type(getattr(defaults, name))
+        changes[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    return dataclasses.replace(defaults, **changes)
 
 
 def _groups(item, files, file_lang) -> list[str]:
@@ -53,10 +66,12 @@ def main() -> None:
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--misses", action="store_true", help="list items not hit at rank 1")
     ap.add_argument("--json", action="store_true", help="also print the numbers as one JSON line")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a RetrievalConfig field, e.g. --set bilingual=false")
     args = ap.parse_args()
 
     items = evaluate.load_items(args.qa)
-    r = Retriever.open(args.index)
+    r = Retriever.open(args.index, cfg=_config(args.set))
     chunks, file_lang = r.chunks(), r.file_langs()
     out: dict = {}
     for mode in args.modes.split(","):

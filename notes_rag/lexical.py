@@ -42,10 +42,15 @@ def fold(word: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
+def words(text: str) -> list[str]:
+    """The lowercased words of a text, in order (no stopword removal)."""
+    return _TOKEN.findall(text.lower())
+
+
 def analyze(text: str) -> list[str]:
     """Terms of a text: word, folded word and prefix stem (distinct kinds never collide)."""
     terms = []
-    for word in _TOKEN.findall(text.lower()):
+    for word in words(text):
         if word in STOPWORDS:
             continue
         terms.append(word)
@@ -84,7 +89,27 @@ class LexicalIndex:
         term_ids = self.bm25.get_tokens_ids(analyze(query))
         if not term_ids or len(self.ids) == 0:
             return []
-        scores = self.bm25.get_scores_from_ids(term_ids)
+        return self._top(self.bm25.get_scores_from_ids(term_ids), k)
+
+    def search_groups(self, groups: list[list[str]], k: int) -> list[tuple[int, float]]:
+        """Top-k for a structured query: each group holds alternatives for one word (its
+        translations); a chunk scores, per group, its best alternative (a phrase's BM25 score
+        divided by its words), summed over groups. A word with many senses thus counts once,
+        not once per sense (Pirkola's structured queries for dictionary-based translation)."""
+        if len(self.ids) == 0:
+            return []
+        total = np.zeros(len(self.ids))
+        for group in groups:
+            best = np.zeros(len(self.ids))
+            for alternative in group:
+                term_ids = self.bm25.get_tokens_ids(analyze(alternative))
+                if term_ids:
+                    scores = self.bm25.get_scores_from_ids(term_ids) / len(words(alternative))
+                    np.maximum(best, scores, out=best)
+            total += best
+        return self._top(total, k)
+
+    def _top(self, scores: np.ndarray, k: int) -> list[tuple[int, float]]:
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]

@@ -24,8 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from . import index_store as store
+from .bilingual import DEFAULT_DICT_DIR, Bilingual
 from .encoder import encode_queries, encoder_id, load_encoder
 from .errors import NotesRagError
+from .lang import detect_lang
 from .lexical import LexicalIndex
 
 MODES = ("hybrid", "dense", "bm25")
@@ -49,6 +51,13 @@ class RetrievalConfig:
     # Below this dense top-1 cosine the notes most likely do not answer the question
     # (multilingual-e5-small; calibrated on dev questions, see docs/BENCHMARKS.md).
     abstain_threshold: float = 0.843
+    # Bilingual query expansion (see `bilingual`): the question's words translated by the
+    # FreeDict dictionaries in `dict_dir` give a third ranking, BM25 of the translation, so an
+    # English question finds Polish notes lexically and the reverse. Without the dictionaries
+    # (apt install dict-freedict-eng-pol dict-freedict-pol-eng) retrieval is as if off.
+    bilingual: bool = True
+    dict_dir: str = str(DEFAULT_DICT_DIR)
+    translated_weight: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,15 @@ def _zscores(scores: dict[int, float]) -> dict[int, float]:
     return {c: (x - mu) / sd for c, x in scores.items()}
 
 
+def _zfuse(rankings: list[tuple[dict[int, float], float]]) -> dict[int, float]:
+    """Weighted sum of each ranking's z-scores; a chunk missing from a ranking scores like that
+    ranking's worst candidate there. Empty rankings take no part."""
+    parts = [(_zscores(scores), w) for scores, w in rankings if scores]
+    floors = [min(z.values()) for z, _ in parts]
+    chunks = set().union(*(z.keys() for z, _ in parts))
+    return {c: sum(w * z.get(c, floor) for (z, w), floor in zip(parts, floors)) for c in chunks}
+
+
 class Retriever:
     def __init__(self, index_dir: Path, encoder=None, cfg: RetrievalConfig = RetrievalConfig()):
         gen = store.current_generation(Path(index_dir))
@@ -136,6 +154,7 @@ class Retriever:
             store.load_dense(gen / "dense.faiss", self.meta["config"]["hnsw_ef_search"])
         )
         self.lexical = LexicalIndex.load(gen / "bm25")
+        self.bilingual = Bilingual.load(Path(cfg.dict_dir)) if cfg.bilingual else None
         self.encoder = encoder if encoder is not None else load_encoder(self.meta["encoder_path"])
         if encoder_id(self.encoder) != self.meta["encoder"]:
             raise NotesRagError(
@@ -176,20 +195,25 @@ class Retriever:
         scores, ids = self.dense.search(vectors, n)
         return [{int(i): float(s) for s, i in zip(srow, irow) if i >= 0} for srow, irow in zip(scores, ids)]
 
+    def _translated(self, query: str) -> dict[int, float]:
+        """BM25 of the query's words in the other language; {} without the dictionaries."""
+        if self.bilingual is None:
+            return {}
+        groups = self.bilingual.translate(query, detect_lang(query))
+        return dict(self.lexical.search_groups(groups, self.cfg.candidates)) if groups else {}
+
     def _fuse_query(self, query: str, dense: dict[int, float], mode: str) -> dict[int, float]:
         """Score of each candidate chunk for one query string."""
         if mode == "dense":
             return dense
         bm25 = dict(self.lexical.search(query, self.cfg.candidates))
+        translated = self._translated(query)
         if mode == "bm25":
-            return bm25
-        w_dense, w_bm25 = self.cfg.dense_weight, self.cfg.bm25_weight
+            return _zfuse([(bm25, 1.0), (translated, self.cfg.translated_weight)]) if translated else bm25
+        w_dense, w_bm25, w_trans = self.cfg.dense_weight, self.cfg.bm25_weight, self.cfg.translated_weight
         if self.cfg.fusion == "rrf":
-            return _rrf([(list(dense), w_dense), (list(bm25), w_bm25)], self.cfg.rrf_k)
-        zd, zb = _zscores(dense), _zscores(bm25)
-        # A chunk missing from one list scores like that list's worst candidate there.
-        floor_d, floor_b = min(zd.values(), default=0.0), min(zb.values(), default=0.0)
-        return {c: w_dense * zd.get(c, floor_d) + w_bm25 * zb.get(c, floor_b) for c in zd.keys() | zb.keys()}
+            return _rrf([(list(dense), w_dense), (list(bm25), w_bm25), (list(translated), w_trans)], self.cfg.rrf_k)
+        return _zfuse([(dense, w_dense), (bm25, w_bm25), (translated, w_trans)])
 
     def _result(self, scores: dict[int, float], k: int, top_cosine: float) -> SearchResult:
         best = sorted(scores, key=lambda cid: (-scores[cid], cid))[:k]
