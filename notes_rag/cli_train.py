@@ -57,7 +57,9 @@ def pretrain_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
     vocab_size: int = typer.Option(8192, "--vocab-size", help="Tokenizer size when --out has no tokenizer yet."),
     seq_len: int = typer.Option(512, "--seq-len", help="Training window in tokens."),
-    lr: float = typer.Option(2e-3, "--lr", help="Peak learning rate (AdamW)."),
+    lr: float = typer.Option(2e-3, "--lr", help="Peak AdamW learning rate (with --optimizer muon: embeddings only)."),
+    optimizer: str = typer.Option("adamw", "--optimizer", help="adamw, or muon (Muon on block matrices, AdamW on embeddings)."),
+    muon_lr: float = typer.Option(0.02, "--muon-lr", help="Peak Muon learning rate (with --optimizer muon)."),
     batch_tokens: int = typer.Option(16384, "--batch-tokens", help="Tokens per optimizer step."),
     device_batch: int = typer.Option(8, "--device-batch", help="Sequences per micro-batch."),
     eval_every: int = typer.Option(100, "--eval-every", help="Validate and sample every N steps."),
@@ -71,6 +73,7 @@ def pretrain_cmd(
     Example: notes-rag pretrain --data ../shared/data/pretrain --out runs/base --time-budget 1h
     """
     tc = train_options(lr, steps, time_budget, batch_tokens, device_batch, eval_every, seed, compile_, warmup)
+    tc.optimizer, tc.muon_lr = optimizer, muon_lr
     cfg = PretrainConfig(model=config, seq_len=seq_len, vocab_size=vocab_size,
                          data=DataConfig(upsample=parse_upsample(upsample)), train=tc)
     result = pretrain(data, out, cfg, resume=resume)

@@ -1,6 +1,6 @@
 """The training loop shared by `pretrain` and `finetune`.
 
-It owns everything that is not about the data: AdamW, the warmup-stable-decay schedule fitted
+It owns everything that is not about the data: AdamW (or Muon, muon.py), the warmup-stable-decay schedule fitted
 to a step count or a wall-clock budget, gradient accumulation to a batch in tokens, clipping,
 bf16 autocast on GPU (fp32 on CPU: these CPUs have no native bf16), DDP under `torchrun`,
 periodic validation and samples, metrics.jsonl + loss-curve PNG, atomic checkpoints
@@ -32,12 +32,15 @@ from safetensors.torch import load_file
 
 from .checkpoint import CheckpointError, load_weights, read_config, resolve_folder, unwrap, write_checkpoint
 from .errors import NotesRagError
+from .muon import MuonAdamW
 from .tokenizer import Tokenizer
 
 
 @dataclass
 class TrainConfig:
-    lr: float = 2e-3  # peak AdamW learning rate
+    lr: float = 2e-3  # peak AdamW learning rate (with Muon: for the embeddings only)
+    optimizer: str = "adamw"  # "adamw", or "muon" (Muon for block matrices, AdamW for the rest)
+    muon_lr: float = 0.02  # peak Muon learning rate
     min_lr_frac: float = 0.05  # final lr as a fraction of peak
     weight_decay: float = 0.1  # on matrices only (not embeddings)
     warmup_steps: int = 50
@@ -119,11 +122,22 @@ def lr_factor(step: int, progress: float, cfg: TrainConfig) -> float:
     return warm * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * max(0.0, frac))
 
 
+OPTIMIZERS = ("adamw", "muon")
+
+
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
+    """Each group carries its peak `base_lr`; the schedule scales all of them by one factor."""
+    if cfg.optimizer not in OPTIMIZERS:
+        raise NotesRagError(f"unknown optimizer {cfg.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+    matrices, other = [], []
     for name, p in unwrap(model).named_parameters():
-        (decay if p.dim() >= 2 and "wte" not in name else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        (matrices if p.dim() >= 2 and "wte" not in name else other).append(p)
+    if cfg.optimizer == "muon":
+        groups = [{"params": matrices, "muon": True, "lr": cfg.muon_lr, "base_lr": cfg.muon_lr, "weight_decay": 0.0},
+                  {"params": other, "muon": False, "lr": cfg.lr, "base_lr": cfg.lr, "weight_decay": 0.0}]
+        return MuonAdamW(groups)
+    groups = [{"params": matrices, "weight_decay": cfg.weight_decay, "base_lr": cfg.lr},
+              {"params": other, "weight_decay": 0.0, "base_lr": cfg.lr}]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
 
 
@@ -289,9 +303,10 @@ def train(
             task = bar.add_task("training", total=1000)
             while progress_of(step, elapsed) < 1.0:
                 t0 = time.time()
-                lr = cfg.lr * lr_factor(step, progress_of(step, elapsed), cfg)
+                factor = lr_factor(step, progress_of(step, elapsed), cfg)
+                lr = cfg.lr * factor
                 for g in opt.param_groups:
-                    g["lr"] = lr
+                    g["lr"] = g.get("base_lr", cfg.lr) * factor
                 loss_sum = torch.zeros((), device=device)
                 step_tokens = 0
                 for micro in range(accum):
@@ -400,6 +415,9 @@ def restore(run: Run, model: torch.nn.Module, tok: Tokenizer, opt, source: Batch
         raise CheckpointError(f"incomplete checkpoint {folder}: {e.filename} missing") from None
     except Exception as e:  # safetensors/json raise several types for truncated files
         raise CheckpointError(f"corrupt checkpoint {folder}: {e}") from None
+    saved_opt = state["train_config"].get("optimizer", "adamw")
+    if saved_opt != ("muon" if isinstance(opt, MuonAdamW) else "adamw"):
+        raise CheckpointError(f"{folder} was trained with --optimizer {saved_opt}; resume it with the same optimizer")
     load_weights(unwrap(model), weights, str(folder))
     load_optimizer(opt, opt_t, state["optimizer"]["param_groups"])
     source.load_state_dict(state["data"])
