@@ -6,7 +6,7 @@ An index folder (`notes/.notes-rag/`) holds complete, immutable *generations*:
       CURRENT.json        {"generation": "gen-20261123-101500-ab12"}  (atomic pointer)
       index.lock          held with flock while an `index` run works
       gen-.../chunks.sqlite   files + chunks + their vectors + meta
-      gen-.../dense.faiss     IndexIDMap over inner product (flat, or HNSW when large)
+      gen-.../dense.faiss     IndexIDMap over inner product (flat, or IVF when large)
       gen-.../bm25/           bm25s arrays/json + ids.npy
 
 An `index` run builds a new generation in a fresh folder and only then swaps `CURRENT.json`
@@ -210,26 +210,32 @@ def all_vectors(conn: sqlite3.Connection, dim: int) -> tuple[np.ndarray, np.ndar
 # -- FAISS ---------------------------------------------------------------------------------------
 
 def build_dense(ids: np.ndarray, vectors: np.ndarray, cfg: IndexConfig) -> faiss.Index:
-    """Exact inner-product search for small collections, HNSW above `cfg.hnsw_threshold`."""
+    """Exact inner-product search for small collections, IVF above `cfg.approx_threshold`."""
     dim = vectors.shape[1]
-    if len(ids) >= cfg.hnsw_threshold:
-        inner = faiss.IndexHNSWFlat(dim, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        inner.hnsw.efConstruction = cfg.hnsw_ef_construction
-        inner.hnsw.efSearch = cfg.hnsw_ef_search
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if len(ids) >= cfg.approx_threshold:
+        nlist = int(round(len(ids) ** 0.5))
+        inner = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        # k-means needs ~40-60 points per list; a sample that size trains as well as all of them
+        sample = np.random.default_rng(0).choice(len(ids), size=min(len(ids), 64 * nlist), replace=False)
+        inner.train(vectors[np.sort(sample)])
+        inner.nprobe = cfg.ivf_nprobe
     else:
         inner = faiss.IndexFlatIP(dim)
     index = faiss.IndexIDMap(inner)
     if len(ids):
-        index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+        index.add_with_ids(vectors, ids)
     return index
 
 
 def to_gpu_if_available(index: faiss.Index) -> faiss.Index:
-    """With a GPU, search exactly over all vectors on it (FAISS has no GPU HNSW, and a flat GPU
-    scan of a million vectors takes about a millisecond)."""
+    """With a GPU, search exactly over all vectors on it (a flat GPU scan of a million vectors
+    takes about a millisecond, and is exact)."""
     if not hasattr(faiss, "get_num_gpus") or faiss.get_num_gpus() == 0 or index.ntotal == 0:
         return index
     inner = faiss.downcast_index(index.index)
+    if isinstance(inner, faiss.IndexIVF):
+        inner.make_direct_map()  # IVF stores vectors by list; reconstructing by position needs the map
     vectors = inner.reconstruct_n(0, index.ntotal)
     flat = faiss.IndexIDMap(faiss.IndexFlatIP(index.d))
     flat.add_with_ids(vectors, faiss.vector_to_array(index.id_map))
@@ -240,11 +246,11 @@ def save_dense(index: faiss.Index, path: Path) -> None:
     faiss.write_index(index, str(path))
 
 
-def load_dense(path: Path, ef_search: int) -> faiss.Index:
+def load_dense(path: Path, nprobe: int) -> faiss.Index:
     index = faiss.read_index(str(path))
     inner = faiss.downcast_index(index.index)
-    if isinstance(inner, faiss.IndexHNSWFlat):
-        inner.hnsw.efSearch = ef_search
+    if isinstance(inner, faiss.IndexIVF):
+        inner.nprobe = nprobe
     return index
 
 

@@ -287,3 +287,21 @@ def test_real_encoder_finds_the_evidence(tmp_path):
     follow = r.search_conversation(["Who proposed the mathematical model of the neuron?", "In which year?"], k=5)
     assert any("1943" in h.text for h in follow)
     assert r.search("Jak upiec sernik?").top_cosine < r.search("Czym jest perceptron?").top_cosine
+
+
+def test_large_collections_get_an_ivf_index_that_finds_neighbours(tmp_path):
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((20, 32)).astype(np.float32)
+    vecs = centres[rng.integers(0, 20, 2000)] + 0.1 * rng.standard_normal((2000, 32)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    ids = np.arange(5, 2005, dtype=np.int64)
+    cfg = IndexConfig(approx_threshold=1000, ivf_nprobe=8)
+    index = index_store.build_dense(ids, vecs, cfg)
+    assert isinstance(faiss.downcast_index(index.index), faiss.IndexIVFFlat)
+    index_store.save_dense(index, tmp_path / "dense.faiss")
+    loaded = index_store.load_dense(tmp_path / "dense.faiss", nprobe=8)
+    assert faiss.downcast_index(loaded.index).nprobe == 8
+    _, found = loaded.search(vecs[:50], 1)
+    assert (found[:, 0] == ids[:50]).mean() >= 0.95  # each vector is its own nearest neighbour
+    small = index_store.build_dense(ids[:999], vecs[:999], cfg)
+    assert isinstance(faiss.downcast_index(small.index), faiss.IndexFlatIP)
