@@ -27,6 +27,7 @@ from . import index_store as store
 from .bilingual import DEFAULT_DICT_DIR, Bilingual
 from .encoder import encode_queries, encoder_id, load_encoder
 from .errors import NotesRagError
+from .index_config import IndexConfig
 from .lang import detect_lang
 from .lexical import LexicalIndex
 
@@ -151,7 +152,7 @@ class Retriever:
         self.conn = store.open_db(gen / "chunks.sqlite")
         self.meta = store.read_meta(self.conn)
         self.dense = store.to_gpu_if_available(
-            store.load_dense(gen / "dense.faiss", self.meta["config"]["hnsw_ef_search"])
+            store.load_dense(gen / "dense.faiss", self.meta["config"].get("ivf_nprobe", IndexConfig.ivf_nprobe))
         )
         self.lexical = LexicalIndex.load(gen / "bm25")
         self.bilingual = Bilingual.load(Path(cfg.dict_dir)) if cfg.bilingual else None
