@@ -54,8 +54,11 @@ class RetrievalConfig:
     abstain_threshold: float = 0.843
     # Bilingual query expansion (see `bilingual`): the question's words translated by the
     # FreeDict dictionaries in `dict_dir` give a third ranking, BM25 of the translation, so an
-    # English question finds Polish notes lexically and the reverse. Without the dictionaries
-    # (apt install dict-freedict-eng-pol dict-freedict-pol-eng) retrieval is as if off.
+    # English question finds Polish notes lexically and the reverse; it weighs less than the
+    # question's own words (dictionary translation is noisy). Weighting it by the share of the
+    # notes in the other language was measured worse on the dev questions (docs/BENCHMARKS.md).
+    # Without the dictionaries (apt install dict-freedict-eng-pol dict-freedict-pol-eng)
+    # retrieval is exactly as with bilingual=False.
     bilingual: bool = True
     dict_dir: str = str(DEFAULT_DICT_DIR)
     translated_weight: float = 0.5
@@ -196,22 +199,23 @@ class Retriever:
         scores, ids = self.dense.search(vectors, n)
         return [{int(i): float(s) for s, i in zip(srow, irow) if i >= 0} for srow, irow in zip(scores, ids)]
 
-    def _translated(self, query: str) -> dict[int, float]:
-        """BM25 of the query's words in the other language; {} without the dictionaries."""
+    def _translated(self, query: str, lang: str) -> dict[int, float]:
+        """BM25 of the query's words translated from `lang` to the other language; {} without
+        the dictionaries."""
         if self.bilingual is None:
             return {}
-        groups = self.bilingual.translate(query, detect_lang(query))
+        groups = self.bilingual.translate(query, lang)
         return dict(self.lexical.search_groups(groups, self.cfg.candidates)) if groups else {}
 
-    def _fuse_query(self, query: str, dense: dict[int, float], mode: str) -> dict[int, float]:
-        """Score of each candidate chunk for one query string."""
+    def _fuse_query(self, query: str, dense: dict[int, float], mode: str, lang: str) -> dict[int, float]:
+        """Score of each candidate chunk for one query string in language `lang`."""
         if mode == "dense":
             return dense
         bm25 = dict(self.lexical.search(query, self.cfg.candidates))
-        translated = self._translated(query)
-        if mode == "bm25":
-            return _zfuse([(bm25, 1.0), (translated, self.cfg.translated_weight)]) if translated else bm25
+        translated = self._translated(query, lang)
         w_dense, w_bm25, w_trans = self.cfg.dense_weight, self.cfg.bm25_weight, self.cfg.translated_weight
+        if mode == "bm25":
+            return _zfuse([(bm25, 1.0), (translated, w_trans)]) if translated else bm25
         if self.cfg.fusion == "rrf":
             return _rrf([(list(dense), w_dense), (list(bm25), w_bm25), (list(translated), w_trans)], self.cfg.rrf_k)
         return _zfuse([(dense, w_dense), (bm25, w_bm25), (translated, w_trans)])
@@ -250,7 +254,9 @@ class Retriever:
             queries.append(" ".join(earlier + [turns[-1]]))
         dense = self._dense(queries, max(self.cfg.candidates, k))
         top_cosine = max((max(d.values()) for d in dense if d), default=0.0)
-        per_query = [self._fuse_query(q, d, mode) for q, d in zip(queries, dense)]
+        # A short follow-up ("A Llama 3?") has no language of its own: it is the conversation's.
+        lang = detect_lang(" ".join(turns))
+        per_query = [self._fuse_query(q, d, mode, detect_lang(q, default=lang)) for q, d in zip(queries, dense)]
         if len(per_query) == 1:
             return self._result(per_query[0], k, top_cosine)
         # The current question alone, and joined to the previous turns: a self-contained question
