@@ -77,14 +77,20 @@ def search(
     mode: str = typer.Option("hybrid", "--mode", help="hybrid (default), dense or bm25."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (for scripts) instead of a table."),
     index_dir: Path = typer.Option(None, "--index", help="Index folder [default: ./.notes-rag, else ./corpus/.notes-rag]."),
+    bilingual: bool = typer.Option(
+        True, "--bilingual/--no-bilingual",
+        help="Also search the question translated to the other language (English <-> Polish) with the "
+             "FreeDict dictionaries, if installed: apt install dict-freedict-eng-pol dict-freedict-pol-eng.",
+    ),
+    dict_dir: Path = typer.Option(Path("/usr/share/dictd"), "--dict-dir", help="Folder of the dictd dictionaries."),
 ) -> None:
     """Search the indexed notes.
 
     Example: notes-rag search "Ile kosztował trening GPT-3?" -k 3
     """
-    from .retrieve import Retriever
+    from .retrieve import RetrievalConfig, Retriever
 
-    retriever = Retriever.open(index_dir)
+    retriever = Retriever.open(index_dir, cfg=RetrievalConfig(bilingual=bilingual, dict_dir=str(dict_dir)))
     result = retriever.search(query, k=k, mode=mode)
     if as_json:
         print(json.dumps({"query": query, "mode": mode, "top_cosine": result.top_cosine,
