@@ -9,11 +9,12 @@ best alternative counts), so a word with ten senses weighs as much as a word wit
 
     bi = Bilingual.load(Path("/usr/share/dictd"))     # None when the dictionaries are absent
     bi.translate("Dlaczego nie warto trenować z małym batch size?", "pl")
-    # [['why'], ['train', 'work out', 'coach', 'teach'], ['small', 'little'], ['batch'], ['size']]
+    # [['why'], ['it is worth'], ['train', 'work out', 'coach', 'teach'], ['little', 'small', 'low'],
+    #  ['batch'], ['size']]
 
 dictd format: `NAME.index` has one `headword<TAB>offset<TAB>length` line per entry, the numbers
-written in base-64 digits (A-Z a-z 0-9 + /); `NAME.dict.dz` is dictzip, which gzip reads. Both
-are read once, when first needed; entries are parsed when first looked up.
+written in base-64 digits (A-Z a-z 0-9 + /); `NAME.dict.dz` is dictzip, which gzip reads. `load`
+reads both whole (7 MB, 0.13 s); an entry is parsed when first looked up and then cached.
 """
 
 from __future__ import annotations
@@ -24,16 +25,16 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import NotesRagError
 from .lexical import STOPWORDS, words
 
 DEFAULT_DICT_DIR = Path("/usr/share/dictd")
 # dictd file name -> (source language, target language)
 DICTIONARIES = {"freedict-eng-pol": ("en", "pl"), "freedict-pol-eng": ("pl", "en")}
-INSTALL_HINT = "apt install dict-freedict-eng-pol dict-freedict-pol-eng"
 
 _B64 = {ch: i for i, ch in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")}
 # Polish inflected forms are looked up by cutting up to this many letters off the end, never below
-# MIN_STEM letters (Polish case endings are 1-3 letters: wektor-y, głowic-y, trenow-ania).
+# MIN_STEM letters (Polish endings are mostly 1-3 letters: wektor-y, głowic-y, trenowa-nia).
 MAX_CUT, MIN_STEM = 3, 4
 # Alternatives kept per word: the dictionaries list the common senses first.
 MAX_ALTERNATIVES = 8
@@ -86,9 +87,9 @@ def parse_eng_pol(entry: str) -> list[str]:
          2.  trenować, ćwiczyć (for sth - do czegoś)
          4.  by train (:by :train)
          - pociągiem, koleją
-    Phrase senses ("by train", marked by `(:` or ` :word` in parentheses; or "the tarmac  asfalt", English then two spaces)
-    and their ` - ...` translation lines and quoted examples are skipped: they translate the
-    phrase, not the word."""
+    Phrase senses ("by train", marked by `(:` or ` :word` in parentheses; "the tarmac  asfalt",
+    English then two spaces), their ` - ...` translation lines and quoted examples are skipped:
+    they translate the phrase, not the word."""
     out: list[str] = []
     for line in entry.splitlines()[1:]:
         body = line.strip()
@@ -165,9 +166,16 @@ class Dictionary:
         index_path, data_path = dict_dir / f"{name}.index", dict_dir / f"{name}.dict.dz"
         if not (index_path.is_file() and data_path.is_file()):
             return None
-        with gzip.open(data_path) as f:
-            data = f.read()
-        return cls(DICTIONARIES[name][0], read_index(index_path.read_text(encoding="utf-8")), data)
+        try:
+            with gzip.open(data_path) as f:
+                data = f.read()
+            index = read_index(index_path.read_text(encoding="utf-8"))
+        except (OSError, EOFError, UnicodeDecodeError, KeyError, ValueError) as e:
+            raise NotesRagError(
+                f"cannot read the dictionary {name} in {dict_dir} ({e.__class__.__name__}: {e}); "
+                "reinstall it: apt install --reinstall dict-freedict-eng-pol dict-freedict-pol-eng"
+            ) from None
+        return cls(DICTIONARIES[name][0], index, data)
 
     def entry_translations(self, headword: str) -> list[str]:
         """Translations of one headword (all its entries), de-duplicated, in order."""
@@ -191,7 +199,7 @@ class Dictionary:
     def _polish_lemmas(self, word: str) -> list[str]:
         """Polish inflects by endings: cut 1..MAX_CUT letters; the cut form if it is a headword,
         else the shortest headwords extending it by at most MAX_CUT letters
-        ('głowicy' -> 'głowic' -> 'głowica', 'trenowania' -> 'trenow' -> 'trenować')."""
+        ('głowicy' -> 'głowic' -> 'głowica', 'trenowania' -> 'trenowa' -> 'trenować')."""
         for cut in range(1, MAX_CUT + 1):
             stem = word[:-cut]
             if len(stem) < MIN_STEM:

@@ -15,6 +15,7 @@ import pytest
 
 from notes_rag.bilingual import Bilingual, Dictionary, dictd_number, parse_eng_pol, parse_pol_eng, read_index
 from notes_rag.encoder import load_encoder
+from notes_rag.errors import NotesRagError
 from notes_rag.indexer import update_index
 from notes_rag.lexical import LexicalIndex
 from notes_rag.retrieve import RetrievalConfig, Retriever
@@ -124,6 +125,12 @@ def test_missing_dictionaries_disable_expansion(tmp_path, dict_dir):
     bi = Bilingual.load(only_pl)
     assert bi.translate("What is attention?", "en") == []
     assert bi.translate("Czym jest uwaga?", "pl") == [["attention", "remark", "comment"]]
+
+
+def test_broken_dictionary_is_one_readable_error(dict_dir):
+    (dict_dir / "freedict-pol-eng.dict.dz").write_bytes(b"not gzip at all")
+    with pytest.raises(NotesRagError, match="freedict-pol-eng.*reinstall"):
+        Bilingual.load(dict_dir)
 
 
 def test_search_groups_scores_the_best_alternative_once():
