@@ -24,7 +24,7 @@ err_console = Console(stderr=True)
 @app.command()
 def index(
     folder: Path = typer.Argument(..., help="Folder of notes (.md, .markdown, .txt), searched recursively."),
-    index_dir: Path = typer.Option(None, "--index", help="Where to keep the index [default: FOLDER/.notes-rag]."),
+    index_dir: Path = typer.Option(None, "--index", help="Where to keep the index (default: FOLDER/.notes-rag)."),
     encoder: Path = typer.Option(None, "--encoder", help="Local sentence-transformers model folder "
                                  "[default: multilingual-e5-small, converted offline on first use]."),
 ) -> None:
@@ -76,7 +76,7 @@ def search(
     k: int = typer.Option(5, "-k", help="How many chunks to return."),
     mode: str = typer.Option("hybrid", "--mode", help="hybrid (default), dense or bm25."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (for scripts) instead of a table."),
-    index_dir: Path = typer.Option(None, "--index", help="Index folder [default: ./.notes-rag, else ./corpus/.notes-rag]."),
+    index_dir: Path = typer.Option(None, "--index", help="Index folder (default: ./.notes-rag, else ./corpus/.notes-rag)."),
     bilingual: bool = typer.Option(
         True, "--bilingual/--no-bilingual",
         help="Also search the question translated to the other language (English <-> Polish) with the "

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import bm25s
 import numpy as np
+from bm25s.stopwords import STOPWORDS_EN_PLUS
 
 PREFIX = 5
 _TOKEN = re.compile(r"[^\W_]+")
@@ -33,7 +34,7 @@ the a an and or of to in on for with by is are was were be been being it its thi
 those what which who whom whose when where why how do does did my your our their me i you we
 they he she them his her from at as into about than then there here can could would should will
 shall may might must has have had not no yes if so such mentioned notes note
-""".split())
+""".split()) | frozenset(STOPWORDS_EN_PLUS)
 
 
 def fold(word: str) -> str:

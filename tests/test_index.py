@@ -201,7 +201,7 @@ def test_empty_missing_and_unreadable_folders(tmp_path, enc):
 
 def test_no_chunk_exceeds_the_encoder_limit(enc, tmp_path):
     folder = tmp_path / "corpus"
-    shutil.copytree(REPO / "corpus", folder)
+    shutil.copytree(REPO / "corpus", folder, ignore=shutil.ignore_patterns(".notes-rag"))
     update_index(folder, None, enc)
     count, limit = token_counter(enc)
     assert limit == TINY_MAX_SEQ
