@@ -42,17 +42,17 @@ class _RMSNorm(torch.autograd.Function):
         return (g - y * (g * y).mean(-1, keepdim=True)) * r
 
 
-def _rotate(x, cos, sin, sign: float):
-    # rotate the two halves of each head as complex pairs; sign -1 is the inverse rotation
-    x1, x2 = x.unflatten(-1, (2, -1)).unbind(-2)
-    s = sin * sign
-    return torch.cat((x1 * cos + x2 * s, x2 * cos - x1 * s), dim=-1)
+def _rotate(x, cos, sin):
+    # rotate the two halves of each head as complex pairs; (cos, -sin) is the inverse rotation
+    d = x.size(-1) // 2
+    x1, x2 = x[..., :d], x[..., d:]
+    return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1)
 
 
 class _RopeRMSNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, cos, sin):
-        z = _rotate(x, cos, sin, 1.0)
+        z = _rotate(x, cos, sin)
         r = torch.rsqrt(z.pow(2).mean(-1, keepdim=True) + EPS)
         y = z * r
         ctx.save_for_backward(y, r, cos, sin)
@@ -62,7 +62,7 @@ class _RopeRMSNorm(torch.autograd.Function):
     def backward(ctx, g):
         y, r, cos, sin = ctx.saved_tensors
         gz = (g - y * (g * y).mean(-1, keepdim=True)) * r
-        return _rotate(gz, cos, sin, -1.0), None, None
+        return _rotate(gz, cos, -sin), None, None
 
 
 class _ReluSquared(torch.autograd.Function):
@@ -126,7 +126,7 @@ def rope_rms_norm(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torc
     """RMS-normalise x (B, T, H, D) after rotating it by the rotary tables (1, T, 1, D/2)."""
     if x.requires_grad:
         return _RopeRMSNorm.apply(x, cos, sin)
-    return F.rms_norm(_rotate(x, cos, sin, 1.0), (x.size(-1),), eps=EPS)
+    return F.rms_norm(_rotate(x, cos, sin), (x.size(-1),), eps=EPS)
 
 
 def relu_squared(h: torch.Tensor) -> torch.Tensor:
