@@ -150,8 +150,20 @@ def load_model(folder: Path, device: str | torch.device = "cpu") -> tuple[GPT, T
     return model, tok, config
 
 
+def upgrade_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Checkpoints written before the fused QKV projection (2026-11-23) hold each layer's query
+    and key/value weights apart; stacked in that order they are the fused weight, exactly."""
+    out = dict(state)
+    for name in [n for n in state if n.endswith(".attn.c_q.weight")]:
+        prefix = name[: -len("c_q.weight")]
+        if prefix + "c_kv.weight" in out:
+            out[prefix + "c_qkv.weight"] = torch.cat([out.pop(name), out.pop(prefix + "c_kv.weight")])
+    return out
+
+
 def load_weights(model: GPT, state: dict[str, torch.Tensor], origin: str) -> None:
     """Copy `state` into `model`, checking names and shapes first."""
+    state = upgrade_state(state)
     expected = model_state(model)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

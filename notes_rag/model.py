@@ -92,15 +92,16 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         self.layer = layer
         self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.n_kv_head, cfg.head_dim
-        self.c_q = nn.Linear(cfg.n_embd, cfg.n_head * cfg.head_dim, bias=False)
-        self.c_kv = nn.Linear(cfg.n_embd, 2 * cfg.n_kv_head * cfg.head_dim, bias=False)
+        # q, k and v heads from one GEMM; q and k are then rotated and normalised in one call
+        self.c_qkv = nn.Linear(cfg.n_embd, (cfg.n_head + 2 * cfg.n_kv_head) * cfg.head_dim, bias=False)
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
 
     def forward(self, x, cos, sin, kv_cache=None):
         B, T, C = x.shape
-        q = self.c_q(x).view(B, T, self.n_head, self.head_dim)
-        k, v = self.c_kv(x).view(B, T, 2, self.n_kv_head, self.head_dim).unbind(2)
-        q, k = rope_rms_norm(q, cos, sin), rope_rms_norm(k, cos, sin)
+        H, Hk = self.n_head, self.n_kv_head
+        qkv = self.c_qkv(x).view(B, T, H + 2 * Hk, self.head_dim)
+        qk, v = qkv.split([H + Hk, Hk], dim=2)  # split, not slicing: its backward is one cat
+        q, k = rope_rms_norm(qk, cos, sin).split([H, Hk], dim=2)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, D)
         gqa = self.n_kv_head != self.n_head
         if kv_cache is None:

@@ -419,7 +419,10 @@ def restore(run: Run, model: torch.nn.Module, tok: Tokenizer, opt, source: Batch
     if saved_opt != ("muon" if isinstance(opt, MuonAdamW) else "adamw"):
         raise CheckpointError(f"{folder} was trained with --optimizer {saved_opt}; resume it with the same optimizer")
     load_weights(unwrap(model), weights, str(folder))
-    load_optimizer(opt, opt_t, state["optimizer"]["param_groups"])
+    try:
+        load_optimizer(opt, opt_t, state["optimizer"]["param_groups"])
+    except (ValueError, KeyError, RuntimeError) as e:  # e.g. a run saved before a layer was re-shaped
+        raise CheckpointError(f"{folder}: its optimizer state does not fit this model ({e})") from None
     source.load_state_dict(state["data"])
     torch.set_rng_state(rng["torch"])
     random.setstate(_py_rng_from(state["python_random"]))

@@ -36,7 +36,7 @@ def test_grouped_query_attention_and_presets():
     cfg = GPTConfig(vocab_size=100, seq_len=32, n_layer=1, n_head=4, n_kv_head=2, n_embd=32)
     m = GPT(cfg)
     assert m(torch.randint(0, 100, (1, 8))).shape == (1, 8, 100)
-    assert m.blocks[0].attn.c_kv.weight.shape == (2 * 2 * 8, 32)
+    assert m.blocks[0].attn.c_qkv.weight.shape == ((4 + 2 * 2) * 8, 32)
     small = GPT(preset("small", vocab_size=8192))
     assert 3.0e6 < small.num_params() < 3.7e6
     with pytest.raises(ValueError, match="preset"):
@@ -98,3 +98,19 @@ def test_checkpoint_mismatch(tiny_model, tok, tmp_path):
     (ck / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="tokenizer"):
         load_model(ck)
+
+
+def test_checkpoint_with_separate_q_and_kv_weights_loads_exactly(tiny_model, tok, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    write_checkpoint(tmp_path / "ck", tiny_model, tok)
+    state = load_file(str(tmp_path / "ck" / "model.safetensors"))
+    cfg = tiny_model.config
+    q_rows = cfg.n_head * cfg.head_dim
+    for name in [n for n in state if n.endswith("c_qkv.weight")]:  # the layout before fused QKV
+        w = state.pop(name)
+        state[name.replace("c_qkv", "c_q")], state[name.replace("c_qkv", "c_kv")] = w[:q_rows], w[q_rows:]
+    save_file(state, str(tmp_path / "ck" / "model.safetensors"))
+    loaded, _, _ = load_model(tmp_path / "ck")
+    x = torch.randint(0, cfg.vocab_size, (1, 12))
+    torch.testing.assert_close(loaded(x), tiny_model.eval()(x), rtol=0, atol=0)
