@@ -229,6 +229,7 @@ class Bilingual:
     """Both directions; `translate` picks the one for the question's language."""
 
     by_source: dict[str, Dictionary]
+    _reverse: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, dict_dir: Path = DEFAULT_DICT_DIR) -> "Bilingual | None":
@@ -239,6 +240,26 @@ class Bilingual:
             if d is not None:
                 found[source] = d
         return cls(found) if found else None
+
+    def reverse_lookup(self, word: str, lang: str) -> list[str]:
+        """Translations of an English word found through the pol-eng dictionary read backwards:
+        the Polish headwords that list it (or its regular base form) as a one-word translation.
+        eng-pol has 16k headwords and lacks everyday words (use, create, length, vector) that
+        pol-eng's 36k entries translate into. Built at first need (~0.35 s)."""
+        other = self.by_source.get("pl")
+        if lang != "en" or other is None:
+            return []
+        if lang not in self._reverse:
+            rev: dict[str, list[str]] = {}
+            for headword in other.index:
+                if " " not in headword:
+                    for t in other.entry_translations(headword):
+                        if " " not in t:
+                            rev.setdefault(t, []).append(headword)
+            self._reverse[lang] = rev
+        rev = self._reverse[lang]
+        form = next((w for w in [word, *_english_lemmas(word)] if w in rev), None)
+        return rev[form][:MAX_ALTERNATIVES] if form else []
 
     def translate(self, text: str, lang: str) -> list[list[str]]:
         """One group of alternatives per content word of `text` (in `lang`): its translations,
@@ -253,7 +274,7 @@ class Bilingual:
             if word in STOPWORDS:
                 continue
             # One- and two-letter tokens are symbols and pieces ("s" of "model's", "Wq").
-            alternatives = dictionary.lookup(word) if len(word) > 2 else []
+            alternatives = (dictionary.lookup(word) or self.reverse_lookup(word, lang)) if len(word) > 2 else []
             translated |= bool(alternatives)
             groups.append(alternatives or [word])
         return groups if translated else []

@@ -127,6 +127,14 @@ def test_missing_dictionaries_disable_expansion(tmp_path, dict_dir):
     assert bi.translate("Czym jest uwaga?", "pl") == [["attention", "remark", "comment"]]
 
 
+def test_english_words_missing_from_eng_pol_are_found_through_pol_eng(dict_dir):
+    bi = Bilingual.load(dict_dir)
+    assert bi.by_source["en"].lookup("flaw") == []  # not an eng-pol headword
+    assert bi.translate("Which flaws does it have?", "en") == [["wada"]]  # "flaws" -> flaw -> wada
+    assert bi.reverse_lookup("comment", "en") == ["uwaga"]
+    assert bi.reverse_lookup("uwaga", "pl") == []  # only English is read backwards
+
+
 def test_broken_dictionary_is_one_readable_error(dict_dir):
     (dict_dir / "freedict-pol-eng.dict.dz").write_bytes(b"not gzip at all")
     with pytest.raises(NotesRagError, match="freedict-pol-eng.*reinstall"):
