@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 from notes_rag.checkpoint import CheckpointError
 from notes_rag.muon import MuonAdamW, orthogonalize
 from notes_rag.pretrain import pretrain
-from test_pretrain import corpus, make_corpus, tiny_cfg  # noqa: F401  (fixture reuse)
+from test_pretrain import corpus, tiny_cfg  # noqa: F401  (the corpus fixture is reused)
 
 
 @pytest.mark.parametrize("shape", [(16, 64), (64, 16)])
