@@ -6,7 +6,8 @@
 Every run uses the same tokenizer, data, seed, batch (16,384 tokens) and schedule shape
 (warmup, flat, linear decay over the last 30% of its budget), so the only differences are the
 preset and the optimizer. `--shards-from` reuses an existing run's tokenized shards (hard links)
-instead of tokenizing again. Results: `<out>/sweep.json` (final validation bits per byte,
+instead of tokenizing again; a run folder that already holds a finished run is only read, an
+interrupted one is resumed. Results: `<out>/sweep.json` (final validation bits per byte,
 tokens, parameters, throughput per run) and `<out>/sweep.png` (validation bpb against training
 minutes and against tokens).
 """
@@ -28,6 +29,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from notes_rag.fileio import atomic_write_json  # noqa: E402
+from notes_rag.model import GPT, GPTConfig  # noqa: E402
 from notes_rag.pretrain import PretrainConfig, pretrain  # noqa: E402
 from notes_rag.pretrain_data import DataConfig  # noqa: E402
 from notes_rag.tokenizer import TOKENIZER_FILE  # noqa: E402
@@ -42,11 +44,13 @@ def _prepare_folder(out: Path, tokenizer: Path, shards_from: Path | None) -> Non
         shutil.copytree(shards_from, out / "data", copy_function=lambda s, d: Path(d).hardlink_to(s))
 
 
-def _evals(run: Path) -> list[dict]:
+def _read_metrics(run: Path) -> tuple[list[dict], int | None]:
+    """The run's evaluations (with the training minutes they came at) and its median tokens/s."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    evals = [r for r in rows if "val_bpb" in r]
     elapsed = {r["step"]: r["elapsed"] for r in rows if "elapsed" in r}
-    return [{**e, "elapsed": elapsed.get(e["step"])} for e in evals]
+    evals = [{**r, "elapsed": elapsed.get(r["step"])} for r in rows if "val_bpb" in r]
+    tps = sorted(r["tok_per_s"] for r in rows if "tok_per_s" in r)
+    return evals, (tps[len(tps) // 2] if tps else None)
 
 
 def _plot(results: list[dict], out: Path) -> None:
@@ -101,20 +105,19 @@ def main() -> None:
                          eval_every=args.eval_every, warmup_steps=args.warmup)
         cfg = PretrainConfig(model=preset_name, seq_len=512, data=DataConfig(upsample={"pl": 3}), train=tc)
         console.rule(name)
-        done = (run / "last" / "train_state.json").exists()
-        final = None if done else pretrain(args.data, run, cfg, console=console)  # a finished run is only read
-        evals = _evals(run)
+        state_file = run / "last" / "train_state.json"
+        state = json.loads(state_file.read_text()) if state_file.exists() else None
+        finished = state is not None and state["reason"] == "done"
+        if not finished:  # a fresh run, or one interrupted earlier and resumed here
+            pretrain(args.data, run, cfg, resume=state is not None, console=console)
+        evals, median_tps = _read_metrics(run)
         last = evals[-1]
-        steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-        tps = sorted(r["tok_per_s"] for r in steps if "tok_per_s" in r)
-        params = json.loads((run / "last" / "config.json").read_text())
-        from notes_rag.model import GPT, GPTConfig
-
-        n = GPT(GPTConfig.from_dict(params["model"])).num_params()
-        results.append({"name": name, "preset": preset_name, "optimizer": optimizer or "adamw", "params": n,
+        model = json.loads((run / "last" / "config.json").read_text())["model"]
+        results.append({"name": name, "preset": preset_name, "optimizer": optimizer or "adamw",
+                        "params": GPT(GPTConfig.from_dict(model)).num_params(),
                         "val_bpb": last["val_bpb"], "val_loss": last["val_loss"], "tokens": last["tokens"],
-                        "steps": last["step"], "median_tok_per_s": tps[len(tps) // 2] if tps else None,
-                        "evals": evals, "resumed_finished_run": final is None})
+                        "steps": last["step"], "median_tok_per_s": median_tps, "evals": evals,
+                        "resumed_finished_run": finished})
 
     report = {"date": datetime.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
               "cpus": torch.get_num_threads(), "torch": torch.__version__, "minutes": args.minutes,

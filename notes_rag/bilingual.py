@@ -229,7 +229,7 @@ class Bilingual:
     """Both directions; `translate` picks the one for the question's language."""
 
     by_source: dict[str, Dictionary]
-    _reverse: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    _english_to_polish: dict[str, list[str]] | None = None  # pol-eng read backwards, built at first need
 
     @classmethod
     def load(cls, dict_dir: Path = DEFAULT_DICT_DIR) -> "Bilingual | None":
@@ -246,18 +246,18 @@ class Bilingual:
         the Polish headwords that list it (or its regular base form) as a one-word translation.
         eng-pol has 16k headwords and lacks everyday words (use, create, length, vector) that
         pol-eng's 36k entries translate into. Built at first need (~0.35 s)."""
-        other = self.by_source.get("pl")
-        if lang != "en" or other is None:
+        pol_eng = self.by_source.get("pl")
+        if lang != "en" or pol_eng is None:
             return []
-        if lang not in self._reverse:
+        if self._english_to_polish is None:
             rev: dict[str, list[str]] = {}
-            for headword in other.index:
+            for headword in pol_eng.index:
                 if " " not in headword:
-                    for t in other.entry_translations(headword):
+                    for t in pol_eng.entry_translations(headword):
                         if " " not in t:
                             rev.setdefault(t, []).append(headword)
-            self._reverse[lang] = rev
-        rev = self._reverse[lang]
+            self._english_to_polish = rev
+        rev = self._english_to_polish
         form = next((w for w in [word, *_english_lemmas(word)] if w in rev), None)
         return rev[form][:MAX_ALTERNATIVES] if form else []
 

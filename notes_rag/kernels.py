@@ -27,19 +27,27 @@ import torch.nn.functional as F
 EPS = torch.finfo(torch.float32).eps  # what F.rms_norm uses for float32 when eps is None
 
 
+def _norm_forward(x):
+    """y = x / rms(x) and the per-row 1 / rms, which is all the backward needs besides y."""
+    r = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + EPS)
+    return x * r, r
+
+
+def _norm_backward(g, y, r):
+    # d/dx (x r) = r (g - y mean(g y)) for r = rsqrt(mean(x^2))
+    return (g - y * (g * y).mean(-1, keepdim=True)) * r
+
+
 class _RMSNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
-        r = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + EPS)
-        y = x * r
+        y, r = _norm_forward(x)
         ctx.save_for_backward(y, r)
         return y
 
     @staticmethod
     def backward(ctx, g):
-        y, r = ctx.saved_tensors
-        # d/dx (x r) = r (g - y mean(g y)) for r = rsqrt(mean(x^2))
-        return (g - y * (g * y).mean(-1, keepdim=True)) * r
+        return _norm_backward(g, *ctx.saved_tensors)
 
 
 def _rotate(x, cos, sin):
@@ -52,17 +60,14 @@ def _rotate(x, cos, sin):
 class _RopeRMSNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, cos, sin):
-        z = _rotate(x, cos, sin)
-        r = torch.rsqrt(z.pow(2).mean(-1, keepdim=True) + EPS)
-        y = z * r
+        y, r = _norm_forward(_rotate(x, cos, sin))
         ctx.save_for_backward(y, r, cos, sin)
         return y
 
     @staticmethod
     def backward(ctx, g):
         y, r, cos, sin = ctx.saved_tensors
-        gz = (g - y * (g * y).mean(-1, keepdim=True)) * r
-        return _rotate(gz, cos, -sin), None, None
+        return _rotate(_norm_backward(g, y, r), cos, -sin), None, None
 
 
 class _ReluSquared(torch.autograd.Function):
