@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from notes_rag import index_store  # noqa: E402
-from notes_rag.index_config import IndexConfig  # noqa: E402
+from notes_rag.index import store as index_store  # noqa: E402
+from notes_rag.index.config import IndexConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 QUERIES = [
@@ -47,9 +47,9 @@ def pct(xs: list[float], p: float) -> float:
 
 
 def bench_corpus() -> dict:
-    from notes_rag.encoder import load_encoder
-    from notes_rag.indexer import update_index
-    from notes_rag.retrieve import Retriever
+    from notes_rag.index.encoder import load_encoder
+    from notes_rag.index.build import update_index
+    from notes_rag.index.search import Retriever
 
     t0 = time.perf_counter()
     enc = load_encoder()

@@ -44,10 +44,10 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from notes_rag.engine import SamplingConfig, generate, generate_no_cache  # noqa: E402
+from notes_rag.model.engine import SamplingConfig, generate, generate_no_cache  # noqa: E402
 from notes_rag.fileio import atomic_write_json  # noqa: E402
-from notes_rag.model import GPT, GPTConfig, preset  # noqa: E402
-from notes_rag.trainer import TrainConfig, make_optimizer  # noqa: E402
+from notes_rag.model.gpt import GPT, GPTConfig, preset  # noqa: E402
+from notes_rag.train.loop import TrainConfig, make_optimizer  # noqa: E402
 
 console = Console()
 

@@ -30,8 +30,8 @@ from rich.table import Table  # noqa: E402
 
 from notes_rag.fileio import atomic_write_json  # noqa: E402
 from notes_rag.lang import detect_lang  # noqa: E402
-from notes_rag.pretrain_data import find_data_files, is_validation, iter_corpus  # noqa: E402
-from notes_rag.tokenizer import load_tokenizer  # noqa: E402
+from notes_rag.train.pretrain_data import find_data_files, is_validation, iter_corpus  # noqa: E402
+from notes_rag.model.tokenizer import load_tokenizer  # noqa: E402
 
 console = Console()
 REFERENCES = ("gpt2", "cl100k_base")

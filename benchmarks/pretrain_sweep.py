@@ -29,11 +29,11 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from notes_rag.fileio import atomic_write_json  # noqa: E402
-from notes_rag.model import GPT, GPTConfig  # noqa: E402
-from notes_rag.pretrain import PretrainConfig, pretrain  # noqa: E402
-from notes_rag.pretrain_data import DataConfig  # noqa: E402
-from notes_rag.tokenizer import TOKENIZER_FILE  # noqa: E402
-from notes_rag.trainer import TrainConfig  # noqa: E402
+from notes_rag.model.gpt import GPT, GPTConfig  # noqa: E402
+from notes_rag.train.pretrain import PretrainConfig, pretrain  # noqa: E402
+from notes_rag.train.pretrain_data import DataConfig  # noqa: E402
+from notes_rag.model.tokenizer import TOKENIZER_FILE  # noqa: E402
+from notes_rag.train.loop import TrainConfig  # noqa: E402
 
 
 def _prepare_folder(out: Path, tokenizer: Path, shards_from: Path | None) -> None:

@@ -7,7 +7,7 @@ Groups: pl / en (question language, same language as the evidence's note), cross
 (question language differs from the language of the note holding the evidence), multi-turn
 (items with "turns"; all turns are given to `search_conversation`), and all. Unanswerable items
 are left out of the hit rates; their dense top-1 cosine is compared with the answerable ones' to
-pick the abstention threshold. The hit rule is `notes_rag.evaluate.is_hit` (the one `notes-rag
+pick the abstention threshold. The hit rule is `notes_rag.eval.qa.is_hit` (the one `notes-rag
 eval` uses): a chunk holds the evidence, or ≥60% of it when it straddles a chunk boundary.
 """
 
@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from notes_rag import evaluate  # noqa: E402
-from notes_rag.retrieve import MODES, RetrievalConfig, Retriever  # noqa: E402
+from notes_rag.eval import qa as evaluate  # noqa: E402
+from notes_rag.index.search import MODES, RetrievalConfig, Retriever  # noqa: E402
 
 
 def _config(overrides: list[str]) -> RetrievalConfig:

@@ -14,9 +14,9 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from notes_rag.checkpoint import load_model
-from notes_rag.finetune import read_conversations
-from notes_rag.sft_metrics import answer, score_item, select_items, summarize
+from notes_rag.model.checkpoint import load_model
+from notes_rag.train.finetune import read_conversations
+from notes_rag.eval.sft_metrics import answer, score_item, select_items, summarize
 
 
 def main() -> None:

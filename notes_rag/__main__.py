@@ -1,5 +1,5 @@
 """`python -m notes_rag` runs the CLI."""
 
-from .cli import main
+from notes_rag.cli.main import main
 
 main()

@@ -43,7 +43,7 @@ def atomic_write_json(path: Path, obj) -> None:
 
 def read_json(path: Path, what: str):
     """Parse a JSON file the user named; a missing or unreadable file is a one-line error."""
-    from .errors import NotesRagError
+    from notes_rag.errors import NotesRagError
 
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -7,8 +7,8 @@ import signal
 import pytest
 import torch
 
-from notes_rag.model import GPT, preset
-from notes_rag.tokenizer import train_tokenizer
+from notes_rag.model.gpt import GPT, preset
+from notes_rag.model.tokenizer import train_tokenizer
 
 SAMPLE_TEXT = [
     "Sieć neuronowa uczy się wag na podstawie danych. Zażółć gęślą jaźń, źdźbło, łódź.",

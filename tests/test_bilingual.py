@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from notes_rag.bilingual import Bilingual, Dictionary, dictd_number, parse_eng_pol, parse_pol_eng, read_index
-from notes_rag.encoder import load_encoder
+from notes_rag.index.bilingual import Bilingual, Dictionary, dictd_number, parse_eng_pol, parse_pol_eng, read_index
+from notes_rag.index.encoder import load_encoder
 from notes_rag.errors import NotesRagError
-from notes_rag.indexer import update_index
-from notes_rag.lexical import LexicalIndex
-from notes_rag.retrieve import RetrievalConfig, Retriever
+from notes_rag.index.build import update_index
+from notes_rag.index.lexical import LexicalIndex
+from notes_rag.index.search import RetrievalConfig, Retriever
 from tiny_encoder import build_tiny_encoder
 
 _DIGITS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"

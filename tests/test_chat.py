@@ -15,16 +15,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from notes_rag import answer as answer_mod
-from notes_rag.answer import AnswerConfig, Assistant, fit_prompt, resolve_model
-from notes_rag.chat_format import ABSTAIN, SYSTEM_PROMPT, Passage, Turn
-from notes_rag.checkpoint import load_model, write_checkpoint
-from notes_rag.cli import app
-from notes_rag.cli_chat import ChatState, run_command
+from notes_rag.chat import assistant as answer_mod
+from notes_rag.chat.assistant import AnswerConfig, Assistant, fit_prompt, resolve_model
+from notes_rag.chat.format import ABSTAIN, SYSTEM_PROMPT, Passage, Turn
+from notes_rag.model.checkpoint import load_model, write_checkpoint
+from notes_rag.cli.main import app
+from notes_rag.cli.chat import ChatState, run_command
 from notes_rag.errors import NotesRagError
-from notes_rag.model import GPT, preset
-from notes_rag.retrieve import Hit, SearchResult
-from notes_rag.sessions import History, load_session, save_session, session_path
+from notes_rag.model.gpt import GPT, preset
+from notes_rag.index.search import Hit, SearchResult
+from notes_rag.chat.sessions import History, load_session, save_session, session_path
 
 NOTES = {
     "neurony.md": "# Neurony\n\n## Historia\n\nW 1943 roku Warren McCulloch i Walter Pitts zaproponowali "
@@ -47,8 +47,8 @@ def tiny_ckpt(tmp_path_factory, tok):
 
 @pytest.fixture(scope="module")
 def tiny_index(tmp_path_factory):
-    from notes_rag.encoder import load_encoder
-    from notes_rag.indexer import update_index
+    from notes_rag.index.encoder import load_encoder
+    from notes_rag.index.build import update_index
     from tiny_encoder import build_tiny_encoder
 
     root = tmp_path_factory.mktemp("notes")
@@ -354,7 +354,7 @@ def test_abstain_by_retrieval_bans_the_abstention_start(tiny_ckpt, tok):
 
 
 def test_grounding_guard_quotes_the_notes_instead_of_an_ungrounded_answer(tiny_ckpt, monkeypatch, tok):
-    from notes_rag.answer import grounding
+    from notes_rag.chat.assistant import grounding
 
     passages = [h.text for h in FakeRetriever().search_conversation(["x"], k=2)]
     assert grounding(passages[0] + " [1]", passages) == 1.0

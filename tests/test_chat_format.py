@@ -2,7 +2,7 @@
 
 import pytest
 
-from notes_rag.chat_format import (
+from notes_rag.chat.format import (
     ABSTAIN,
     SYSTEM_PROMPT,
     Conversation,
@@ -15,7 +15,7 @@ from notes_rag.chat_format import (
     render_prompt,
 )
 from notes_rag.lang import detect_lang
-from notes_rag.tokenizer import train_tokenizer
+from notes_rag.model.tokenizer import train_tokenizer
 
 TEXTS = [
     "Transformer to architektura sieci neuronowej oparta na mechanizmie uwagi.",

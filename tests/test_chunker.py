@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from notes_rag.chunker import chunk_note, is_markdown
-from notes_rag.index_config import IndexConfig
+from notes_rag.index.chunker import chunk_note, is_markdown
+from notes_rag.index.config import IndexConfig
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 

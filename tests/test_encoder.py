@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from notes_rag import encoder as E
-from notes_rag.e5_convert import precompiled_charsmap, read_checkpoint
+from notes_rag.index import encoder as E
+from notes_rag.index.e5_convert import precompiled_charsmap, read_checkpoint
 from notes_rag.errors import NotesRagError
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"

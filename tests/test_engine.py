@@ -1,6 +1,6 @@
 import torch
 
-from notes_rag.engine import SamplingConfig, generate, sample_next, stream_text
+from notes_rag.model.engine import SamplingConfig, generate, sample_next, stream_text
 
 
 def test_stream_text_never_splits_characters(tok):
@@ -51,7 +51,7 @@ def test_generate_respects_context(tiny_model):
 
 
 def test_copy_bias_follows_the_longest_matching_span():
-    from notes_rag.engine import CopyBias
+    from notes_rag.model.engine import CopyBias
 
     bias = CopyBias([5, 6, 7, 9, 6, 8], boost=2.0, ngram=2)
     logits = torch.zeros(10)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from notes_rag.errors import NotesRagError
-from notes_rag.evaluate import (
+from notes_rag.eval.qa import (
     AnswerRecord,
     EvalItem,
     Passage,
@@ -262,7 +262,7 @@ def test_without_answers_only_retrieval_and_baseline():
 
 @pytest.fixture
 def fake_backends(monkeypatch):
-    from notes_rag import cli_eval
+    from notes_rag.cli import eval as cli_eval
 
     opened = {}
 
@@ -294,7 +294,7 @@ def _qa_file(tmp_path):
 def test_cli_eval_writes_json_report(tmp_path, fake_backends):
     from typer.testing import CliRunner
 
-    from notes_rag.cli import app
+    from notes_rag.cli.main import app
 
     out = tmp_path / "out" / "report.json"
     res = CliRunner().invoke(app, ["eval", str(_qa_file(tmp_path)), "--json", str(out), "--k", "4"])
@@ -322,7 +322,7 @@ def test_cli_eval_writes_json_report(tmp_path, fake_backends):
 def test_cli_eval_no_answers_and_errors(tmp_path, fake_backends):
     from typer.testing import CliRunner
 
-    from notes_rag.cli import app
+    from notes_rag.cli.main import app
 
     out = tmp_path / "r.json"
     res = CliRunner().invoke(app, ["eval", str(_qa_file(tmp_path)), "--no-answers", "--json", str(out)])

@@ -8,12 +8,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from notes_rag.chat_format import Conversation, Passage, Turn
-from notes_rag.checkpoint import load_model, write_checkpoint
+from notes_rag.chat.format import Conversation, Passage, Turn
+from notes_rag.model.checkpoint import load_model, write_checkpoint
 from notes_rag.errors import NotesRagError
-from notes_rag.finetune import ConversationBatches, FinetuneConfig, encode_all, finetune, load_sft_files
-from notes_rag.model import GPT, preset
-from notes_rag.trainer import TrainConfig
+from notes_rag.train.finetune import ConversationBatches, FinetuneConfig, encode_all, finetune, load_sft_files
+from notes_rag.model.gpt import GPT, preset
+from notes_rag.train.loop import TrainConfig
 
 FACTS = [("Tokenizacja", "dzieli tekst na tokeny"), ("Attention", "mixes information between tokens"),
          ("Embedding", "maps token ids to vectors"), ("Softmax", "normalizuje wyniki do prawdopodobieństw")]

@@ -17,13 +17,15 @@ import faiss
 import numpy as np
 import pytest
 
-from notes_rag import index_store, indexer
-from notes_rag.chunker import chunk_note
-from notes_rag.encoder import load_encoder
+from notes_rag.index import store as index_store
+
+from notes_rag.index import build as indexer
+from notes_rag.index.chunker import chunk_note
+from notes_rag.index.encoder import load_encoder
 from notes_rag.errors import NotesRagError
-from notes_rag.index_config import IndexConfig
-from notes_rag.indexer import token_counter, update_index
-from notes_rag.retrieve import Retriever, resolve_index
+from notes_rag.index.config import IndexConfig
+from notes_rag.index.build import token_counter, update_index
+from notes_rag.index.search import Retriever, resolve_index
 from tiny_encoder import TINY_MAX_SEQ, build_tiny_encoder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -208,7 +210,7 @@ def test_no_chunk_exceeds_the_encoder_limit(enc, tmp_path):
     r = Retriever(folder / ".notes-rag", encoder=enc)
     rows = r.conn.execute("SELECT heading_path, text FROM chunks").fetchall()
     assert len(rows) > 100
-    from notes_rag.chunker import embed_text
+    from notes_rag.index.chunker import embed_text
     assert max(count(embed_text(tuple(json.loads(hp)), t)) for hp, t in rows) <= TINY_MAX_SEQ
 
 

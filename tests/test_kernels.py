@@ -3,8 +3,8 @@
 import torch
 import torch.nn.functional as F
 
-from notes_rag import kernels
-from notes_rag.model import GPT, GPTConfig, rotary_tables
+from notes_rag.model import kernels
+from notes_rag.model.gpt import GPT, GPTConfig, rotary_tables
 
 EPS = torch.finfo(torch.float32).eps
 

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from notes_rag.checkpoint import CheckpointError, load_model, write_checkpoint
-from notes_rag.engine import KVCache, SamplingConfig, generate, generate_no_cache
-from notes_rag.model import GPT, GPTConfig, preset
+from notes_rag.model.checkpoint import CheckpointError, load_model, write_checkpoint
+from notes_rag.model.engine import KVCache, SamplingConfig, generate, generate_no_cache
+from notes_rag.model.gpt import GPT, GPTConfig, preset
 
 
 def test_kv_cache_matches_full_recompute(tiny_model):

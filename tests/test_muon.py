@@ -4,9 +4,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from notes_rag.checkpoint import CheckpointError
-from notes_rag.muon import MuonAdamW, orthogonalize
-from notes_rag.pretrain import pretrain
+from notes_rag.model.checkpoint import CheckpointError
+from notes_rag.train.muon import MuonAdamW, orthogonalize
+from notes_rag.train.pretrain import pretrain
 from test_pretrain import corpus, tiny_cfg  # noqa: F401  (the corpus fixture is reused)
 
 

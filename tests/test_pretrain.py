@@ -11,11 +11,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from notes_rag.checkpoint import CheckpointError, load_model
+from notes_rag.model.checkpoint import CheckpointError, load_model
 from notes_rag.errors import NotesRagError
-from notes_rag.pretrain import PretrainConfig, pretrain
-from notes_rag.pretrain_data import DataConfig, find_data_files, iter_documents
-from notes_rag.trainer import TrainConfig
+from notes_rag.train.pretrain import PretrainConfig, pretrain
+from notes_rag.train.pretrain_data import DataConfig, find_data_files, iter_documents
+from notes_rag.train.loop import TrainConfig
 
 WORDS_EN = "the model learns attention weights from data and predicts the next token in a sequence".split()
 WORDS_PL = "model uczy się wag uwagi z danych i przewiduje następny token w sekwencji zdań".split()
@@ -73,7 +73,7 @@ def test_resume_is_exact(corpus, tmp_path, interrupt_at):
 def test_shards_are_cached(corpus, tmp_path, monkeypatch):
     out = tmp_path / "run"
     pretrain([corpus], out, tiny_cfg(steps=2))
-    import notes_rag.pretrain_data as pd
+    import notes_rag.train.pretrain_data as pd
 
     def boom(*a, **k):
         raise AssertionError("tokenized again")

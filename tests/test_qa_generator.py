@@ -2,7 +2,7 @@
 
 import random
 
-from notes_rag.qa_generator import GenConfig, doc_title_file, generate, generate_doc
+from notes_rag.sft.qa_generator import GenConfig, doc_title_file, generate, generate_doc
 
 PL_DOC = {
     "source": "koduj-z-klasa/python101@abc/docs/podstawy/python.rst",

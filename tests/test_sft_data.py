@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from notes_rag.chat_format import ABSTAIN, Conversation, extract_citations, is_abstention, parse, render
-from notes_rag.sft_build import DEFAULT_MIX, BuildConfig, build_sft, summary
-from notes_rag.sft_data import (
+from notes_rag.chat.format import ABSTAIN, Conversation, extract_citations, is_abstention, parse, render
+from notes_rag.sft.build import DEFAULT_MIX, BuildConfig, build_sft, summary
+from notes_rag.sft.kit import (
     KIT_FILES,
     convert_boolq,
     convert_extractive,
@@ -16,8 +16,8 @@ from notes_rag.sft_data import (
     convert_negatives,
     convert_translation,
 )
-from notes_rag.sft_text import answer_clause, n_words, sentence_spans, trim_around
-from notes_rag.tokenizer import train_tokenizer
+from notes_rag.sft.clauses import answer_clause, n_words, sentence_spans, trim_around
+from notes_rag.model.tokenizer import train_tokenizer
 
 CTX = (
     "Wacław Kowalski (ur. 2 maja 1916 w Gżatsku) – polski aktor. W 1937 ukończył seminarium, np. w Leśnej "

@@ -1,5 +1,5 @@
-from notes_rag.chat_format import ABSTAIN
-from notes_rag.sft_metrics import normalize_answer, score_item, select_items, summarize, token_f1
+from notes_rag.chat.format import ABSTAIN
+from notes_rag.eval.sft_metrics import normalize_answer, score_item, select_items, summarize, token_f1
 
 
 def test_normalize_and_f1():

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from notes_rag.tokenizer import SPECIAL_TOKENS, SPLIT_PATTERN, TokenizerError, load_tokenizer, train_tokenizer
+from notes_rag.model.tokenizer import SPECIAL_TOKENS, SPLIT_PATTERN, TokenizerError, load_tokenizer, train_tokenizer
 
 
 @pytest.mark.parametrize("text", [

@@ -1,0 +1,1 @@
+"""One chat turn: the chat format, prompt fitting, the assistant, saved sessions."""

@@ -1,0 +1,256 @@
+"""`notes-rag eval`: measure retrieval, the extractive baseline and the GPT's answers on a QA file.
+
+The command only wires things together: it opens the index (and the model, with --model),
+hands `evaluate.run_eval` a retrieval function and an answer function, renders the summary as
+rich tables and writes the full report as JSON. Scoring rules live in `evaluate.py`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from notes_rag.chat import assistant as answer
+
+from notes_rag.eval import qa as evaluate
+from notes_rag.cli.app import app
+from notes_rag.errors import NotesRagError
+from notes_rag.fileio import atomic_write_json
+
+console = Console()
+
+
+@dataclass
+class Backends:
+    """What the runner needs from the index and the model, plus identifiers for the report."""
+
+    retrieve_fn: Callable[[list[str]], evaluate.Retrieval]
+    answer_fn: Callable[[list[str]], evaluate.AnswerRecord] | None
+    chunks: list[tuple[str, str]]  # every indexed (file, chunk text)
+    file_lang: dict[str, str]
+    threshold: float | None  # the retriever's abstention threshold on the dense top-1 cosine
+    meta: dict = field(default_factory=dict)
+
+
+def open_backends(index: Path | None, model: Path | None, k: int, mode: str, answers: bool,
+                  overrides: dict | None = None) -> Backends:
+    """Open the index (and, with `answers`, the model) and adapt them to the runner's callables."""
+    from notes_rag.index.search import MODES, Retriever  # loads torch and FAISS: only when the command runs
+
+    if mode not in MODES:
+        raise NotesRagError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
+    retriever = Retriever.open(index)
+
+    def retrieve_fn(turns: list[str]) -> evaluate.Retrieval:
+        res = retriever.search_conversation(turns, k=evaluate.RETRIEVAL_DEPTH, mode=mode)
+        passages = [evaluate.Passage(h.text, h.file) for h in res.hits]
+        return evaluate.Retrieval(passages, res.top_cosine)
+
+    answer_fn, meta = None, {}
+    if answers:
+        assistant = _open_assistant(retriever, model, k, mode, overrides)
+        if assistant is not None:
+            answer_fn = _answer_adapter(assistant)
+            meta = {"model": assistant.model_id, "model_path": str(answer.resolve_model(model).resolve())}
+    return Backends(
+        retrieve_fn=retrieve_fn,
+        answer_fn=answer_fn,
+        chunks=retriever.chunks(),
+        file_lang=retriever.file_langs(),
+        threshold=retriever.abstain_threshold,
+        meta={"index": str(retriever.index_dir.resolve()), "encoder": retriever.meta["encoder"], **meta},
+    )
+
+
+def _open_assistant(retriever, model: Path | None, k: int, mode: str, overrides: dict | None = None) -> answer.Assistant | None:
+    """The chat pipeline on the already open retriever; without --model and without a released
+    model, None (retrieval and the baseline are still worth scoring)."""
+    try:
+        answer.resolve_model(model)
+    except NotesRagError as e:
+        if model is not None:
+            raise
+        console.print(f"[yellow]note:[/] {e}; scoring retrieval and the extractive baseline only")
+        return None
+    cfg = answer.AnswerConfig(k=k, mode=mode, **(overrides or {}))
+    return answer.Assistant.open(model=model, cfg=cfg, retriever=retriever)
+
+
+def _answer_adapter(assistant: answer.Assistant) -> Callable[[list[str]], evaluate.AnswerRecord]:
+    """Answer every turn in order (as `ask --turns` does) and report the last one. Made-up
+    citation numbers are passed on, so citation precision counts them as misses."""
+
+    def answer_fn(turns: list[str]) -> evaluate.AnswerRecord:
+        _, ans = assistant.ask_turns(turns)
+        return evaluate.AnswerRecord(
+            text=ans.text,
+            abstained=ans.abstained,
+            cited=ans.cited + ans.invalid_citations,
+            passages=[s.text for s in ans.prompt_passages],
+            ttft_s=ans.timings.ttft_s,
+            total_s=ans.timings.total_s,
+        )
+
+    return answer_fn
+
+
+def _fmt(v) -> str:
+    return "–" if v is None else f"{v:.2f}"
+
+
+def _rows(rep: dict, keep: Callable[[dict], bool] = lambda s: True):
+    """(group label, summary, starts a new section) for overall, then each breakdown's groups
+    whose summary passes `keep`."""
+    yield "overall", rep["overall"], False
+    for groups in rep["breakdowns"].values():
+        kept = [(g, s) for g, s in groups.items() if keep(s)]
+        for i, (group, summary) in enumerate(kept):
+            yield group, summary, i == 0
+
+
+def _retrieval_table(rep: dict) -> Table:
+    table = Table(title="Retrieval (answerable items)", title_justify="left")
+    for name in ("group", "n", "hit@1", "hit@3", "hit@5", "MRR@10"):
+        table.add_column(name, justify="left" if name == "group" else "right")
+    for group, s, section in _rows(rep, keep=lambda s: s["n_answerable"] > 0):
+        if section:
+            table.add_section()
+        r = s["retrieval"]
+        table.add_row(group, str(s["n_answerable"]), *(_fmt(r[m]) for m in ("hit@1", "hit@3", "hit@5", "mrr@10")))
+    return table
+
+
+_ANSWER_COLUMNS = {
+    "key facts": "key_fact_recall",
+    "groups": "group_recall",
+    "abst. ok": "abstention_accuracy",
+    "false abst.": "false_abstention",
+    "cite prec.": "citation_precision",
+}
+
+
+def _answers_table(rep: dict, with_answers: bool) -> Table:
+    title = "Answers: extractive baseline" + (" vs GPT" if with_answers else " (--no-answers)")
+    table = Table(title=title, title_justify="left")
+    table.add_column("group", no_wrap=True)
+    table.add_column("system", no_wrap=True, min_width=8)
+    for name in ("n", *_ANSWER_COLUMNS):
+        table.add_column(name, justify="right")
+    systems = [("baseline", "baseline"), *([("GPT", "answer")] if with_answers else [])]
+    for group, s, section in _rows(rep):
+        if section:
+            table.add_section()
+        for i, (label, key) in enumerate(systems):
+            metrics = s[key]
+            table.add_row(
+                group if i == 0 else "",
+                label,
+                str(s["n"]) if i == 0 else "",
+                *(_fmt(metrics[m]) for m in _ANSWER_COLUMNS.values()),
+            )
+    return table
+
+
+def _latency_table(rep: dict) -> Table:
+    lat = rep["overall"]["latency"]
+    table = Table(title="Latency per item (p50 / p95)", title_justify="left")
+    for name in ("retrieval ms", "first token s", "answer s (p50 / mean)"):
+        table.add_column(name, justify="right")
+    table.add_row(
+        f"{_fmt(lat['retrieval_ms_p50'])} / {_fmt(lat['retrieval_ms_p95'])}",
+        f"{_fmt(lat['ttft_s_p50'])} / {_fmt(lat['ttft_s_p95'])}",
+        f"{_fmt(lat['total_s_p50'])} / {_fmt(lat['total_s_mean'])}",
+    )
+    return table
+
+
+def _verdict(item: dict, a: dict) -> tuple[str, bool]:
+    """A short verdict on one answer and whether it is a failure."""
+    if not item["answerable"]:
+        return ("answered", True) if not a["abstained"] else ("abstained", False)
+    if a["abstained"]:
+        return "abstained", True
+    passed = sum(a["groups"])
+    return ("ok", False) if a["key_facts"] else (f"{passed}/{len(a['groups'])} facts", True)
+
+
+def _misses_table(items: list[dict], with_answers: bool) -> Table:
+    """Items whose evidence is not in the top 5, or (with answers) whose GPT answer failed; the
+    baseline's verdict is shown for comparison, not used for selection (it fails often)."""
+    what = "top-5 retrieval or the GPT's answer" if with_answers else "top-5 retrieval"
+    table = Table(title=f"Items that failed {what}", title_justify="left")
+    for name in ("id", "lang", "kind", "rank", "baseline", *(["GPT"] if with_answers else []), "question"):
+        table.add_column(name)
+    for item in items:
+        missed = item["answerable"] and (item["hit_rank"] is None or item["hit_rank"] > 5)
+        verdicts = [_verdict(item, item["baseline"])]
+        if with_answers:
+            verdicts.append(_verdict(item, item["answer"]))
+            missed = missed or verdicts[-1][1]
+        if missed:
+            rank = "–" if item["hit_rank"] is None else str(item["hit_rank"])
+            cells = [f"[red]{v}[/]" if bad else v for v, bad in verdicts]
+            question = item["turns"][-1]
+            question = question if len(question) <= 60 else question[:59] + "…"
+            table.add_row(item["id"], item["lang"], item["kind"], rank, *cells, question)
+    return table
+
+
+@app.command("eval")
+def eval_cmd(
+    qa_file: Path = typer.Argument(..., help="QA file (JSON Lines: id, lang, question|turns, must, evidence)."),
+    index: Path = typer.Option(None, "--index", help="Index folder (default: ./.notes-rag or ./corpus/.notes-rag)."),
+    model: Path = typer.Option(None, "--model", help="Model folder for the answers (default: the released model)."),
+    k: int = typer.Option(5, "--k", min=1, help="Passages given to the model."),
+    mode: str = typer.Option("hybrid", "--mode", help="Retrieval mode: hybrid, dense or bm25."),
+    json_out: Path = typer.Option(None, "--json", help="Write the full report with per-item results here."),
+    no_answers: bool = typer.Option(False, "--no-answers", help="Retrieval and the extractive baseline only."),
+    copy_boost: float = typer.Option(None, "--copy-boost", help="Copy-bias logit bonus (default: the chat default)."),
+    abstain_by: str = typer.Option(None, "--abstain-by", help="Who abstains: model or retrieval (default: the chat default)."),
+) -> None:
+    """Score retrieval, an extractive baseline and the GPT's answers on a QA file.
+
+    Example: notes-rag eval qa.jsonl --json eval.json
+    """
+    items = evaluate.load_items(qa_file)
+    overrides = {k_: v for k_, v in {"copy_boost": copy_boost, "abstain_by": abstain_by}.items() if v is not None}
+    backends = open_backends(index, model, k, mode, answers=not no_answers, overrides=overrides)
+    progress = Progress(
+        TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
+    with progress:
+        task = progress.add_task("eval", total=len(items))
+        results = evaluate.run_eval(
+            items,
+            backends.retrieve_fn,
+            backends.answer_fn,
+            chunks=backends.chunks,
+            file_lang=backends.file_lang,
+            threshold=backends.threshold,
+            on_item=lambda _: progress.advance(task),
+        )
+    meta = {
+        "qa_file": str(qa_file),
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "k": k,
+        "mode": mode,
+        "answers": backends.answer_fn is not None,
+        "baseline_threshold": backends.threshold,
+        **backends.meta,
+    }
+    rep = evaluate.report(results, meta)
+    with_answers = backends.answer_fn is not None
+    console.print(_retrieval_table(rep))
+    console.print(_answers_table(rep, with_answers))
+    console.print(_latency_table(rep))
+    console.print(_misses_table(rep["items"], with_answers))
+    if json_out is not None:
+        atomic_write_json(json_out, rep)
+        console.print(f"report written to {json_out}")

@@ -1,0 +1,108 @@
+"""`notes-rag index` and `notes-rag search`: build/update a notes index, query it.
+
+    notes-rag index corpus/                  # index in corpus/.notes-rag (incremental on re-runs)
+    notes-rag search "Ile kosztował trening GPT-3?" -k 5 --mode hybrid
+    notes-rag search "positional embeddings" --json | jq '.hits[0].file'
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from notes_rag.cli.app import app
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@app.command()
+def index(
+    folder: Path = typer.Argument(..., help="Folder of notes (.md, .markdown, .txt), searched recursively."),
+    index_dir: Path = typer.Option(None, "--index", help="Where to keep the index (default: FOLDER/.notes-rag)."),
+    encoder: Path = typer.Option(None, "--encoder", help="Local sentence-transformers model folder "
+                                 "[default: multilingual-e5-small, converted offline on first use]."),
+) -> None:
+    """Build or update the search index of a notes folder; only changed files are re-embedded.
+
+    Example: notes-rag index corpus/
+    """
+    from notes_rag.index.encoder import load_encoder
+    from notes_rag.index.build import update_index
+    from notes_rag.index.notes import scan_notes
+    from notes_rag.errors import NotesRagError
+
+    if not folder.is_dir():
+        raise NotesRagError(f"notes folder not found: {folder}")
+    if not scan_notes(folder)[0]:
+        raise NotesRagError(f"no readable notes in {folder} (looked for .md, .markdown, .txt)")
+    with console.status("loading the encoder..."):
+        enc = load_encoder(encoder)
+    with Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("embed", total=None)
+        report = update_index(folder, index_dir, enc, str(encoder) if encoder else None,
+                              on_progress=lambda done, total: progress.update(task, completed=done, total=total))
+    for skipped in report.skipped:
+        err_console.print(f"[yellow]skipped[/] {skipped.path}: {skipped.reason}", highlight=False)
+    if report.rebuild_reason and report.rebuild_reason != "new index":
+        console.print(f"[yellow]full rebuild:[/] {report.rebuild_reason}")
+    table = Table(title=f"Index of {folder}", title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for what, value in (
+        ("files added", len(report.added)), ("files changed", len(report.changed)),
+        ("files removed", len(report.removed)), ("files unchanged", report.unchanged),
+        ("files skipped", len(report.skipped)), ("chunks embedded", report.chunks_embedded),
+        ("chunks in index", report.chunks_total), ("seconds", f"{report.seconds:.1f}"),
+    ):
+        table.add_row(what, str(value))
+    console.print(table)
+
+
+def _snippet(text: str, width: int = 90) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+@app.command()
+def search(
+    query: str = typer.Argument(..., help="The question or keywords."),
+    k: int = typer.Option(5, "-k", help="How many chunks to return."),
+    mode: str = typer.Option("hybrid", "--mode", help="hybrid (default), dense or bm25."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (for scripts) instead of a table."),
+    index_dir: Path = typer.Option(None, "--index", help="Index folder (default: ./.notes-rag, else ./corpus/.notes-rag)."),
+    bilingual: bool = typer.Option(
+        True, "--bilingual/--no-bilingual",
+        help="Also search the question translated to the other language (English <-> Polish) with the "
+             "FreeDict dictionaries, if installed: apt install dict-freedict-eng-pol dict-freedict-pol-eng.",
+    ),
+    dict_dir: Path = typer.Option(Path("/usr/share/dictd"), "--dict-dir", help="Folder of the dictd dictionaries."),
+) -> None:
+    """Search the indexed notes.
+
+    Example: notes-rag search "Ile kosztował trening GPT-3?" -k 3
+    """
+    from notes_rag.index.search import RetrievalConfig, Retriever
+
+    retriever = Retriever.open(index_dir, cfg=RetrievalConfig(bilingual=bilingual, dict_dir=str(dict_dir)))
+    result = retriever.search(query, k=k, mode=mode)
+    if as_json:
+        print(json.dumps({"query": query, "mode": mode, "top_cosine": result.top_cosine,
+                          "hits": [h.to_dict() for h in result.hits]}, ensure_ascii=False, indent=2))
+        return
+    table = Table(title=f"{mode} search: {query}", title_justify="left")
+    for name, justify in (("rank", "right"), ("score", "right"), ("file:lines", "left"),
+                          ("heading", "left"), ("snippet", "left")):
+        table.add_column(name, justify=justify, overflow="fold")
+    for h in result.hits:
+        table.add_row(str(h.rank), f"{h.score:.3f}", h.citation, " > ".join(h.heading_path), _snippet(h.text))
+    console.print(table)
+    threshold = retriever.abstain_threshold
+    note = "" if threshold is None or result.top_cosine >= threshold else "  (below the abstention threshold: probably not in the notes)"
+    console.print(f"dense top-1 cosine {result.top_cosine:.3f}{note}", highlight=False)

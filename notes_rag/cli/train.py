@@ -1,0 +1,113 @@
+"""CLI for training: `notes-rag pretrain` (and `finetune`). Parses options, calls the library."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import typer
+
+from notes_rag.cli.app import app
+from notes_rag.errors import NotesRagError
+from notes_rag.train.pretrain import PretrainConfig, pretrain
+from notes_rag.train.pretrain_data import DataConfig
+from notes_rag.train.loop import TrainConfig
+
+
+def parse_duration(text: str | None) -> float | None:
+    """'90m', '2h', '1h30m', '45s' or plain seconds -> seconds."""
+    if text is None:
+        return None
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    m = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?", text.strip())
+    if not m or not any(m.groups()):
+        raise NotesRagError(f"cannot read duration {text!r}; use e.g. 90m, 2h, 1h30m")
+    h, mnt, s = (float(g) if g else 0.0 for g in m.groups())
+    return h * 3600 + mnt * 60 + s
+
+
+def parse_upsample(text: str) -> dict[str, int]:
+    """'pl=3,en=1' -> {'pl': 3, 'en': 1}."""
+    out = {}
+    for part in filter(None, text.split(",")):
+        lang, _, n = part.partition("=")
+        if not n.isdigit() or int(n) < 1:
+            raise NotesRagError(f"bad --upsample entry {part!r}; use e.g. pl=3")
+        out[lang.strip()] = int(n)
+    return out
+
+
+def train_options(lr, steps, time_budget, batch_tokens, device_batch, eval_every, seed, compile_, warmup) -> TrainConfig:
+    if steps is None and time_budget is None:
+        raise NotesRagError("give --steps or --time-budget")
+    return TrainConfig(lr=lr, max_steps=steps, time_budget=parse_duration(time_budget), batch_tokens=batch_tokens,
+                       device_batch=device_batch, eval_every=eval_every, seed=seed, compile=compile_,
+                       warmup_steps=warmup)
+
+
+@app.command("pretrain")
+def pretrain_cmd(
+    data: list[Path] = typer.Option(..., "--data", help="Files or folders of .txt/.md/.jsonl (optionally .gz/.xz)."),
+    out: Path = typer.Option(..., "--out", help="Run folder: tokenizer, shards, checkpoints, metrics, loss.png."),
+    config: str = typer.Option("small", "--config", help="Model preset: tiny, small, base, medium."),
+    time_budget: str = typer.Option(None, "--time-budget", help="Wall-clock budget, e.g. 90m or 2h; the schedule fits it."),
+    steps: int = typer.Option(None, "--steps", help="Stop after this many optimizer steps."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
+    vocab_size: int = typer.Option(8192, "--vocab-size", help="Tokenizer size when --out has no tokenizer yet."),
+    seq_len: int = typer.Option(512, "--seq-len", help="Training window in tokens."),
+    lr: float = typer.Option(2e-3, "--lr", help="Peak AdamW learning rate (with --optimizer muon: embeddings only)."),
+    optimizer: str = typer.Option("adamw", "--optimizer", help="adamw, or muon (Muon on block matrices, AdamW on embeddings)."),
+    muon_lr: float = typer.Option(0.02, "--muon-lr", help="Peak Muon learning rate (with --optimizer muon)."),
+    batch_tokens: int = typer.Option(16384, "--batch-tokens", help="Tokens per optimizer step."),
+    device_batch: int = typer.Option(8, "--device-batch", help="Sequences per micro-batch."),
+    eval_every: int = typer.Option(100, "--eval-every", help="Validate and sample every N steps."),
+    warmup: int = typer.Option(50, "--warmup", help="Warmup steps."),
+    upsample: str = typer.Option("pl=3", "--upsample", help="Repeat documents of a language, e.g. pl=3."),
+    seed: int = typer.Option(1337, "--seed"),
+    compile_: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the model."),
+) -> None:
+    """Train the tokenizer (if needed) and pretrain the GPT on raw text.
+
+    Example: notes-rag pretrain --data ../shared/data/pretrain --out runs/base --time-budget 1h
+    """
+    tc = train_options(lr, steps, time_budget, batch_tokens, device_batch, eval_every, seed, compile_, warmup)
+    tc.optimizer, tc.muon_lr = optimizer, muon_lr
+    cfg = PretrainConfig(model=config, seq_len=seq_len, vocab_size=vocab_size,
+                         data=DataConfig(upsample=parse_upsample(upsample)), train=tc)
+    result = pretrain(data, out, cfg, resume=resume)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
+        return
+    typer.echo(f"done: step {result['step']}, {result['tokens']:,} tokens, best val loss {result['best_val']:.4f}; "
+               f"model in {out / 'best'}")
+
+
+@app.command("finetune")
+def finetune_cmd(
+    base: Path = typer.Option(..., "--base", help="Pretrained checkpoint folder (e.g. runs/base/best)."),
+    data: list[Path] = typer.Option(..., "--data", help="Conversation JSONL files, or folders with train.jsonl/val.jsonl."),
+    out: Path = typer.Option(..., "--out", help="Run folder for checkpoints, metrics and loss.png."),
+    time_budget: str = typer.Option(None, "--time-budget", help="Wall-clock budget, e.g. 40m."),
+    steps: int = typer.Option(None, "--steps", help="Stop after this many optimizer steps."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
+    seq_len: int = typer.Option(1024, "--seq-len", help="Longest conversation kept, in tokens."),
+    lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate."),
+    batch_tokens: int = typer.Option(16384, "--batch-tokens", help="Padded tokens per optimizer step."),
+    micro_tokens: int = typer.Option(8192, "--micro-tokens", help="Padded tokens per micro-batch."),
+    eval_every: int = typer.Option(100, "--eval-every", help="Validate and sample every N steps."),
+    warmup: int = typer.Option(20, "--warmup", help="Warmup steps."),
+    seed: int = typer.Option(1337, "--seed"),
+    compile_: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the model."),
+) -> None:
+    """Instruction-tune a pretrained model on grounded QA conversations (loss on answers only).
+
+    Example: notes-rag finetune --base runs/base/best --data data/sft --out runs/sft --time-budget 40m
+    """
+    from notes_rag.train.finetune import FinetuneConfig, finetune
+
+    tc = train_options(lr, steps, time_budget, batch_tokens, 1, eval_every, seed, compile_, warmup)
+    tc.decay_frac = 0.4
+    cfg = FinetuneConfig(seq_len=seq_len, micro_tokens=micro_tokens, train=tc)
+    result = finetune(base, data, out, cfg, resume=resume)
+    typer.echo(f"done: step {result['step']}, best val loss {result['best_val']:.4f}; model in {out / 'best'}")

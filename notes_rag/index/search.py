@@ -1,0 +1,279 @@
+"""Search an index: dense (FAISS), BM25, and their fusion; conversation-aware retrieval.
+
+    r = Retriever.open(None)                 # finds ./.notes-rag or ./corpus/.notes-rag
+    res = r.search("Ile kosztował trening GPT-3?", k=5)      # mode="hybrid" | "dense" | "bm25"
+    res.hits[0].file, res.hits[0].line_start, res.top_cosine
+    r.search_conversation(["Who proposed the model of the neuron?", "In which year?"])
+
+Hybrid ranking adds the dense and BM25 scores of each candidate after expressing each list's
+scores in standard deviations from its mean (`RetrievalConfig.fusion`; weighted reciprocal rank
+fusion is the alternative, measured worse on the dev questions: rank fusion with k=60 flattens a
+clear dense or BM25 winner to almost nothing). In a conversation the current question is fused
+with the question joined to the previous user turns, so elliptical follow-ups ("A Llama 3?",
+"In which year?") find the notes the conversation is about.
+
+`SearchResult.top_cosine` is the dense top-1 cosine: fused scores say nothing about whether the
+notes answer the question at all; this cosine nearly does (see `RetrievalConfig.abstain_threshold`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from notes_rag.index import store
+from notes_rag.index.bilingual import DEFAULT_DICT_DIR, Bilingual
+from notes_rag.index.encoder import encode_queries, encoder_id, load_encoder
+from notes_rag.errors import NotesRagError
+from notes_rag.index.config import IndexConfig
+from notes_rag.lang import detect_lang
+from notes_rag.index.lexical import LexicalIndex
+
+MODES = ("hybrid", "dense", "bm25")
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    # "zscore": weighted sum of each ranking's scores in standard deviations (measured better
+    # than rank fusion on the dev questions, see docs/BENCHMARKS.md); "rrf": weighted
+    # reciprocal rank fusion, sum of w / (rrf_k + rank).
+    fusion: str = "zscore"
+    dense_weight: float = 1.0
+    bm25_weight: float = 1.0
+    rrf_k: int = 60
+    # Candidates taken from each ranking before fusion.
+    candidates: int = 50
+    # Conversation: how many previous user turns join the current question, and the weight of that
+    # joined query's ranking relative to the current question's own (1.0).
+    history_turns: int = 2
+    history_weight: float = 1.0
+    # Below this dense top-1 cosine the notes most likely do not answer the question
+    # (multilingual-e5-small; calibrated on dev questions, see docs/BENCHMARKS.md).
+    abstain_threshold: float = 0.843
+    # Bilingual query expansion (see `bilingual`): the question's words translated by the
+    # FreeDict dictionaries in `dict_dir` give a third ranking, BM25 of the translation, so an
+    # English question finds Polish notes lexically and the reverse; it weighs less than the
+    # question's own words (dictionary translation is noisy). Weighting it by the share of the
+    # notes in the other language was measured worse on the dev questions (docs/BENCHMARKS.md).
+    # Without the dictionaries (apt install dict-freedict-eng-pol dict-freedict-pol-eng)
+    # retrieval is exactly as with bilingual=False.
+    bilingual: bool = True
+    dict_dir: str = str(DEFAULT_DICT_DIR)
+    translated_weight: float = 0.5
+    # The translated words also go through the dense encoder ("query: " + first translation of
+    # each word): a same-language view for mE5, which matches across languages less well than
+    # within one. Same weight as the translated BM25 ranking; on the dev questions it adds
+    # cross-lingual hit@5 0.82 -> 0.91 and changes no other group's hit@1/hit@5.
+    translated_dense_weight: float = 0.5
+
+
+@dataclass(frozen=True)
+class Hit:
+    rank: int
+    score: float
+    chunk_id: int
+    file: str
+    line_start: int
+    line_end: int
+    heading_path: tuple[str, ...]
+    text: str
+
+    @property
+    def citation(self) -> str:
+        return f"{self.file}:{self.line_start}-{self.line_end}"
+
+    def to_dict(self) -> dict:
+        return {
+            "rank": self.rank, "score": self.score, "chunk_id": self.chunk_id, "file": self.file,
+            "line_start": self.line_start, "line_end": self.line_end,
+            "heading_path": list(self.heading_path), "text": self.text,
+        }
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: list[Hit]
+    top_cosine: float  # dense top-1 cosine of the query (the best one in a conversation)
+
+    def __iter__(self):
+        return iter(self.hits)
+
+    def __len__(self) -> int:
+        return len(self.hits)
+
+    def __getitem__(self, i: int) -> Hit:
+        return self.hits[i]
+
+
+def resolve_index(index: Path | None) -> Path:
+    """`--index DIR` if given, else `./.notes-rag/`, else `./corpus/.notes-rag/`."""
+    if index is not None:
+        if store.current_generation(Path(index)) is None:
+            raise NotesRagError(f"no index at {index}; build it with: notes-rag index NOTES_FOLDER --index {index}")
+        return Path(index)
+    for candidate in (Path(".notes-rag"), Path("corpus") / ".notes-rag"):
+        if candidate.is_dir() and store.current_generation(candidate) is not None:
+            return candidate
+    raise NotesRagError(
+        "no index found in ./.notes-rag or ./corpus/.notes-rag; build one with: notes-rag index corpus/"
+    )
+
+
+def _rrf(rankings: list[tuple[list[int], float]], rrf_k: int) -> dict[int, float]:
+    """Weighted reciprocal rank fusion of rankings (chunk ids best first)."""
+    fused: dict[int, float] = {}
+    for ids, weight in rankings:
+        for rank, cid in enumerate(ids, start=1):
+            fused[cid] = fused.get(cid, 0.0) + weight / (rrf_k + rank)
+    return fused
+
+
+def _zscores(scores: dict[int, float]) -> dict[int, float]:
+    """Scores in standard deviations from their list's mean, so cosines (a narrow band around
+    0.85) and BM25 scores (0 to ~20) can be added; a list of one counts as 1."""
+    if len(scores) < 2:
+        return {c: 1.0 for c in scores}
+    v = np.fromiter(scores.values(), dtype=np.float64)
+    mu, sd = v.mean(), v.std()
+    if sd < 1e-9:
+        return {c: 1.0 for c in scores}
+    return {c: (x - mu) / sd for c, x in scores.items()}
+
+
+def _zfuse(rankings: list[tuple[dict[int, float], float]]) -> dict[int, float]:
+    """Weighted sum of each ranking's z-scores; a chunk missing from a ranking scores like that
+    ranking's worst candidate there. Empty rankings take no part."""
+    parts = [(_zscores(scores), w) for scores, w in rankings if scores]
+    floors = [min(z.values()) for z, _ in parts]
+    chunks = set().union(*(z.keys() for z, _ in parts))
+    return {c: sum(w * z.get(c, floor) for (z, w), floor in zip(parts, floors)) for c in chunks}
+
+
+class Retriever:
+    def __init__(self, index_dir: Path, encoder=None, cfg: RetrievalConfig = RetrievalConfig()):
+        gen = store.current_generation(Path(index_dir))
+        if gen is None:
+            raise NotesRagError(f"no index at {index_dir}; build it with: notes-rag index NOTES_FOLDER")
+        self.index_dir, self.cfg = Path(index_dir), cfg
+        self.conn = store.open_db(gen / "chunks.sqlite")
+        self.meta = store.read_meta(self.conn)
+        self.dense = store.to_gpu_if_available(
+            store.load_dense(gen / "dense.faiss", self.meta["config"].get("ivf_nprobe", IndexConfig.ivf_nprobe))
+        )
+        self.lexical = LexicalIndex.load(gen / "bm25")
+        self.bilingual = Bilingual.load(Path(cfg.dict_dir)) if cfg.bilingual else None
+        self.encoder = encoder if encoder is not None else load_encoder(self.meta["encoder_path"])
+        if encoder_id(self.encoder) != self.meta["encoder"]:
+            raise NotesRagError(
+                f"the index was built with encoder {self.meta['encoder']}, not {encoder_id(self.encoder)}; "
+                "re-run notes-rag index with the encoder you want"
+            )
+
+    @classmethod
+    def open(cls, index: Path | None = None, cfg: RetrievalConfig = RetrievalConfig()) -> "Retriever":
+        return cls(resolve_index(index), cfg=cfg)
+
+    @property
+    def abstain_threshold(self) -> float | None:
+        """The calibrated threshold holds for the default encoder only."""
+        return self.cfg.abstain_threshold if self.meta["encoder_path"] is None else None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def chunks(self) -> list[tuple[str, str]]:
+        """Every indexed (file, chunk text), in index order."""
+        return list(self.conn.execute("SELECT file, text FROM chunks ORDER BY id"))
+
+    def file_langs(self) -> dict[str, str]:
+        """Each file's language: the majority language of its chunks' text."""
+        votes: dict[str, dict[str, int]] = {}
+        for file, lang, n in self.conn.execute("SELECT file, lang, SUM(LENGTH(text)) FROM chunks GROUP BY file, lang"):
+            votes.setdefault(file, {})[lang] = n
+        return {f: max(v, key=v.get) for f, v in votes.items()}
+
+    # -- rankings ------------------------------------------------------------------------------
+    def _dense(self, queries: list[str], n: int) -> list[dict[int, float]]:
+        """Top-n chunks per query with their cosine, best first."""
+        vectors = np.asarray(encode_queries(self.encoder, queries), dtype=np.float32)
+        n = min(n, self.dense.ntotal)
+        if n == 0:
+            return [{} for _ in queries]
+        scores, ids = self.dense.search(vectors, n)
+        return [{int(i): float(s) for s, i in zip(srow, irow) if i >= 0} for srow, irow in zip(scores, ids)]
+
+    def _translate(self, query: str, lang: str) -> list[list[str]]:
+        """The query's words translated from `lang` to the other language, one group of
+        alternatives per word; [] without the dictionaries."""
+        return self.bilingual.translate(query, lang) if self.bilingual is not None else []
+
+    def _fuse_query(self, query: str, dense: dict[int, float], mode: str, groups: list[list[str]],
+                    tdense: dict[int, float]) -> dict[int, float]:
+        """Score of each candidate chunk for one query string; `groups` are its translated words,
+        `tdense` the dense ranking of their text."""
+        if mode == "dense":
+            return dense
+        bm25 = dict(self.lexical.search(query, self.cfg.candidates))
+        translated = dict(self.lexical.search_groups(groups, self.cfg.candidates)) if groups else {}
+        c = self.cfg
+        if mode == "bm25":
+            return _zfuse([(bm25, 1.0), (translated, c.translated_weight)]) if translated else bm25
+        rankings = [(dense, c.dense_weight), (bm25, c.bm25_weight), (translated, c.translated_weight),
+                    (tdense, c.translated_dense_weight)]
+        if c.fusion == "rrf":
+            return _rrf([(list(r), w) for r, w in rankings], c.rrf_k)
+        return _zfuse(rankings)
+
+    def _result(self, scores: dict[int, float], k: int, top_cosine: float) -> SearchResult:
+        best = sorted(scores, key=lambda cid: (-scores[cid], cid))[:k]
+        rows = store.fetch_chunks(self.conn, best)
+        hits = [
+            Hit(rank, scores[cid], cid, rows[cid].file, rows[cid].line_start, rows[cid].line_end,
+                rows[cid].heading_path, rows[cid].text)
+            for rank, cid in enumerate(best, start=1)
+        ]
+        return SearchResult(hits, top_cosine)
+
+    @staticmethod
+    def _check(mode: str, k: int) -> None:
+        if mode not in MODES:
+            raise NotesRagError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
+        if k < 1:
+            raise NotesRagError(f"k must be at least 1, got {k}")
+
+    # -- public --------------------------------------------------------------------------------
+    def search(self, query: str, k: int = 5, mode: str = "hybrid") -> SearchResult:
+        """The k best chunks for one question, with the dense top-1 cosine."""
+        return self.search_conversation([query], k, mode)
+
+    def search_conversation(self, turns: list[str], k: int = 5, mode: str = "hybrid") -> SearchResult:
+        """The k best chunks for the last of the user's `turns`, informed by the earlier ones."""
+        self._check(mode, k)
+        turns = [t for t in turns if t.strip()]
+        if not turns:
+            raise NotesRagError("empty question")
+        queries = [turns[-1]]
+        earlier = turns[-1 - self.cfg.history_turns:-1]
+        if earlier:
+            queries.append(" ".join(earlier + [turns[-1]]))
+        # A short follow-up ("A Llama 3?") has no language of its own: it is the conversation's.
+        lang = detect_lang(" ".join(turns))
+        groups = [self._translate(q, detect_lang(q, default=lang)) for q in queries]
+        use_tdense = mode == "hybrid" and self.cfg.translated_dense_weight > 0
+        ttexts = [" ".join(g[0] for g in gs) if use_tdense else "" for gs in groups]
+        ranked = self._dense(queries + [t for t in ttexts if t], max(self.cfg.candidates, k))
+        dense, extra = ranked[: len(queries)], iter(ranked[len(queries):])
+        tdense = [next(extra) if t else {} for t in ttexts]
+        top_cosine = max((max(d.values()) for d in dense if d), default=0.0)
+        per_query = [self._fuse_query(q, d, mode, g, td) for q, d, g, td in zip(queries, dense, groups, tdense)]
+        if len(per_query) == 1:
+            return self._result(per_query[0], k, top_cosine)
+        # The current question alone, and joined to the previous turns: a self-contained question
+        # wins on its own, an elliptical follow-up through the joined one.
+        fused: dict[int, float] = {}
+        for scores, w in zip(per_query, (1.0, self.cfg.history_weight)):
+            for c, z in _zscores(scores).items():
+                fused[c] = fused.get(c, 0.0) + w * z
+        return self._result(fused, k, top_cosine)

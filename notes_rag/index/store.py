@@ -1,0 +1,262 @@
+"""On-disk layout of an index: generations, the lock, SQLite metadata, FAISS and BM25 files.
+
+An index folder (`notes/.notes-rag/`) holds complete, immutable *generations*:
+
+    .notes-rag/
+      CURRENT.json        {"generation": "gen-20261123-101500-ab12"}  (atomic pointer)
+      index.lock          held with flock while an `index` run works
+      gen-.../chunks.sqlite   files + chunks + their vectors + meta
+      gen-.../dense.faiss     IndexIDMap over inner product (flat, or IVF when large)
+      gen-.../bm25/           bm25s arrays/json + ids.npy
+
+An `index` run builds a new generation in a fresh folder and only then swaps `CURRENT.json`
+(write-to-temp + rename), so a crash, Ctrl-C or full disk at any point leaves the previous
+generation untouched and loadable; leftovers of interrupted runs are removed by the next run.
+Nothing here is loaded with pickle: sqlite, `faiss.read_index`, numpy with allow_pickle=False, json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import time
+import uuid
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from notes_rag.errors import NotesRagError
+from notes_rag.fileio import atomic_write_json
+from notes_rag.index.config import IndexConfig
+from notes_rag.index.lexical import LexicalIndex
+
+SCHEMA_VERSION = 1
+CURRENT = "CURRENT.json"
+LOCK = "index.lock"
+
+_SCHEMA = """
+CREATE TABLE files (
+    path TEXT PRIMARY KEY, sha256 TEXT NOT NULL, mtime REAL NOT NULL, encoding TEXT NOT NULL
+);
+CREATE TABLE chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    file TEXT NOT NULL REFERENCES files(path),
+    heading_path TEXT NOT NULL,   -- JSON list
+    line_start INTEGER NOT NULL,
+    line_end INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    lang TEXT NOT NULL            -- pl | en, of the chunk's text
+);
+CREATE INDEX chunks_file ON chunks(file);
+CREATE TABLE vectors (            -- kept apart so chunk lookups at query time stay small
+    chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id),
+    vector BLOB NOT NULL          -- float32, normalized
+);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    id: int
+    file: str
+    heading_path: tuple[str, ...]
+    line_start: int
+    line_end: int
+    text: str
+    lang: str
+
+
+class IndexLock:
+    """Exclusive lock on an index folder; the OS drops it if the process dies, so it never goes
+    stale. A second `index` run fails at once with a clear message instead of waiting."""
+
+    def __init__(self, index_dir: Path):
+        self.path = Path(index_dir) / LOCK
+        self._fd: int | None = None
+
+    def __enter__(self) -> "IndexLock":
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise NotesRagError(
+                f"another `notes-rag index` is already updating {self.path.parent} "
+                f"(lock {self.path}); wait for it to finish and run again"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the flock
+            self._fd = None
+
+
+# -- generations ---------------------------------------------------------------------------------
+
+def current_generation(index_dir: Path) -> Path | None:
+    pointer = Path(index_dir) / CURRENT
+    try:
+        name = json.loads(pointer.read_text(encoding="utf-8"))["generation"]
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as e:
+        raise NotesRagError(f"index pointer {pointer} is corrupt ({e}); delete {index_dir} and re-index") from None
+    gen = Path(index_dir) / name
+    if not gen.is_dir():
+        raise NotesRagError(f"index generation {gen} is missing; delete {index_dir} and re-index")
+    return gen
+
+
+def new_generation(index_dir: Path) -> Path:
+    name = f"gen-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    gen = Path(index_dir) / name
+    gen.mkdir(parents=True)
+    return gen
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def commit_generation(index_dir: Path, gen: Path) -> None:
+    """Make `gen` the live index (one atomic rename), then delete the generations it replaced."""
+    _fsync_tree(gen)
+    atomic_write_json(Path(index_dir) / CURRENT, {"generation": gen.name})
+    remove_stale_generations(index_dir)
+
+
+def remove_stale_generations(index_dir: Path) -> None:
+    """Delete every generation but the current one: replaced ones and interrupted runs' leftovers.
+    Call only while holding the lock."""
+    live = current_generation(index_dir)
+    for path in Path(index_dir).glob("gen-*"):
+        if path.is_dir() and path != live:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+# -- SQLite --------------------------------------------------------------------------------------
+
+def create_db(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path)
+    conn.executescript(_SCHEMA)
+    return conn
+
+
+def copy_db(src: Path, dst: Path) -> sqlite3.Connection:
+    """A private copy of a generation's database to update incrementally."""
+    conn = sqlite3.connect(dst)
+    with closing(sqlite3.connect(f"file:{src}?mode=ro", uri=True)) as source:
+        source.backup(conn)
+    return conn
+
+
+def open_db(path: Path) -> sqlite3.Connection:
+    """Read-only; usable from any thread (the chat UI may search from a worker)."""
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+
+
+def read_meta(conn: sqlite3.Connection) -> dict:
+    return {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")}
+
+
+def write_meta(conn: sqlite3.Connection, meta: dict) -> None:
+    conn.executemany(
+        "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+        [(k, json.dumps(v, ensure_ascii=False)) for k, v in meta.items()],
+    )
+
+
+def fetch_chunks(conn: sqlite3.Connection, ids: list[int]) -> dict[int, ChunkRow]:
+    if not ids:
+        return {}
+    marks = ",".join("?" * len(ids))
+    rows = conn.execute(
+        f"SELECT id, file, heading_path, line_start, line_end, text, lang FROM chunks WHERE id IN ({marks})",
+        [int(i) for i in ids],
+    )
+    return {r[0]: ChunkRow(r[0], r[1], tuple(json.loads(r[2])), r[3], r[4], r[5], r[6]) for r in rows}
+
+
+def all_vectors(conn: sqlite3.Connection, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    ids, vecs = [], []
+    for cid, blob in conn.execute("SELECT chunk_id, vector FROM vectors ORDER BY chunk_id"):
+        ids.append(cid)
+        vecs.append(np.frombuffer(blob, dtype=np.float32))
+    matrix = np.vstack(vecs) if vecs else np.zeros((0, dim), dtype=np.float32)
+    return np.asarray(ids, dtype=np.int64), matrix
+
+
+# -- FAISS ---------------------------------------------------------------------------------------
+
+def build_dense(ids: np.ndarray, vectors: np.ndarray, cfg: IndexConfig) -> faiss.Index:
+    """Exact inner-product search for small collections, IVF above `cfg.approx_threshold`."""
+    dim = vectors.shape[1]
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if len(ids) >= cfg.approx_threshold:
+        nlist = int(round(len(ids) ** 0.5))
+        inner = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        # k-means needs ~40-60 points per list; a sample that size trains as well as all of them
+        sample = np.random.default_rng(0).choice(len(ids), size=min(len(ids), 64 * nlist), replace=False)
+        inner.train(vectors[np.sort(sample)])
+        inner.nprobe = cfg.ivf_nprobe
+    else:
+        inner = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIDMap(inner)
+    if len(ids):
+        index.add_with_ids(vectors, ids)
+    return index
+
+
+def to_gpu_if_available(index: faiss.Index) -> faiss.Index:
+    """With a GPU, search exactly over all vectors on it (a flat GPU scan of a million vectors
+    takes about a millisecond, and is exact)."""
+    if not hasattr(faiss, "get_num_gpus") or faiss.get_num_gpus() == 0 or index.ntotal == 0:
+        return index
+    inner = faiss.downcast_index(index.index)
+    if isinstance(inner, faiss.IndexIVF):
+        inner.make_direct_map()  # IVF stores vectors by list; reconstructing by position needs the map
+    vectors = inner.reconstruct_n(0, index.ntotal)
+    flat = faiss.IndexIDMap(faiss.IndexFlatIP(index.d))
+    flat.add_with_ids(vectors, faiss.vector_to_array(index.id_map))
+    return faiss.index_cpu_to_all_gpus(flat)
+
+
+def save_dense(index: faiss.Index, path: Path) -> None:
+    faiss.write_index(index, str(path))
+
+
+def load_dense(path: Path, nprobe: int) -> faiss.Index:
+    index = faiss.read_index(str(path))
+    inner = faiss.downcast_index(index.index)
+    if isinstance(inner, faiss.IndexIVF):
+        inner.nprobe = nprobe
+    return index
+
+
+def save_lexical(conn: sqlite3.Connection, folder: Path) -> None:
+    rows = conn.execute("SELECT id, heading_path, text FROM chunks ORDER BY id").fetchall()
+    # Headings take part in BM25 like in the embedding: a chunk is about its section's topic.
+    texts = [" ".join(json.loads(hp)) + "\n" + text for _, hp, text in rows]
+    folder.mkdir()
+    LexicalIndex.build([r[0] for r in rows], texts).save(folder)

@@ -1,0 +1,1 @@
+"""The GPT, its tokenizer, kernels, decoding engine and checkpoints."""

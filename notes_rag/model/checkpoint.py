@@ -1,0 +1,175 @@
+"""Model checkpoints: one folder = safetensors weights + JSON config + tokenizer file.
+
+    model.safetensors   weights (no pickle: safetensors only)
+    config.json         {"format", "model": GPTConfig, "tokenizer": fingerprint, "meta": {...}}
+    tokenizer.json      the vocabulary the weights were trained with
+
+`load_model` is the single way every command gets a model; it validates everything and raises
+`CheckpointError` (one readable line) for a missing, truncated, corrupt or mismatched folder.
+Folders are replaced atomically: written beside the target, then swapped in by rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from notes_rag.errors import NotesRagError
+from notes_rag.fileio import atomic_write_json
+from notes_rag.model.gpt import GPT, GPTConfig
+from notes_rag.model.tokenizer import TOKENIZER_FILE, Tokenizer, TokenizerError, load_tokenizer
+
+FORMAT = "notes-rag-gpt/1"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+class CheckpointError(NotesRagError):
+    """A checkpoint folder cannot be used."""
+
+
+def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Weights to save: tied output head stored once, DDP/compile wrappers unwrapped."""
+    model = unwrap(model)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if model.config.tie_embeddings:
+        state.pop("lm_head.weight", None)
+    return state
+
+
+def unwrap(model: torch.nn.Module) -> GPT:
+    model = getattr(model, "module", model)  # DDP
+    return getattr(model, "_orig_mod", model)  # torch.compile
+
+
+def write_checkpoint(folder: Path, model: torch.nn.Module, tok: Tokenizer, meta: dict | None = None,
+                     extra_files: dict[str, dict[str, torch.Tensor] | dict] | None = None) -> None:
+    """Write a complete checkpoint folder atomically (old folder stays valid until the swap).
+
+    `extra_files` maps file names to tensors (saved as safetensors) or JSON-able dicts, e.g. the
+    optimizer and data-loader state of a training run.
+    """
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        save_file(model_state(model), str(tmp / WEIGHTS_FILE))
+        tok.save(tmp / TOKENIZER_FILE)
+        for name, content in (extra_files or {}).items():
+            if name.endswith(".safetensors"):
+                save_file(content, str(tmp / name))
+            else:
+                atomic_write_json(tmp / name, content)
+        config = {"format": FORMAT, "model": unwrap(model).config.to_dict(), "tokenizer": tok.fingerprint,
+                  "meta": meta or {}}
+        atomic_write_json(tmp / CONFIG_FILE, config)
+        _fsync_dir(tmp)
+        swap_folder(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def swap_folder(new: Path, target: Path) -> None:
+    """Replace `target` by `new`; a crash in between leaves `target` or `target.old` intact."""
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def resolve_folder(folder: Path) -> Path:
+    """The folder itself, or its `.old` twin when a crash interrupted a swap."""
+    folder = Path(folder)
+    old = folder.with_name(folder.name + ".old")
+    if not folder.exists() and old.exists():
+        return old
+    return folder
+
+
+def read_config(folder: Path) -> dict:
+    folder = resolve_folder(folder)
+    path = folder / CONFIG_FILE
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint folder not found: {folder}")
+    if not path.is_file():
+        raise CheckpointError(f"not a notes-rag checkpoint (no {CONFIG_FILE}): {folder}")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"corrupt {path}: {e}") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a {FORMAT} checkpoint config")
+    return config
+
+
+def load_model(folder: Path, device: str | torch.device = "cpu") -> tuple[GPT, Tokenizer, dict]:
+    """Load (model in eval mode, tokenizer, config dict) from a checkpoint folder."""
+    folder = resolve_folder(Path(folder))
+    config = read_config(folder)
+    try:
+        cfg = GPTConfig.from_dict(config["model"])
+        cfg.validate()
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"bad model config in {folder / CONFIG_FILE}: {e}") from None
+    try:
+        tok = load_tokenizer(folder / TOKENIZER_FILE)
+    except TokenizerError as e:
+        raise CheckpointError(str(e)) from None
+    if tok.fingerprint != config.get("tokenizer"):
+        raise CheckpointError(f"tokenizer in {folder} does not match the one the weights were trained with")
+    if tok.vocab_size != cfg.vocab_size:
+        raise CheckpointError(f"tokenizer has {tok.vocab_size} tokens but the model expects {cfg.vocab_size}")
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"missing weights file {weights}")
+    try:
+        state = load_file(str(weights), device=str(device))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"corrupt or truncated weights {weights}: {e}") from None
+    model = GPT(cfg).to(device)
+    load_weights(model, state, str(weights))
+    model.eval()
+    return model, tok, config
+
+
+def upgrade_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Checkpoints written before the fused QKV projection (2026-11-23) hold each layer's query
+    and key/value weights apart; stacked in that order they are the fused weight, exactly."""
+    out = dict(state)
+    for name in [n for n in state if n.endswith(".attn.c_q.weight")]:
+        prefix = name[: -len("c_q.weight")]
+        if prefix + "c_kv.weight" in out:
+            out[prefix + "c_qkv.weight"] = torch.cat([out.pop(name), out.pop(prefix + "c_kv.weight")])
+    return out
+
+
+def load_weights(model: GPT, state: dict[str, torch.Tensor], origin: str) -> None:
+    """Copy `state` into `model`, checking names and shapes first."""
+    state = upgrade_state(state)
+    expected = model_state(model)
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{origin} does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    for name, t in expected.items():
+        if state[name].shape != t.shape:
+            raise CheckpointError(f"{origin}: {name} has shape {tuple(state[name].shape)}, expected {tuple(t.shape)}")
+    model.load_state_dict(state, strict=not model.config.tie_embeddings)

@@ -1,0 +1,1 @@
+"""Finetuning data: kit readers, generated QA, the conversation builder."""

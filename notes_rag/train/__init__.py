@@ -1,0 +1,1 @@
+"""Training: the shared loop, optimizers, pretraining and finetuning."""
