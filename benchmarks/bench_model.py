@@ -47,7 +47,8 @@ from rich.table import Table  # noqa: E402
 from notes_rag.model.engine import SamplingConfig, generate, generate_no_cache  # noqa: E402
 from notes_rag.fileio import atomic_write_json  # noqa: E402
 from notes_rag.model.gpt import GPT, GPTConfig, preset  # noqa: E402
-from notes_rag.train.loop import TrainConfig, make_optimizer  # noqa: E402
+from notes_rag.train.loop import TrainConfig  # noqa: E402
+from notes_rag.train.optim import make_optimizer  # noqa: E402
 
 console = Console()
 
@@ -129,7 +130,7 @@ def n_params(model) -> int:
 
 def train_step(loss_of: Callable[[], torch.Tensor], model) -> Callable[[], None]:
     """One optimizer step as our trainer takes it (minus lr schedule and logging)."""
-    opt = make_optimizer(model, TrainConfig(), torch.device("cpu"))
+    opt = make_optimizer(model, TrainConfig())
     params = [p for p in model.parameters()]
 
     def step() -> None:

@@ -24,7 +24,8 @@ from notes_rag.model.engine import SamplingConfig, generate
 from notes_rag.errors import NotesRagError
 from notes_rag.model.gpt import GPT
 from notes_rag.model.tokenizer import Tokenizer
-from notes_rag.train.loop import TrainConfig, setup_distributed, train
+from notes_rag.train.distributed import setup_distributed
+from notes_rag.train.loop import TrainConfig, train
 
 
 @dataclass

@@ -21,7 +21,8 @@ from notes_rag.errors import NotesRagError
 from notes_rag.model.gpt import GPT, preset
 from notes_rag.train.pretrain_data import DataConfig, TokenWindows, find_data_files, prepare_shards, read_shards, tokenizer_texts
 from notes_rag.model.tokenizer import TOKENIZER_FILE, Tokenizer, load_tokenizer, train_tokenizer
-from notes_rag.train.loop import TrainConfig, setup_distributed, train
+from notes_rag.train.distributed import setup_distributed
+from notes_rag.train.loop import TrainConfig, train
 
 SAMPLE_PROMPTS = ("Sieć neuronowa to", "A neural network is")
 
