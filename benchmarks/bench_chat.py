@@ -25,7 +25,8 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from notes_rag.chat.assistant import Answer, AnswerConfig, Assistant  # noqa: E402
+from notes_rag.chat.answer import Answer  # noqa: E402
+from notes_rag.chat.assistant import AnswerConfig, Assistant  # noqa: E402
 from notes_rag.chat.format import Turn  # noqa: E402
 from notes_rag.fileio import atomic_write_text  # noqa: E402
 

@@ -7,7 +7,7 @@ Groups: pl / en (question language, same language as the evidence's note), cross
 (question language differs from the language of the note holding the evidence), multi-turn
 (items with "turns"; all turns are given to `search_conversation`), and all. Unanswerable items
 are left out of the hit rates; their dense top-1 cosine is compared with the answerable ones' to
-pick the abstention threshold. The hit rule is `notes_rag.eval.qa.is_hit` (the one `notes-rag
+pick the abstention threshold. The hit rule is `notes_rag.eval.matching.is_hit` (the one `notes-rag
 eval` uses): a chunk holds the evidence, or ≥60% of it when it straddles a chunk boundary.
 """
 
@@ -22,7 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from notes_rag.eval import qa as evaluate  # noqa: E402
+from notes_rag.eval.matching import RETRIEVAL_DEPTH, evidence_files, first_hit_rank  # noqa: E402
+from notes_rag.eval.qa_file import load_items  # noqa: E402
+from notes_rag.eval.runner import question_kind  # noqa: E402
 from notes_rag.index.search import MODES, RetrievalConfig, Retriever  # noqa: E402
 
 
@@ -38,7 +40,7 @@ def _config(overrides: list[str]) -> RetrievalConfig:
 
 
 def _groups(item, files, file_lang) -> list[str]:
-    kind = evaluate.question_kind(item, files, file_lang)
+    kind = question_kind(item, files, file_lang)
     groups = ["all", "cross-lingual" if kind == "cross-lingual" else item.lang]
     if item.multi_turn:
         groups.append("multi-turn")
@@ -70,7 +72,7 @@ def main() -> None:
                     help="override a RetrievalConfig field, e.g. --set bilingual=false")
     args = ap.parse_args()
 
-    items = evaluate.load_items(args.qa)
+    items = load_items(args.qa)
     r = Retriever.open(args.index, cfg=_config(args.set))
     chunks, file_lang = r.chunks(), r.file_langs()
     out: dict = {}
@@ -79,13 +81,13 @@ def main() -> None:
         pos, neg = [], []
         misses = []
         for item in items:
-            res = r.search_conversation(item.turns, k=evaluate.RETRIEVAL_DEPTH, mode=mode)
+            res = r.search_conversation(item.turns, k=RETRIEVAL_DEPTH, mode=mode)
             if not item.answerable:
                 neg.append(res.top_cosine)
                 continue
             pos.append(res.top_cosine)
-            rank = evaluate.first_hit_rank(item.evidence, [h.text for h in res.hits])
-            files = evaluate.evidence_files(item.evidence, chunks)
+            rank = first_hit_rank(item.evidence, [h.text for h in res.hits])
+            files = evidence_files(item.evidence, chunks)
             for g in _groups(item, files, file_lang):
                 stats.setdefault(g, []).append(rank)
             if rank != 1:

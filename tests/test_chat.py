@@ -16,11 +16,14 @@ import torch
 from typer.testing import CliRunner
 
 from notes_rag.chat import assistant as answer_mod
-from notes_rag.chat.assistant import AnswerConfig, Assistant, fit_prompt, resolve_model
+from notes_rag.chat.assistant import AnswerConfig, Assistant
+from notes_rag.chat.prompt import fit_prompt
+from notes_rag.model import release
+from notes_rag.model.release import resolve_model
 from notes_rag.chat.format import ABSTAIN, SYSTEM_PROMPT, Passage, Turn
 from notes_rag.model.checkpoint import load_model, write_checkpoint
 from notes_rag.cli.main import app
-from notes_rag.cli.chat import ChatState, run_command
+from notes_rag.cli.repl import ChatState, run_command
 from notes_rag.errors import NotesRagError
 from notes_rag.model.gpt import GPT, preset
 from notes_rag.index.search import Hit, SearchResult
@@ -196,7 +199,7 @@ def test_real_generation_stops_within_budget(tiny_ckpt):
 
 
 def test_missing_model_names_the_fix(tmp_path, monkeypatch):
-    monkeypatch.setattr(answer_mod, "default_model_dir", lambda: tmp_path / "models")
+    monkeypatch.setattr(release, "default_model_dir", lambda: tmp_path / "models")
     with pytest.raises(NotesRagError, match="--model"):
         resolve_model(None)
     assert resolve_model(tmp_path / "x") == tmp_path / "x"

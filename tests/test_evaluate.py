@@ -7,22 +7,11 @@ import json
 import pytest
 
 from notes_rag.errors import NotesRagError
-from notes_rag.eval.qa import (
-    AnswerRecord,
-    EvalItem,
-    Passage,
-    Retrieval,
-    best_sentence,
-    evidence_coverage,
-    first_hit_rank,
-    fold,
-    group_passes,
-    is_hit,
-    load_items,
-    report,
-    run_eval,
-    score_groups,
-)
+from notes_rag.eval.matching import evidence_coverage, first_hit_rank, group_passes, is_hit, score_groups
+from notes_rag.eval.qa_file import EvalItem, load_items
+from notes_rag.eval.runner import AnswerRecord, RetrievedChunk, Retrieval, run_eval
+from notes_rag.eval.summary import report
+from notes_rag.text import best_sentence, fold
 
 # ------------------------------------------------------------------ matching rules
 
@@ -188,7 +177,7 @@ NOTE_TEXT = dict(NOTES)
 
 def fake_retrieve(turns):
     files, cos = RANKING[turns[-1]]
-    return Retrieval([Passage(NOTE_TEXT[f], f) for f in files], cos)
+    return Retrieval([RetrievedChunk(NOTE_TEXT[f], f) for f in files], cos)
 
 
 def fake_answer(turns):

@@ -18,6 +18,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain click help: typer's rich help prints every flag as `--json <bool>`, as if it took a value.
+    rich_markup_mode=None,
     help="Chat with your study notes, answered by a GPT trained by this project.",
 )
 err_console = Console(stderr=True)

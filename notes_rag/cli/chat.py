@@ -1,325 +1,35 @@
-"""`notes-rag chat` (terminal REPL) and `notes-rag ask` (one exchange, for scripts): thin layers over
-`answer.Assistant`.
-
-The REPL's slash commands are plain functions `(state, arg) -> output` in `COMMANDS`, so they are
-tested without a terminal. Ctrl-C while an answer streams stops that answer (the unfinished
-exchange is not kept); Ctrl-D at the prompt exits. Typed lines persist in the data directory's
-readline history.
-"""
+"""`notes-rag chat` (the terminal REPL, cli/repl.py) and `notes-rag ask` (one exchange, for
+scripts): thin layers over `chat.assistant.Assistant`."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import typer
-from rich.console import Console, Group
-from rich.table import Table
-from rich.text import Text
 
-from notes_rag.chat.assistant import Answer, AnswerConfig, Assistant
+from notes_rag.chat.assistant import AnswerConfig, Assistant
 from notes_rag.chat.format import Turn
+from notes_rag.chat.sessions import History, load_session, read_session_file
+from notes_rag.cli import options
 from notes_rag.cli.app import app
+from notes_rag.cli.repl import ChatState, console, debug_report, read_system, repl, sources_table
 from notes_rag.errors import NotesRagError
 from notes_rag.fileio import read_json
-from notes_rag.chat.sessions import History, input_history_file, load_session, read_session_file, save_session
 
-console = Console(highlight=False)
-
-MODES = ("hybrid", "dense", "bm25")  # = retrieve.MODES; not imported to keep startup light
-
-
-def read_system(value: str | None) -> str | None:
-    """`--system TEXT|FILE`: the file's content when `value` names a file, else the text."""
-    if not value:
-        return None
-    path = Path(value).expanduser()
-    try:
-        if path.is_file():
-            return path.read_text(encoding="utf-8").strip()
-    except OSError:  # e.g. a long prompt text that is not a valid path
-        pass
-    return value.strip()
-
-
-def settings(cfg: AnswerConfig) -> dict:
-    return {"k": cfg.k, "mode": cfg.mode, "temperature": cfg.temperature, "system": cfg.system}
-
-
-# -- rendering -----------------------------------------------------------------------------------
-
-def sources_table(answer: Answer, full: bool = False) -> Table:
-    """Compact panel: number, file:lines, heading (+ score and text with `full`); cited in bold."""
-    title = "closest passages (not used)" if answer.abstain_reason == "retrieval" else "sources"
-    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, box=None)
-    table.add_column("#", justify="right", style="cyan")
-    table.add_column("file:lines", no_wrap=True)
-    table.add_column("heading", overflow="ellipsis", no_wrap=not full)
-    if full:
-        table.add_column("score", justify="right")
-        table.add_column("text", overflow="fold")
-    in_prompt = answer.prompt.passages if answer.prompt else 0
-    for s in answer.sources:
-        style = "bold" if s.rank in answer.cited else ("dim" if s.rank > in_prompt else "")
-        row = [str(s.rank), f"{s.file}:{s.lines}", s.heading or "–"]
-        if full:
-            row += [f"{s.score:.3f}", s.text]
-        table.add_row(*row, style=style)
-    return table
-
-
-def debug_report(answer: Answer) -> Group | str:
-    """What the prompt kept and its token counts, plus timings."""
-    t = answer.timings
-    tps = "–" if t.tokens_per_s is None else f"{t.tokens_per_s:.1f}"
-    timing = (f"retrieval {t.retrieval_ms:.0f} ms · first token {t.ttft_s:.2f}s · {t.new_tokens} tokens at {tps} tok/s"
-              f" · total {t.total_s:.2f}s · top cosine {answer.top_cosine:.3f}"
-              + ("" if answer.threshold is None else f" (threshold {answer.threshold:.2f})"))
-    p = answer.prompt
-    if p is None:
-        return Group(Text("retrieval abstained: the model did not run"), Text(timing, style="dim"))
-    tok = p.tokens
-    lines = [
-        f"prompt {tok['total']} / {tok['budget']} tokens (context {tok['context']} minus answer reserve): "
-        f"system {tok['system']}, passages {tok['passages']}, history {tok['history']}, question {tok['question']}",
-        f"passages kept {p.passages}, dropped {p.dropped_passages}; text tokens "
-        + ", ".join(str(n) if n == full else f"{n}/{full}" for n, full in zip(p.passage_tokens, p.passage_tokens_full))
-        + (" (kept/whole)" if p.trimmed else " (whole)"),
-        f"earlier turns kept {len(p.turns)}, dropped {p.dropped_turns}",
-    ]
-    return Group(*(Text(line) for line in lines), Text(timing, style="dim"))
-
-
-# -- REPL state and slash commands ---------------------------------------------------------------
-
-@dataclass
-class ChatState:
-    assistant: Assistant
-    history: History = field(default_factory=History)
-    last: Answer | None = None
-    verbose: bool = False
-    done: bool = False
-
-
-def cmd_help(state: ChatState, arg: str) -> str:
-    return "\n".join(f"{usage:<16} {doc}" for usage, doc in HELP)
-
-
-def cmd_sources(state: ChatState, arg: str):
-    if state.last is None:
-        return "no answer yet"
-    if arg:
-        try:
-            s = state.last.sources[int(arg) - 1]
-        except (ValueError, IndexError):
-            return f"no passage {arg}; there are {len(state.last.sources)}"
-        return Group(Text(f"[{s.rank}] {s.file}:{s.lines} › {s.heading}", style="bold"), Text(s.text))
-    return sources_table(state.last, full=True)
-
-
-def cmd_k(state: ChatState, arg: str) -> str:
-    if not arg.isdigit() or int(arg) < 1:
-        return f"usage: /k N (N ≥ 1); now {state.assistant.cfg.k}"
-    state.assistant.cfg.k = int(arg)
-    return f"k = {arg}"
-
-
-def cmd_mode(state: ChatState, arg: str) -> str:
-    if arg not in MODES:
-        return f"usage: /mode {'|'.join(MODES)}; now {state.assistant.cfg.mode}"
-    state.assistant.cfg.mode = arg
-    return f"mode = {arg}"
-
-
-def cmd_temp(state: ChatState, arg: str) -> str:
-    try:
-        value = float(arg)
-    except ValueError:
-        value = -1.0
-    if value < 0:
-        return f"usage: /temp X (X ≥ 0; 0 = greedy); now {state.assistant.cfg.temperature}"
-    state.assistant.cfg.temperature = value
-    return f"temperature = {value}"
-
-
-def cmd_system(state: ChatState, arg: str) -> str:
-    cfg = state.assistant.cfg
-    if not arg:
-        return f"system prompt: {cfg.system or '(default for the question language)'}"
-    cfg.system = None if arg == "default" else read_system(arg)
-    return "system prompt reset to the default" if cfg.system is None else "system prompt set"
-
-
-def cmd_reset(state: ChatState, arg: str) -> str:
-    state.history.reset()
-    state.last = None
-    return "conversation cleared"
-
-
-def cmd_save(state: ChatState, arg: str) -> str:
-    if not arg:
-        return "usage: /save NAME"
-    path = save_session(arg, state.history, settings(state.assistant.cfg))
-    return f"saved {len(state.history) // 2} exchanges to {path}"
-
-
-def cmd_load(state: ChatState, arg: str) -> str:
-    if not arg:
-        return "usage: /load NAME"
-    session = load_session(arg)
-    state.history, state.last = session.history, None
-    return f"loaded {session.name}: {len(session.history) // 2} exchanges"
-
-
-def cmd_history(state: ChatState, arg: str):
-    if not state.history.turns:
-        return "no turns yet"
-    table = Table(show_header=False, box=None)
-    for t in state.history.turns:
-        table.add_row(Text("you" if t.role == "user" else "notes", style="cyan"), t.content)
-    return table
-
-
-def cmd_debug(state: ChatState, arg: str):
-    if arg in ("on", "off"):
-        state.verbose = arg == "on"
-        return f"verbose {'on' if state.verbose else 'off'}"
-    return "no answer yet" if state.last is None else debug_report(state.last)
-
-
-def cmd_exit(state: ChatState, arg: str) -> str:
-    state.done = True
-    return ""
-
-
-HELP = [
-    ("/help", "this list"),
-    ("/sources [N]", "passages of the last answer (N: the whole passage)"),
-    ("/k N", "number of passages to retrieve"),
-    ("/mode M", "retrieval mode: hybrid, dense or bm25"),
-    ("/temp X", "sampling temperature (0 = greedy)"),
-    ("/system TEXT", "system prompt: text or a file; 'default' resets"),
-    ("/reset", "start a new conversation"),
-    ("/save NAME", "save the conversation"),
-    ("/load NAME", "load a saved conversation"),
-    ("/history", "show the conversation"),
-    ("/debug [on|off]", "prompt budget of the last answer; on/off: after every answer"),
-    ("/exit", "quit (or Ctrl-D)"),
-]
-
-COMMANDS: dict[str, Callable[[ChatState, str], object]] = {
-    "help": cmd_help, "sources": cmd_sources, "k": cmd_k, "mode": cmd_mode, "temp": cmd_temp,
-    "system": cmd_system, "reset": cmd_reset, "save": cmd_save, "load": cmd_load,
-    "history": cmd_history, "debug": cmd_debug, "exit": cmd_exit, "quit": cmd_exit,
-}
-
-
-def run_command(state: ChatState, line: str):
-    """Run a `/command arg` line; returns what to print."""
-    name, _, arg = line[1:].strip().partition(" ")
-    fn = COMMANDS.get(name.lower())
-    if fn is None:
-        return f"unknown command /{name}; /help lists them"
-    try:
-        return fn(state, arg.strip())
-    except NotesRagError as e:
-        return f"error: {e}"
-
-
-def answer_turn(state: ChatState, question: str) -> Answer | None:
-    """Stream one answer to the console, then its sources; None when stopped with Ctrl-C."""
-    answer = None
-    try:
-        for item in state.assistant.stream(state.history.turns, question):
-            if isinstance(item, Answer):
-                answer = item
-            else:
-                console.print(item, end="", markup=False, soft_wrap=True)
-    except KeyboardInterrupt:
-        console.print(" [yellow]\\[stopped][/]")
-        return None
-    if answer is not None and answer.ungrounded_text is not None:
-        console.print("\n[dim](that answer is not supported by your notes; quoting them instead)[/]")
-        console.print(answer.text, markup=False, soft_wrap=True)
-    console.print()
-    state.history.add(answer.question, answer.text)
-    state.last = answer
-    if answer.abstained and answer.abstain_reason == "retrieval":
-        console.print("[dim](no passage was close enough to answer from)[/]")
-    console.print(sources_table(answer))
-    if state.verbose:
-        console.print(debug_report(answer))
-    return answer
-
-
-def _setup_readline():
-    """Line editing and persistent input history; None where readline is unavailable."""
-    try:
-        import readline
-    except ImportError:
-        return None
-    path = input_history_file()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            readline.read_history_file(path)
-    except OSError:
-        pass
-    readline.set_history_length(2000)
-    return readline
-
-
-def repl(state: ChatState, prompt: str = "» ") -> None:
-    rl = _setup_readline()
-    console.print("[dim]Ask about your notes. /help lists commands; Ctrl-C stops an answer, Ctrl-D exits.[/]")
-    while not state.done:
-        try:
-            line = input(prompt).strip()
-        except EOFError:
-            console.print()
-            break
-        except KeyboardInterrupt:  # at the prompt: drop the line, like a shell
-            console.print()
-            continue
-        if not line:
-            continue
-        if rl is not None:
-            try:
-                rl.write_history_file(input_history_file())
-            except OSError:
-                pass
-        if line.startswith("/"):
-            out = run_command(state, line)
-            if out:
-                console.print(out)
-            continue
-        try:
-            answer_turn(state, line)
-        except NotesRagError as e:
-            console.print(f"[bold red]error:[/] {e}")
-
-
-# -- commands ------------------------------------------------------------------------------------
 
 def _config(k: int, mode: str, temp: float, system: str | None) -> AnswerConfig:
-    if mode not in MODES:
-        raise NotesRagError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
     return AnswerConfig(k=k, mode=mode, temperature=temp, system=read_system(system))
 
 
-_INDEX = typer.Option(None, "--index", help="Index folder (default: ./.notes-rag or ./corpus/.notes-rag).")
-_MODEL = typer.Option(None, "--model", help="Model folder (default: the repository's models/).")
-_K = typer.Option(4, "--k", min=1, help="Passages retrieved and given to the model.")
-_MODE = typer.Option("hybrid", "--mode", help="Retrieval mode: hybrid, dense or bm25.")
-_TEMP = typer.Option(0.0, "--temp", min=0.0, help="Sampling temperature (0 = greedy).")
+_TEMP = typer.Option(AnswerConfig.temperature, "--temp", min=0.0, help="Sampling temperature (0 = greedy).")
 _SYSTEM = typer.Option(None, "--system", help="System prompt: text, or a file holding it.")
 
 
 @app.command("chat")
 def chat_cmd(
-    index: Path = _INDEX, model: Path = _MODEL, k: int = _K, mode: str = _MODE, temp: float = _TEMP,
+    index: Path = options.INDEX, model: Path = options.MODEL, k: int = options.K, mode: str = options.MODE,
+    temp: float = _TEMP,
     system: str = _SYSTEM,
     resume: str = typer.Option(None, "--resume", help="Continue a saved session (see /save)."),
     verbose: bool = typer.Option(False, "--verbose", help="After each answer: prompt budget and timings."),
@@ -352,7 +62,8 @@ def ask_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the exchange as JSON."),
     history_file: Path = typer.Option(None, "--history", help="Earlier turns: a saved session file."),
     turns_file: Path = typer.Option(None, "--turns", help="JSON list of questions answered in turn."),
-    index: Path = _INDEX, model: Path = _MODEL, k: int = _K, mode: str = _MODE, temp: float = _TEMP,
+    index: Path = options.INDEX, model: Path = options.MODEL, k: int = options.K, mode: str = options.MODE,
+    temp: float = _TEMP,
     system: str = _SYSTEM,
     verbose: bool = typer.Option(False, "--verbose", help="Also show the prompt budget and timings."),
 ) -> None:

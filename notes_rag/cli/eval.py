@@ -1,8 +1,8 @@
 """`notes-rag eval`: measure retrieval, the extractive baseline and the GPT's answers on a QA file.
 
 The command only wires things together: it opens the index (and the model, with --model),
-hands `evaluate.run_eval` a retrieval function and an answer function, renders the summary as
-rich tables and writes the full report as JSON. Scoring rules live in `evaluate.py`.
+hands `eval.runner.run_eval` a retrieval function and an answer function, renders the summary as
+rich tables and writes the full report as JSON. Scoring rules live in `eval/matching.py`.
 """
 
 from __future__ import annotations
@@ -17,12 +17,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from notes_rag.chat import assistant as answer
-
-from notes_rag.eval import qa as evaluate
+from notes_rag.chat.assistant import AnswerConfig, Assistant
+from notes_rag.cli import options
 from notes_rag.cli.app import app
+from notes_rag.eval.matching import RETRIEVAL_DEPTH
+from notes_rag.eval.qa_file import load_items
+from notes_rag.eval.runner import AnswerRecord, RetrievedChunk, Retrieval, run_eval
+from notes_rag.eval.summary import report
 from notes_rag.errors import NotesRagError
 from notes_rag.fileio import atomic_write_json
+from notes_rag.model.release import resolve_model
 
 console = Console()
 
@@ -31,8 +35,8 @@ console = Console()
 class Backends:
     """What the runner needs from the index and the model, plus identifiers for the report."""
 
-    retrieve_fn: Callable[[list[str]], evaluate.Retrieval]
-    answer_fn: Callable[[list[str]], evaluate.AnswerRecord] | None
+    retrieve_fn: Callable[[list[str]], Retrieval]
+    answer_fn: Callable[[list[str]], AnswerRecord] | None
     chunks: list[tuple[str, str]]  # every indexed (file, chunk text)
     file_lang: dict[str, str]
     threshold: float | None  # the retriever's abstention threshold on the dense top-1 cosine
@@ -42,23 +46,20 @@ class Backends:
 def open_backends(index: Path | None, model: Path | None, k: int, mode: str, answers: bool,
                   overrides: dict | None = None) -> Backends:
     """Open the index (and, with `answers`, the model) and adapt them to the runner's callables."""
-    from notes_rag.index.search import MODES, Retriever  # loads torch and FAISS: only when the command runs
+    from notes_rag.index.search import Retriever  # loads FAISS: only when the command runs
 
-    if mode not in MODES:
-        raise NotesRagError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
     retriever = Retriever.open(index)
 
-    def retrieve_fn(turns: list[str]) -> evaluate.Retrieval:
-        res = retriever.search_conversation(turns, k=evaluate.RETRIEVAL_DEPTH, mode=mode)
-        passages = [evaluate.Passage(h.text, h.file) for h in res.hits]
-        return evaluate.Retrieval(passages, res.top_cosine)
+    def retrieve_fn(turns: list[str]) -> Retrieval:
+        res = retriever.search_conversation(turns, k=RETRIEVAL_DEPTH, mode=mode)
+        return Retrieval([RetrievedChunk(h.text, h.file) for h in res.hits], res.top_cosine)
 
     answer_fn, meta = None, {}
     if answers:
         assistant = _open_assistant(retriever, model, k, mode, overrides)
         if assistant is not None:
             answer_fn = _answer_adapter(assistant)
-            meta = {"model": assistant.model_id, "model_path": str(answer.resolve_model(model).resolve())}
+            meta = {"model": assistant.model_id, "model_path": str(resolve_model(model).resolve())}
     return Backends(
         retrieve_fn=retrieve_fn,
         answer_fn=answer_fn,
@@ -69,27 +70,27 @@ def open_backends(index: Path | None, model: Path | None, k: int, mode: str, ans
     )
 
 
-def _open_assistant(retriever, model: Path | None, k: int, mode: str, overrides: dict | None = None) -> answer.Assistant | None:
+def _open_assistant(retriever, model: Path | None, k: int, mode: str, overrides: dict | None = None) -> Assistant | None:
     """The chat pipeline on the already open retriever; without --model and without a released
     model, None (retrieval and the baseline are still worth scoring)."""
     try:
-        answer.resolve_model(model)
+        resolve_model(model)
     except NotesRagError as e:
         if model is not None:
             raise
         console.print(f"[yellow]note:[/] {e}; scoring retrieval and the extractive baseline only")
         return None
-    cfg = answer.AnswerConfig(k=k, mode=mode, **(overrides or {}))
-    return answer.Assistant.open(model=model, cfg=cfg, retriever=retriever)
+    cfg = AnswerConfig(k=k, mode=mode, **(overrides or {}))
+    return Assistant.open(model=model, cfg=cfg, retriever=retriever)
 
 
-def _answer_adapter(assistant: answer.Assistant) -> Callable[[list[str]], evaluate.AnswerRecord]:
+def _answer_adapter(assistant: Assistant) -> Callable[[list[str]], AnswerRecord]:
     """Answer every turn in order (as `ask --turns` does) and report the last one. Made-up
     citation numbers are passed on, so citation precision counts them as misses."""
 
-    def answer_fn(turns: list[str]) -> evaluate.AnswerRecord:
+    def answer_fn(turns: list[str]) -> AnswerRecord:
         _, ans = assistant.ask_turns(turns)
-        return evaluate.AnswerRecord(
+        return AnswerRecord(
             text=ans.text,
             abstained=ans.abstained,
             cited=ans.cited + ans.invalid_citations,
@@ -206,10 +207,10 @@ def _misses_table(items: list[dict], with_answers: bool) -> Table:
 @app.command("eval")
 def eval_cmd(
     qa_file: Path = typer.Argument(..., help="QA file (JSON Lines: id, lang, question|turns, must, evidence)."),
-    index: Path = typer.Option(None, "--index", help="Index folder (default: ./.notes-rag or ./corpus/.notes-rag)."),
-    model: Path = typer.Option(None, "--model", help="Model folder for the answers (default: the released model)."),
-    k: int = typer.Option(5, "--k", min=1, help="Passages given to the model."),
-    mode: str = typer.Option("hybrid", "--mode", help="Retrieval mode: hybrid, dense or bm25."),
+    index: Path = options.INDEX,
+    model: Path = options.MODEL,
+    k: int = options.K,
+    mode: str = options.MODE,
     json_out: Path = typer.Option(None, "--json", help="Write the full report with per-item results here."),
     no_answers: bool = typer.Option(False, "--no-answers", help="Retrieval and the extractive baseline only."),
     copy_boost: float = typer.Option(None, "--copy-boost", help="Copy-bias logit bonus (default: the chat default)."),
@@ -219,7 +220,7 @@ def eval_cmd(
 
     Example: notes-rag eval qa.jsonl --json eval.json
     """
-    items = evaluate.load_items(qa_file)
+    items = load_items(qa_file)
     overrides = {k_: v for k_, v in {"copy_boost": copy_boost, "abstain_by": abstain_by}.items() if v is not None}
     backends = open_backends(index, model, k, mode, answers=not no_answers, overrides=overrides)
     progress = Progress(
@@ -227,7 +228,7 @@ def eval_cmd(
     )
     with progress:
         task = progress.add_task("eval", total=len(items))
-        results = evaluate.run_eval(
+        results = run_eval(
             items,
             backends.retrieve_fn,
             backends.answer_fn,
@@ -245,7 +246,7 @@ def eval_cmd(
         "baseline_threshold": backends.threshold,
         **backends.meta,
     }
-    rep = evaluate.report(results, meta)
+    rep = report(results, meta)
     with_answers = backends.answer_fn is not None
     console.print(_retrieval_table(rep))
     console.print(_answers_table(rep, with_answers))

@@ -1,6 +1,7 @@
 """`notes-rag index` and `notes-rag search`: build/update a notes index, query it.
 
     notes-rag index corpus/                  # index in corpus/.notes-rag (incremental on re-runs)
+    notes-rag index ~/notes --out /tmp/idx   # index kept elsewhere; read it with --index /tmp/idx
     notes-rag search "Ile kosztował trening GPT-3?" -k 5 --mode hybrid
     notes-rag search "positional embeddings" --json | jq '.hits[0].file'
 """
@@ -15,7 +16,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from notes_rag.cli import options
 from notes_rag.cli.app import app
+from notes_rag.errors import NotesRagError
+from notes_rag.index.config import RetrievalConfig
 
 console = Console()
 err_console = Console(stderr=True)
@@ -24,7 +28,8 @@ err_console = Console(stderr=True)
 @app.command()
 def index(
     folder: Path = typer.Argument(..., help="Folder of notes (.md, .markdown, .txt), searched recursively."),
-    index_dir: Path = typer.Option(None, "--index", help="Where to keep the index (default: FOLDER/.notes-rag)."),
+    out: Path = typer.Option(None, "--out", help="Where to write the index (default: FOLDER/.notes-rag)."),
+    old_out: Path = typer.Option(None, "--index", hidden=True, help="Old spelling of --out."),
     encoder: Path = typer.Option(None, "--encoder", help="Local sentence-transformers model folder "
                                  "[default: multilingual-e5-small, converted offline on first use]."),
 ) -> None:
@@ -32,11 +37,13 @@ def index(
 
     Example: notes-rag index corpus/
     """
-    from notes_rag.index.encoder import load_encoder
     from notes_rag.index.build import update_index
+    from notes_rag.index.encoder import load_encoder
     from notes_rag.index.notes import scan_notes
-    from notes_rag.errors import NotesRagError
 
+    if out is not None and old_out is not None and out != old_out:
+        raise NotesRagError("give the index folder once, with --out")
+    out = out or old_out
     if not folder.is_dir():
         raise NotesRagError(f"notes folder not found: {folder}")
     if not scan_notes(folder)[0]:
@@ -46,7 +53,7 @@ def index(
     with Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         task = progress.add_task("embed", total=None)
-        report = update_index(folder, index_dir, enc, str(encoder) if encoder else None,
+        report = update_index(folder, out, enc, str(encoder) if encoder else None,
                               on_progress=lambda done, total: progress.update(task, completed=done, total=total))
     for skipped in report.skipped:
         err_console.print(f"[yellow]skipped[/] {skipped.path}: {skipped.reason}", highlight=False)
@@ -73,22 +80,22 @@ def _snippet(text: str, width: int = 90) -> str:
 @app.command()
 def search(
     query: str = typer.Argument(..., help="The question or keywords."),
-    k: int = typer.Option(5, "-k", help="How many chunks to return."),
-    mode: str = typer.Option("hybrid", "--mode", help="hybrid (default), dense or bm25."),
+    k: int = options.K,
+    mode: str = options.MODE,
     as_json: bool = typer.Option(False, "--json", help="Print JSON (for scripts) instead of a table."),
-    index_dir: Path = typer.Option(None, "--index", help="Index folder (default: ./.notes-rag, else ./corpus/.notes-rag)."),
+    index_dir: Path = options.INDEX,
     bilingual: bool = typer.Option(
-        True, "--bilingual/--no-bilingual",
+        RetrievalConfig.bilingual, "--bilingual/--no-bilingual",
         help="Also search the question translated to the other language (English <-> Polish) with the "
              "FreeDict dictionaries, if installed: apt install dict-freedict-eng-pol dict-freedict-pol-eng.",
     ),
-    dict_dir: Path = typer.Option(Path("/usr/share/dictd"), "--dict-dir", help="Folder of the dictd dictionaries."),
+    dict_dir: Path = typer.Option(Path(RetrievalConfig.dict_dir), "--dict-dir", help="Folder of the dictd dictionaries."),
 ) -> None:
     """Search the indexed notes.
 
     Example: notes-rag search "Ile kosztował trening GPT-3?" -k 3
     """
-    from notes_rag.index.search import RetrievalConfig, Retriever
+    from notes_rag.index.search import Retriever
 
     retriever = Retriever.open(index_dir, cfg=RetrievalConfig(bilingual=bilingual, dict_dir=str(dict_dir)))
     result = retriever.search(query, k=k, mode=mode)

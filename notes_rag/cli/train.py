@@ -1,18 +1,22 @@
-"""CLI for training: `notes-rag pretrain` (and `finetune`). Parses options, calls the library."""
+"""`notes-rag pretrain` and `notes-rag finetune`: parse options into the training configs, call the library."""
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import typer
 
 from notes_rag.cli.app import app
 from notes_rag.errors import NotesRagError
-from notes_rag.train.pretrain import PretrainConfig, pretrain
-from notes_rag.train.pretrain_data import DataConfig
+from notes_rag.train.finetune import FinetuneConfig, finetune
 from notes_rag.train.loop import TrainConfig
+from notes_rag.train.pretrain import PretrainConfig, pretrain
+
+# Every option's default is read from these configs, so each default is written once.
+_PRE, _FT = PretrainConfig(), FinetuneConfig()
 
 
 def parse_duration(text: str | None) -> float | None:
@@ -39,43 +43,51 @@ def parse_upsample(text: str) -> dict[str, int]:
     return out
 
 
-def train_options(lr, steps, time_budget, batch_tokens, device_batch, eval_every, seed, compile_, warmup) -> TrainConfig:
+def train_config(base: TrainConfig, *, steps: int | None, time_budget: str | None, **changes) -> TrainConfig:
+    """`base` with a command's options; a run needs a step limit or a time budget."""
     if steps is None and time_budget is None:
         raise NotesRagError("give --steps or --time-budget")
-    return TrainConfig(lr=lr, max_steps=steps, time_budget=parse_duration(time_budget), batch_tokens=batch_tokens,
-                       device_batch=device_batch, eval_every=eval_every, seed=seed, compile=compile_,
-                       warmup_steps=warmup)
+    return replace(base, max_steps=steps, time_budget=parse_duration(time_budget), **changes)
+
+
+_STEPS = typer.Option(None, "--steps", help="Stop after this many optimizer steps.")
+_RESUME = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped.")
+_COMPILE = typer.Option(TrainConfig.compile, "--compile/--no-compile", help="torch.compile the model.")
 
 
 @app.command("pretrain")
 def pretrain_cmd(
     data: list[Path] = typer.Option(..., "--data", help="Files or folders of .txt/.md/.jsonl (optionally .gz/.xz)."),
     out: Path = typer.Option(..., "--out", help="Run folder: tokenizer, shards, checkpoints, metrics, loss.png."),
-    config: str = typer.Option("small", "--config", help="Model preset: tiny, small, base, medium."),
+    config: str = typer.Option(_PRE.model, "--config", help="Model preset: tiny, small, base, medium."),
     time_budget: str = typer.Option(None, "--time-budget", help="Wall-clock budget, e.g. 90m or 2h; the schedule fits it."),
-    steps: int = typer.Option(None, "--steps", help="Stop after this many optimizer steps."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
-    vocab_size: int = typer.Option(8192, "--vocab-size", help="Tokenizer size when --out has no tokenizer yet."),
-    seq_len: int = typer.Option(512, "--seq-len", help="Training window in tokens."),
-    lr: float = typer.Option(2e-3, "--lr", help="Peak AdamW learning rate (with --optimizer muon: embeddings only)."),
-    optimizer: str = typer.Option("adamw", "--optimizer", help="adamw, or muon (Muon on block matrices, AdamW on embeddings)."),
-    muon_lr: float = typer.Option(0.02, "--muon-lr", help="Peak Muon learning rate (with --optimizer muon)."),
-    batch_tokens: int = typer.Option(16384, "--batch-tokens", help="Tokens per optimizer step."),
-    device_batch: int = typer.Option(8, "--device-batch", help="Sequences per micro-batch."),
-    eval_every: int = typer.Option(100, "--eval-every", help="Validate and sample every N steps."),
-    warmup: int = typer.Option(50, "--warmup", help="Warmup steps."),
-    upsample: str = typer.Option("pl=3", "--upsample", help="Repeat documents of a language, e.g. pl=3."),
-    seed: int = typer.Option(1337, "--seed"),
-    compile_: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the model."),
+    steps: int = _STEPS,
+    resume: bool = _RESUME,
+    vocab_size: int = typer.Option(_PRE.vocab_size, "--vocab-size", help="Tokenizer size when --out has no tokenizer yet."),
+    seq_len: int = typer.Option(_PRE.seq_len, "--seq-len", help="Training window in tokens."),
+    lr: float = typer.Option(_PRE.train.lr, "--lr", help="Peak AdamW learning rate (with --optimizer muon: embeddings only)."),
+    optimizer: str = typer.Option(_PRE.train.optimizer, "--optimizer", help="adamw, or muon (Muon on block matrices, AdamW on embeddings)."),
+    muon_lr: float = typer.Option(_PRE.train.muon_lr, "--muon-lr", help="Peak Muon learning rate (with --optimizer muon)."),
+    batch_tokens: int = typer.Option(_PRE.train.batch_tokens, "--batch-tokens", help="Tokens per optimizer step."),
+    device_batch: int = typer.Option(_PRE.train.device_batch, "--device-batch", help="Sequences per micro-batch."),
+    eval_every: int = typer.Option(_PRE.train.eval_every, "--eval-every", help="Validate and sample every N steps."),
+    warmup: int = typer.Option(_PRE.train.warmup_steps, "--warmup", help="Warmup steps."),
+    upsample: str = typer.Option(",".join(f"{lang}={n}" for lang, n in _PRE.data.upsample.items()), "--upsample",
+                                 help="Repeat documents of a language, e.g. pl=3."),
+    seed: int = typer.Option(_PRE.train.seed, "--seed"),
+    compile_: bool = _COMPILE,
 ) -> None:
     """Train the tokenizer (if needed) and pretrain the GPT on raw text.
 
     Example: notes-rag pretrain --data ../shared/data/pretrain --out runs/base --time-budget 1h
     """
-    tc = train_options(lr, steps, time_budget, batch_tokens, device_batch, eval_every, seed, compile_, warmup)
-    tc.optimizer, tc.muon_lr = optimizer, muon_lr
-    cfg = PretrainConfig(model=config, seq_len=seq_len, vocab_size=vocab_size,
-                         data=DataConfig(upsample=parse_upsample(upsample)), train=tc)
+    tc = train_config(
+        _PRE.train, steps=steps, time_budget=time_budget, lr=lr, optimizer=optimizer, muon_lr=muon_lr,
+        batch_tokens=batch_tokens, device_batch=device_batch, eval_every=eval_every, warmup_steps=warmup, seed=seed,
+        compile=compile_,
+    )
+    data_cfg = replace(_PRE.data, upsample=parse_upsample(upsample))
+    cfg = replace(_PRE, model=config, seq_len=seq_len, vocab_size=vocab_size, data=data_cfg, train=tc)
     result = pretrain(data, out, cfg, resume=resume)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
         return
@@ -89,25 +101,25 @@ def finetune_cmd(
     data: list[Path] = typer.Option(..., "--data", help="Conversation JSONL files, or folders with train.jsonl/val.jsonl."),
     out: Path = typer.Option(..., "--out", help="Run folder for checkpoints, metrics and loss.png."),
     time_budget: str = typer.Option(None, "--time-budget", help="Wall-clock budget, e.g. 40m."),
-    steps: int = typer.Option(None, "--steps", help="Stop after this many optimizer steps."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
-    seq_len: int = typer.Option(1024, "--seq-len", help="Longest conversation kept, in tokens."),
-    lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate."),
-    batch_tokens: int = typer.Option(16384, "--batch-tokens", help="Padded tokens per optimizer step."),
-    micro_tokens: int = typer.Option(8192, "--micro-tokens", help="Padded tokens per micro-batch."),
-    eval_every: int = typer.Option(100, "--eval-every", help="Validate and sample every N steps."),
-    warmup: int = typer.Option(20, "--warmup", help="Warmup steps."),
-    seed: int = typer.Option(1337, "--seed"),
-    compile_: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the model."),
+    steps: int = _STEPS,
+    resume: bool = _RESUME,
+    seq_len: int = typer.Option(_FT.seq_len, "--seq-len", help="Longest conversation kept, in tokens."),
+    lr: float = typer.Option(_FT.train.lr, "--lr", help="Peak learning rate."),
+    batch_tokens: int = typer.Option(_FT.train.batch_tokens, "--batch-tokens", help="Padded tokens per optimizer step."),
+    micro_tokens: int = typer.Option(_FT.micro_tokens, "--micro-tokens", help="Padded tokens per micro-batch."),
+    eval_every: int = typer.Option(_FT.train.eval_every, "--eval-every", help="Validate and sample every N steps."),
+    warmup: int = typer.Option(_FT.train.warmup_steps, "--warmup", help="Warmup steps."),
+    seed: int = typer.Option(_FT.train.seed, "--seed"),
+    compile_: bool = _COMPILE,
 ) -> None:
     """Instruction-tune a pretrained model on grounded QA conversations (loss on answers only).
 
     Example: notes-rag finetune --base runs/base/best --data data/sft --out runs/sft --time-budget 40m
     """
-    from notes_rag.train.finetune import FinetuneConfig, finetune
-
-    tc = train_options(lr, steps, time_budget, batch_tokens, 1, eval_every, seed, compile_, warmup)
-    tc.decay_frac = 0.4
-    cfg = FinetuneConfig(seq_len=seq_len, micro_tokens=micro_tokens, train=tc)
+    tc = train_config(
+        _FT.train, steps=steps, time_budget=time_budget, lr=lr, batch_tokens=batch_tokens, eval_every=eval_every,
+        warmup_steps=warmup, seed=seed, compile=compile_,
+    )
+    cfg = replace(_FT, seq_len=seq_len, micro_tokens=micro_tokens, train=tc)
     result = finetune(base, data, out, cfg, resume=resume)
     typer.echo(f"done: step {result['step']}, best val loss {result['best_val']:.4f}; model in {out / 'best'}")

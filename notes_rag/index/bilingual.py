@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from notes_rag.errors import NotesRagError
-from notes_rag.index.lexical import STOPWORDS, words
+from notes_rag.index.config import DEFAULT_DICT_DIR
+from notes_rag.index.lexical import STOPWORDS
+from notes_rag.text import lowercase_words
 
-DEFAULT_DICT_DIR = Path("/usr/share/dictd")
 # dictd file name -> (source language, target language)
 DICTIONARIES = {"freedict-eng-pol": ("en", "pl"), "freedict-pol-eng": ("pl", "en")}
 
@@ -270,7 +271,7 @@ class Bilingual:
         if dictionary is None:
             return []
         groups, translated = [], False
-        for word in dict.fromkeys(words(text)):
+        for word in dict.fromkeys(lowercase_words(text)):
             if word in STOPWORDS:
                 continue
             # One- and two-letter tokens are symbols and pieces ("s" of "model's", "Wq").

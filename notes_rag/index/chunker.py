@@ -27,6 +27,7 @@ from typing import Callable
 from markdown_it import MarkdownIt
 
 from notes_rag.index.config import IndexConfig
+from notes_rag.text import line_starts, n_words
 
 _MD = MarkdownIt("commonmark").enable("table")
 _ATX = re.compile(r"^ {0,3}#{1,6}[ \t]+\S", re.M)
@@ -70,13 +71,6 @@ def is_markdown(text: str, filename: str) -> bool:
     return len(_ATX.findall(text)) >= 2
 
 
-def _line_starts(text: str) -> list[int]:
-    starts = [0]
-    for m in re.finditer("\n", text):
-        starts.append(m.end())
-    return starts
-
-
 def _span(text: str, starts: list[int], first: int, last: int) -> tuple[int, int]:
     """Char span of 0-based lines [first, last), trailing whitespace trimmed."""
     s = starts[first]
@@ -88,12 +82,8 @@ def _span(text: str, starts: list[int], first: int, last: int) -> tuple[int, int
     return s, e
 
 
-def _words(text: str) -> int:
-    return len(_WORD.findall(text))
-
-
 def _parse_units(text: str, markdown: bool) -> list[_Unit]:
-    starts = _line_starts(text)
+    starts = line_starts(text)
     tokens = _MD.parse(text)
     units: list[_Unit] = []
     stack: list[tuple[int, str]] = []  # (level, title) of the enclosing headings
@@ -113,11 +103,11 @@ def _parse_units(text: str, markdown: bool) -> list[_Unit]:
             while stack and stack[-1][0] >= level:
                 stack.pop()
             stack.append((level, title))
-            units.append(_Unit(s, e, "heading", tuple(t for _, t in stack), _words(text[s:e])))
+            units.append(_Unit(s, e, "heading", tuple(t for _, t in stack), n_words(text[s:e])))
         else:
             kind = {"paragraph_open": "para", "bullet_list_open": "list", "ordered_list_open": "list",
                     "fence": "code", "code_block": "code"}.get(tok.type, "other")
-            unit = _Unit(s, e, kind, tuple(t for _, t in stack), _words(text[s:e]))
+            unit = _Unit(s, e, kind, tuple(t for _, t in stack), n_words(text[s:e]))
             if kind == "list":
                 unit.parts = _list_items(tokens, i, text, starts)
             if not markdown and kind == "para" and _looks_like_title(text[s:e]):
@@ -142,7 +132,7 @@ def _list_items(tokens, open_idx: int, text: str, starts: list[int]) -> list[tup
 
 def _looks_like_title(para: str) -> bool:
     line = para.strip()
-    return ("\n" not in line and 0 < _words(line) <= 8 and not line.endswith(_TITLE_END)
+    return ("\n" not in line and 0 < n_words(line) <= 8 and not line.endswith(_TITLE_END)
             and line[0].isalnum() and "://" not in line)
 
 
@@ -160,7 +150,7 @@ class _Packer:
     def __init__(self, text: str, file: str, cfg: IndexConfig, count_tokens: Callable[[str], int], max_tokens: int):
         self.text, self.file, self.cfg = text, file, cfg
         self.count_tokens, self.max_tokens = count_tokens, max_tokens
-        self.starts = _line_starts(text)
+        self.starts = line_starts(text)
         self.cur: list[_Unit] = []
         self.cur_is_overlap = False  # cur holds only the overlap carried from the previous chunk
         self.chunks: list[Chunk] = []
@@ -182,7 +172,7 @@ class _Packer:
         return self.count_tokens(embed_text(self._path(units), self.text[units[0].start:units[-1].end]))
 
     def _words(self, units: list[_Unit]) -> int:
-        return _words(self.text[units[0].start:units[-1].end]) if units else 0
+        return n_words(self.text[units[0].start:units[-1].end]) if units else 0
 
     def _content_words(self) -> int:
         return 0 if self.cur_is_overlap else sum(u.words for u in self.cur if u.kind != "heading")
@@ -280,7 +270,7 @@ class _Packer:
             e -= 1
         if s >= e:
             return None
-        return _Unit(s, e, kind or u.kind, u.path, _words(self.text[s:e]))
+        return _Unit(s, e, kind or u.kind, u.path, n_words(self.text[s:e]))
 
     def _split(self, u: _Unit) -> list[_Unit]:
         if u.kind == "list" and len(u.parts) > 1:

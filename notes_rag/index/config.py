@@ -1,12 +1,17 @@
-"""`IndexConfig`: the knobs of chunking and of the vector index, saved with every index.
+"""The knobs of an index: `IndexConfig` for building it, `RetrievalConfig` for searching it.
 
-Saved in the index's metadata so a later `index` run can tell whether the existing chunks were
-made with the same settings (a change means a full rebuild, like a changed encoder).
+`IndexConfig` is saved in the index's metadata so a later `index` run can tell whether the
+existing chunks were made with the same settings (a change means a full rebuild, like a changed
+encoder). Kept apart from the index code so that the CLI reads the defaults without loading it.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+MODES = ("hybrid", "dense", "bm25")  # retrieval modes: dense and BM25 fused, or one of them alone
+DEFAULT_DICT_DIR = Path("/usr/share/dictd")  # where Debian's dict-freedict-* packages install
 
 
 @dataclass(frozen=True)
@@ -39,3 +44,38 @@ class IndexConfig:
     def chunking_key(self) -> dict:
         """The settings that change which chunks a file produces."""
         return {k: getattr(self, k) for k in ("chunk_words", "max_block_words", "min_chunk_words", "overlap_words")}
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    # "zscore": weighted sum of each ranking's scores in standard deviations (measured better
+    # than rank fusion on the dev questions, see docs/BENCHMARKS.md); "rrf": weighted
+    # reciprocal rank fusion, sum of w / (rrf_k + rank).
+    fusion: str = "zscore"
+    dense_weight: float = 1.0
+    bm25_weight: float = 1.0
+    rrf_k: int = 60
+    # Candidates taken from each ranking before fusion.
+    candidates: int = 50
+    # Conversation: how many previous user turns join the current question, and the weight of that
+    # joined query's ranking relative to the current question's own (1.0).
+    history_turns: int = 2
+    history_weight: float = 1.0
+    # Below this dense top-1 cosine the notes most likely do not answer the question
+    # (multilingual-e5-small; calibrated on dev questions, see docs/BENCHMARKS.md).
+    abstain_threshold: float = 0.843
+    # Bilingual query expansion (see `bilingual`): the question's words translated by the
+    # FreeDict dictionaries in `dict_dir` give a third ranking, BM25 of the translation, so an
+    # English question finds Polish notes lexically and the reverse; it weighs less than the
+    # question's own words (dictionary translation is noisy). Weighting it by the share of the
+    # notes in the other language was measured worse on the dev questions (docs/BENCHMARKS.md).
+    # Without the dictionaries (apt install dict-freedict-eng-pol dict-freedict-pol-eng)
+    # retrieval is exactly as with bilingual=False.
+    bilingual: bool = True
+    dict_dir: str = str(DEFAULT_DICT_DIR)
+    translated_weight: float = 0.5
+    # The translated words also go through the dense encoder ("query: " + first translation of
+    # each word): a same-language view for mE5, which matches across languages less well than
+    # within one. Same weight as the translated BM25 ranking; on the dev questions it adds
+    # cross-lingual hit@5 0.82 -> 0.91 and changes no other group's hit@1/hit@5.
+    translated_dense_weight: float = 0.5

@@ -12,17 +12,15 @@ The index is saved with bm25s' own numpy/json format (loaded with allow_pickle=F
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from pathlib import Path
 
 import bm25s
 import numpy as np
 from bm25s.stopwords import STOPWORDS_EN_PLUS
 
+from notes_rag.text import lowercase_words, strip_diacritics
+
 PREFIX = 5
-_TOKEN = re.compile(r"[^\W_]+")
-_FOLD_EXTRA = str.maketrans({"ł": "l", "Ł": "l", "ø": "o", "đ": "d", "ß": "ss"})
 
 STOPWORDS = frozenset("""
 a aby ale bo by być był była było były bez czy co dla do go gdy i ich ile im in jak jaka jaki
@@ -37,25 +35,14 @@ shall may might must has have had not no yes if so such mentioned notes note
 """.split()) | frozenset(STOPWORDS_EN_PLUS)
 
 
-def fold(word: str) -> str:
-    """Strip diacritics: 'źródło' -> 'zrodlo' (ł has no Unicode decomposition, mapped by hand)."""
-    decomposed = unicodedata.normalize("NFKD", word.translate(_FOLD_EXTRA))
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-
-
-def words(text: str) -> list[str]:
-    """The lowercased words of a text, in order (no stopword removal)."""
-    return _TOKEN.findall(text.lower())
-
-
 def analyze(text: str) -> list[str]:
     """Terms of a text: word, folded word and prefix stem (distinct kinds never collide)."""
     terms = []
-    for word in words(text):
+    for word in lowercase_words(text):
         if word in STOPWORDS:
             continue
         terms.append(word)
-        folded = fold(word)
+        folded = strip_diacritics(word)
         if folded != word:
             terms.append("~" + folded)
         if len(folded) > PREFIX:
@@ -105,7 +92,7 @@ class LexicalIndex:
             for alternative in group:
                 term_ids = self.bm25.get_tokens_ids(analyze(alternative))
                 if term_ids:
-                    scores = self.bm25.get_scores_from_ids(term_ids) / len(words(alternative))
+                    scores = self.bm25.get_scores_from_ids(term_ids) / len(lowercase_words(alternative))
                     np.maximum(best, scores, out=best)
             total += best
         return self._top(total, k)

@@ -24,50 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from notes_rag.index import store
-from notes_rag.index.bilingual import DEFAULT_DICT_DIR, Bilingual
+from notes_rag.index.bilingual import Bilingual
 from notes_rag.index.encoder import encode_queries, encoder_id, load_encoder
 from notes_rag.errors import NotesRagError
-from notes_rag.index.config import IndexConfig
+from notes_rag.index.config import MODES, IndexConfig, RetrievalConfig
 from notes_rag.lang import detect_lang
 from notes_rag.index.lexical import LexicalIndex
-
-MODES = ("hybrid", "dense", "bm25")
-
-
-@dataclass(frozen=True)
-class RetrievalConfig:
-    # "zscore": weighted sum of each ranking's scores in standard deviations (measured better
-    # than rank fusion on the dev questions, see docs/BENCHMARKS.md); "rrf": weighted
-    # reciprocal rank fusion, sum of w / (rrf_k + rank).
-    fusion: str = "zscore"
-    dense_weight: float = 1.0
-    bm25_weight: float = 1.0
-    rrf_k: int = 60
-    # Candidates taken from each ranking before fusion.
-    candidates: int = 50
-    # Conversation: how many previous user turns join the current question, and the weight of that
-    # joined query's ranking relative to the current question's own (1.0).
-    history_turns: int = 2
-    history_weight: float = 1.0
-    # Below this dense top-1 cosine the notes most likely do not answer the question
-    # (multilingual-e5-small; calibrated on dev questions, see docs/BENCHMARKS.md).
-    abstain_threshold: float = 0.843
-    # Bilingual query expansion (see `bilingual`): the question's words translated by the
-    # FreeDict dictionaries in `dict_dir` give a third ranking, BM25 of the translation, so an
-    # English question finds Polish notes lexically and the reverse; it weighs less than the
-    # question's own words (dictionary translation is noisy). Weighting it by the share of the
-    # notes in the other language was measured worse on the dev questions (docs/BENCHMARKS.md).
-    # Without the dictionaries (apt install dict-freedict-eng-pol dict-freedict-pol-eng)
-    # retrieval is exactly as with bilingual=False.
-    bilingual: bool = True
-    dict_dir: str = str(DEFAULT_DICT_DIR)
-    translated_weight: float = 0.5
-    # The translated words also go through the dense encoder ("query: " + first translation of
-    # each word): a same-language view for mE5, which matches across languages less well than
-    # within one. Same weight as the translated BM25 ranking; on the dev questions it adds
-    # cross-lingual hit@5 0.82 -> 0.91 and changes no other group's hit@1/hit@5.
-    translated_dense_weight: float = 0.5
-
 
 @dataclass(frozen=True)
 class Hit:
@@ -111,7 +73,7 @@ def resolve_index(index: Path | None) -> Path:
     """`--index DIR` if given, else `./.notes-rag/`, else `./corpus/.notes-rag/`."""
     if index is not None:
         if store.current_generation(Path(index)) is None:
-            raise NotesRagError(f"no index at {index}; build it with: notes-rag index NOTES_FOLDER --index {index}")
+            raise NotesRagError(f"no index at {index}; build it with: notes-rag index NOTES_FOLDER --out {index}")
         return Path(index)
     for candidate in (Path(".notes-rag"), Path("corpus") / ".notes-rag"):
         if candidate.is_dir() and store.current_generation(candidate) is not None:

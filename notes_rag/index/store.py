@@ -120,6 +120,12 @@ def current_generation(index_dir: Path) -> Path | None:
     return gen
 
 
+def index_id(index_dir: Path) -> str:
+    """`<index folder>:<generation>`: names the index in reports."""
+    gen = current_generation(Path(index_dir))
+    return f"{Path(index_dir).resolve()}:{gen.name if gen else '?'}"
+
+
 def new_generation(index_dir: Path) -> Path:
     name = f"gen-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     gen = Path(index_dir) / name

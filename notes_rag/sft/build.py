@@ -34,7 +34,8 @@ from notes_rag.errors import NotesRagError
 from notes_rag.fileio import atomic_write_text
 from notes_rag.sft.qa_generator import GenConfig, generate
 from notes_rag.sft.kit import Anchor, Example, load_kit, read_jsonl_xz
-from notes_rag.sft.clauses import answer_clause, best_sentence, trim_around
+from notes_rag.sft.clauses import answer_clause, trim_around
+from notes_rag.text import best_sentence_span
 from notes_rag.model.tokenizer import Tokenizer
 
 # Multipliers on each source's natural training count (1 = every item once, 0.5 = half of them,
@@ -158,7 +159,7 @@ def _assemble(ex: Example, pool: _Pool | None, cands: list[int], all_anchors: li
                 continue
             start, span = q.start, q.span
             if q.style == "boolean" or start < 0 or an.text[start : start + len(span)] != span:
-                a, b = best_sentence(an.text, q.question)
+                a, b = best_sentence_span(an.text, q.question)
                 start, span = (a, an.text[a:b]) if q.style == "boolean" else (a, span)
             here.append((q, start, span))
         if here:
@@ -168,7 +169,7 @@ def _assemble(ex: Example, pool: _Pool | None, cands: list[int], all_anchors: li
                 _, s0, sp0 = here[0]
                 a, b = trim_around(an.text, s0, s0 + len(sp0), max_words)
         else:
-            s0, e0 = best_sentence(an.text, " ".join(q.question for q in ex.qas))
+            s0, e0 = best_sentence_span(an.text, " ".join(q.question for q in ex.qas))
             a, b = trim_around(an.text, s0, e0, max_words)
         trimmed.append(an.text[a:b])
         for q, s, sp in here:
@@ -222,7 +223,7 @@ def _assemble(ex: Example, pool: _Pool | None, cands: list[int], all_anchors: li
         (Passage(f"{ex.anchors[i].file} › {ex.anchors[i].title}", trimmed[i]), i) for i in kept
     ]
     for a in picked:
-        s0, e0 = best_sentence(a.text, query)
+        s0, e0 = best_sentence_span(a.text, query)
         x, y = trim_around(a.text, s0, e0, rng.randint(*cfg.chunk_words))
         passages.append((Passage(f"{a.file} › {a.title}", a.text[x:y]), None))
     rng.shuffle(passages)

@@ -1,56 +1,18 @@
-"""Text surgery for building SFT data: sentences with offsets, passage trimming, answer clauses.
+"""Text surgery for building SFT data: passage trimming around an answer, answer clauses, slugs.
 
 Training passages should look like our retrieval chunks (~120 words) and answers should be a
 sentence (or a clause of at most ~40 words) copied from the gold passage; these helpers do both
-while keeping character offsets, so the gold span can always be located in the result.
+while keeping character offsets, so the gold span can always be located in the result. Sentence
+splitting and word counts are the shared rules of `notes_rag.text`.
 """
 
 from __future__ import annotations
 
 import re
 
-# Abbreviations after which a period does not end a sentence (lower-cased, without the period).
-_ABBR = frozenset(
-    """
-    ur zm np tzw m.in ok r gr ang łac niem fr wg św im dr prof ks hab inż mgr tj itd itp itp
-    al ul godz min maks tys mln mld pt płn płd wsch zach e.g i.e vs mr mrs ms st no fig etc
-    approx cf al jr sr inc ltd co
-    """.split()
-)
-_BOUNDARY = re.compile(r"[.!?…]+[\"”»')\]]*\s+|\n+")
+from notes_rag.text import n_words, sentence_spans
+
 _WORD = re.compile(r"\S+")
-
-
-def n_words(text: str) -> int:
-    return len(text.split())
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) character ranges of the sentences of `text`, whitespace excluded."""
-    spans: list[tuple[int, int]] = []
-    start = 0
-    for m in _BOUNDARY.finditer(text):
-        if text[m.start()] == ".":
-            words = text[start : m.start()].split()
-            last = words[-1].lower() if words else ""
-            nxt = text[m.end() : m.end() + 1]
-            if last in _ABBR or (len(last) == 1 and last.isalpha()) or nxt.islower() or nxt.isdigit():
-                continue
-        end = m.end()
-        seg = text[start:end].rstrip()
-        if seg.strip():
-            lead = len(seg) - len(seg.lstrip())
-            spans.append((start + lead, start + len(seg)))
-        start = end
-    seg = text[start:].rstrip()
-    if seg.strip():
-        lead = len(seg) - len(seg.lstrip())
-        spans.append((start + lead, start + len(seg)))
-    return spans
-
-
-def sentences(text: str) -> list[str]:
-    return [text[a:b] for a, b in sentence_spans(text)]
 
 
 def trim_around(text: str, start: int, end: int, max_words: int) -> tuple[int, int]:
@@ -129,20 +91,6 @@ def answer_clause(text: str, start: int, end: int, max_words: int = 40) -> str:
         if not grown:
             break
     return text[parts[lo][0] : parts[hi][1]].strip(" ,;:–—-(").strip()
-
-
-_TOKEN = re.compile(r"\w\w+")
-
-
-def content_words(text: str) -> set[str]:
-    return {w for w in _TOKEN.findall(text.lower()) if not w.isdigit() or len(w) > 2}
-
-
-def best_sentence(text: str, query: str) -> tuple[int, int]:
-    """The sentence of `text` sharing the most words with `query` (first one on ties)."""
-    q = content_words(query)
-    spans = sentence_spans(text) or [(0, len(text))]
-    return max(spans, key=lambda s: len(q & content_words(text[s[0] : s[1]])))
 
 
 def slug(title: str) -> str:

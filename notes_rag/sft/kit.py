@@ -23,10 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from notes_rag.errors import NotesRagError
-from notes_rag.sft.clauses import n_words, slug
-
-STYLES = ("sentence", "span", "boolean", "text")
-
+from notes_rag.sft.clauses import slug
+from notes_rag.text import n_words
 
 @dataclass
 class Anchor:

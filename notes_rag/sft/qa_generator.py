@@ -35,7 +35,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from notes_rag.sft.kit import QA, Anchor, Example, text_key
-from notes_rag.sft.clauses import answer_clause, n_words, sentence_spans, slug
+from notes_rag.sft.clauses import answer_clause, slug
+from notes_rag.text import n_words, sentence_spans
 
 
 @dataclass

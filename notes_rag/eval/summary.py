@@ -1,0 +1,100 @@
+"""Summaries of `notes-rag eval` results: overall and per-group metrics, and the JSON report.
+
+Every metric is a share (None where it has no items to count); docs/EVAL.md ("Metrics") says
+what each one means.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import asdict
+
+from notes_rag.eval.matching import RETRIEVAL_DEPTH
+from notes_rag.eval.runner import ItemResult, ScoredAnswer
+
+# Retrieval hit@k for these k (MRR to RETRIEVAL_DEPTH).
+HIT_AT = (1, 3, 5)
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, math.ceil(q * len(values)) - 1)]
+
+
+def _answer_metrics(pairs: list[tuple[ItemResult, ScoredAnswer]]) -> dict:
+    ans = [(r, a) for r, a in pairs if r.answerable]
+    unans = [a for r, a in pairs if not r.answerable]
+    groups = [g for _, a in ans for g in a.groups]
+    answered = [a for _, a in ans if not a.abstained]
+    cited = [h for a in answered for h in a.cited_hits]
+    return {
+        "key_fact_recall": _ratio(sum(bool(a.key_facts) for _, a in ans), len(ans)),
+        "group_recall": _ratio(sum(groups), len(groups)),
+        "abstention_accuracy": _ratio(sum(a.abstained for a in unans), len(unans)),
+        "false_abstention": _ratio(sum(a.abstained for _, a in ans), len(ans)),
+        "citation_precision": _ratio(sum(cited), len(cited)),
+        "answers_citing": _ratio(sum(bool(a.cited) for a in answered), len(answered)),
+    }
+
+
+def summarize(results: list[ItemResult]) -> dict:
+    """Aggregate metrics of a set of results (None where a metric has no items to count)."""
+    answerable = [r for r in results if r.answerable]
+    ranks = [r.hit_rank for r in answerable]
+    out = {
+        "n": len(results),
+        "n_answerable": len(answerable),
+        "retrieval": {
+            **{f"hit@{k}": _ratio(sum(x is not None and x <= k for x in ranks), len(ranks)) for k in HIT_AT},
+            f"mrr@{RETRIEVAL_DEPTH}": _ratio(sum(1 / x for x in ranks if x is not None), len(ranks)),
+        },
+        "baseline": _answer_metrics([(r, r.baseline) for r in results]),
+        "answer": None,
+    }
+    with_answers = [(r, r.answer) for r in results if r.answer is not None]
+    if with_answers:
+        out["answer"] = _answer_metrics(with_answers)
+    ms = [r.retrieval_ms for r in results]
+    ttft = [a.ttft_s for _, a in with_answers if a.ttft_s is not None]
+    total = [a.total_s for _, a in with_answers if a.total_s is not None]
+    out["latency"] = {
+        "retrieval_ms_p50": _percentile(ms, 0.5),
+        "retrieval_ms_p95": _percentile(ms, 0.95),
+        "ttft_s_p50": _percentile(ttft, 0.5),
+        "ttft_s_p95": _percentile(ttft, 0.95),
+        "total_s_p50": _percentile(total, 0.5),
+        "total_s_mean": statistics.fmean(total) if total else None,
+    }
+    return out
+
+
+# Breakdowns reported next to "overall": name → function giving an item's group.
+BREAKDOWNS: dict[str, Callable[[ItemResult], str]] = {
+    "language": lambda r: r.lang,
+    "kind": lambda r: r.kind,
+    "turns": lambda r: "multi-turn" if r.multi_turn else "single-turn",
+}
+
+
+def report(results: list[ItemResult], meta: dict | None = None) -> dict:
+    """The JSON-ready report: run metadata, overall and per-group summaries, per-item results."""
+    breakdowns = {}
+    for name, key in BREAKDOWNS.items():
+        groups: dict[str, list[ItemResult]] = {}
+        for r in results:
+            groups.setdefault(key(r), []).append(r)
+        breakdowns[name] = {g: summarize(rs) for g, rs in sorted(groups.items())}
+    return {
+        "meta": meta or {},
+        "overall": summarize(results),
+        "breakdowns": breakdowns,
+        "items": [asdict(r) for r in results],
+    }
