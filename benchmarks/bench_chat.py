@@ -32,8 +32,11 @@ from notes_rag.fileio import atomic_write_text  # noqa: E402
 
 HISTORY = [
     Turn("user", "Jakie są fazy przetwarzania modelu LLM?"),
-    Turn("assistant", "Najpierw jest wstępny trening modelu (pre-training) na dużym zbiorze tekstów, "
-                      "potem dostrajanie (fine-tuning) do konkretnych zadań. [1]"),
+    Turn(
+        "assistant",
+        "Najpierw jest wstępny trening modelu (pre-training) na dużym zbiorze tekstów, "
+        "potem dostrajanie (fine-tuning) do konkretnych zadań. [1]",
+    ),
     Turn("user", "Kto zaproponował matematyczny model neuronu?"),
     Turn("assistant", "1943 Warren McCulloch and Walter Pitts proponują matematyczny model neuronu [2]"),
 ]
@@ -55,7 +58,9 @@ def time_turn(assistant: Assistant) -> tuple[Answer, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=None, help="model folder (default: the repo's models/)")
-    ap.add_argument("--index", type=Path, default=None, help="index folder (default: ./.notes-rag or ./corpus/.notes-rag)")
+    ap.add_argument(
+        "--index", type=Path, default=None, help="index folder (default: ./.notes-rag or ./corpus/.notes-rag)"
+    )
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--max-new-tokens", type=int, default=120)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -91,17 +96,34 @@ def main() -> None:
         "new_tokens": med([a.timings.new_tokens for a in answers]),
         "total_s": med([a.timings.total_s for a in answers]),
     }
-    table = Table(title=f"chat turn, median of {args.runs} ({result['model']}, {result['threads']} threads)",
-                  title_justify="left")
-    for name in ("prompt tok", "passages", "history turns", "retrieval ms", "first token s", "tok/s", "new tok", "total s"):
+    table = Table(
+        title=f"chat turn, median of {args.runs} ({result['model']}, {result['threads']} threads)", title_justify="left"
+    )
+    for name in (
+        "prompt tok",
+        "passages",
+        "history turns",
+        "retrieval ms",
+        "first token s",
+        "tok/s",
+        "new tok",
+        "total s",
+    ):
         table.add_column(name, justify="right")
 
     def fmt(v, spec):
         return "–" if v is None else format(v, spec)
 
-    table.add_row(str(result["prompt_tokens"]), str(result["passages"]), str(result["history_turns"]),
-                  fmt(result["retrieval_ms"], ".0f"), fmt(result["ttft_s"], ".3f"),
-                  fmt(result["tokens_per_s"], ".1f"), fmt(result["new_tokens"], ".0f"), fmt(result["total_s"], ".2f"))
+    table.add_row(
+        str(result["prompt_tokens"]),
+        str(result["passages"]),
+        str(result["history_turns"]),
+        fmt(result["retrieval_ms"], ".0f"),
+        fmt(result["ttft_s"], ".3f"),
+        fmt(result["tokens_per_s"], ".1f"),
+        fmt(result["new_tokens"], ".0f"),
+        fmt(result["total_s"], ".2f"),
+    )
     console = Console()
     console.print(table)
     text = json.dumps(result, indent=2, ensure_ascii=False)

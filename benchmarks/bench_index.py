@@ -6,9 +6,9 @@
 
 Prints a table per part and a final JSON line. Synthetic vectors are 384-d (mE5-small), drawn
 around 2,000 random unit centres with `--noise` Gaussian noise so that, like real embeddings,
-they have cluster structure (uniform random vectors make every ANN index look bad). The index is built by `index_store.build_dense`,
-the code `notes-rag index` runs (IVF above `IndexConfig.approx_threshold`); recall@10 is against
-exact search.
+they have cluster structure (uniform random vectors make every ANN index look bad). The index is
+built by `index.store.build_dense`, the code `notes-rag index` runs (IVF above
+`IndexConfig.approx_threshold`); recall@10 is against exact search.
 """
 
 from __future__ import annotations
@@ -31,13 +31,26 @@ from notes_rag.index.config import IndexConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 QUERIES = [
-    "Czym jest perceptron?", "What is positional embedding?", "Jak działa mechanizm uwagi?",
-    "How does BPE tokenization work?", "Ile parametrów ma GPT-3?", "What is fine-tuning?",
-    "Co to jest okno kontekstowe?", "Which GPU do I need for a 70B model?", "Czym jest RAG?",
-    "What does layer normalization do?", "Do czego służy softmax?", "How are embeddings learned?",
-    "Jakie są rodziny architektur modeli językowych?", "What is a data loader sliding window?",
-    "Czym jest zanurzenie tokenu?", "Who wrote Attention Is All You Need?", "Co to jest PEFT?",
-    "What is the vocabulary size of GPT-2?", "Jak trenuje się model wstępnie?", "What is dropout?",
+    "Czym jest perceptron?",
+    "What is positional embedding?",
+    "Jak działa mechanizm uwagi?",
+    "How does BPE tokenization work?",
+    "Ile parametrów ma GPT-3?",
+    "What is fine-tuning?",
+    "Co to jest okno kontekstowe?",
+    "Which GPU do I need for a 70B model?",
+    "Czym jest RAG?",
+    "What does layer normalization do?",
+    "Do czego służy softmax?",
+    "How are embeddings learned?",
+    "Jakie są rodziny architektur modeli językowych?",
+    "What is a data loader sliding window?",
+    "Czym jest zanurzenie tokenu?",
+    "Who wrote Attention Is All You Need?",
+    "Co to jest PEFT?",
+    "What is the vocabulary size of GPT-2?",
+    "Jak trenuje się model wstępnie?",
+    "What is dropout?",
 ]
 
 
@@ -47,8 +60,8 @@ def pct(xs: list[float], p: float) -> float:
 
 
 def bench_corpus() -> dict:
-    from notes_rag.index.encoder import load_encoder
     from notes_rag.index.build import update_index
+    from notes_rag.index.encoder import load_encoder
     from notes_rag.index.search import Retriever
 
     t0 = time.perf_counter()
@@ -83,7 +96,9 @@ def bench_corpus() -> dict:
 
 
 def synthetic(n: int, dim: int, rng: np.random.Generator, centres: np.ndarray, noise: float) -> np.ndarray:
-    x = centres[rng.integers(0, len(centres), n)] + noise / np.sqrt(dim) * rng.standard_normal((n, dim), dtype=np.float32)
+    x = centres[rng.integers(0, len(centres), n)] + noise / np.sqrt(dim) * rng.standard_normal(
+        (n, dim), dtype=np.float32
+    )
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return x.astype(np.float32)
 
@@ -111,24 +126,38 @@ def bench_faiss(n: int, cfg: IndexConfig, noise: float, dim: int = 384) -> dict:
     _, approx = index.search(queries[:100], 10)
     recall = float(np.mean([len(set(a - 1) & set(e)) / 10 for a, e in zip(approx, exact)]))
     kind = type(faiss.downcast_index(index.index)).__name__
-    return {"n": n, "index": kind, "build_s": build_s, "ms_p50": pct(ms, 0.5), "ms_p95": pct(ms, 0.95),
-            "recall@10": recall, "threads": faiss.omp_get_max_threads()}
+    return {
+        "n": n,
+        "index": kind,
+        "build_s": build_s,
+        "ms_p50": pct(ms, 0.5),
+        "ms_p95": pct(ms, 0.95),
+        "recall@10": recall,
+        "threads": faiss.omp_get_max_threads(),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--skip-corpus", action="store_true")
     ap.add_argument("--sizes", default="100000,1000000")
-    ap.add_argument("--noise", type=float, default=0.6,
-                    help="noise norm around each unit centre (0.6: cosine ~0.86 to the centre, like related passages"
-                         " under mE5; 3 makes the vectors nearly uniform, the worst case for any ANN index)")
+    ap.add_argument(
+        "--noise",
+        type=float,
+        default=0.6,
+        help="noise norm around each unit centre (0.6: cosine ~0.86 to the centre, like related passages"
+        " under mE5; 3 makes the vectors nearly uniform, the worst case for any ANN index)",
+    )
     args = ap.parse_args()
     result = {}
     if not args.skip_corpus:
         result["corpus"] = c = bench_corpus()
-        print(f"corpus/: {c['chunks']} chunks; cold index {c['cold_s']:.1f} s (+{c['encoder_load_s']:.1f} s encoder load);"
-              f" touch only {c['touch_only_s']:.2f} s; one file edited {c['incremental_s']:.1f} s"
-              f" ({c['incremental_chunks']} chunks re-embedded)")
+        print(
+            f"corpus/: {c['chunks']} chunks; cold index {c['cold_s']:.1f} s"
+            f" (+{c['encoder_load_s']:.1f} s encoder load);"
+            f" touch only {c['touch_only_s']:.2f} s; one file edited {c['incremental_s']:.1f} s"
+            f" ({c['incremental_chunks']} chunks re-embedded)"
+        )
         for mode in ("hybrid", "dense", "bm25"):
             print(f"  {mode:<7} query latency p50 {c[mode + '_ms_p50']:.1f} ms, p95 {c[mode + '_ms_p95']:.1f} ms")
         print(f"  conversation (2 turns) mean {c['conversation_ms_mean']:.1f} ms")
@@ -136,9 +165,11 @@ def main() -> None:
     for n in (int(s) for s in args.sizes.split(",") if s):
         f = bench_faiss(n, cfg, args.noise)
         result[f"faiss_{n}"] = f
-        print(f"FAISS {f['index']} (nprobe {cfg.ivf_nprobe}): {n:,} vectors built in {f['build_s']:.1f} s;"
-              f" query p50 {f['ms_p50']:.2f} ms, p95 {f['ms_p95']:.2f} ms; recall@10 {f['recall@10']:.3f}"
-              f" ({f['threads']} threads)")
+        print(
+            f"FAISS {f['index']} (nprobe {cfg.ivf_nprobe}): {n:,} vectors built in {f['build_s']:.1f} s;"
+            f" query p50 {f['ms_p50']:.2f} ms, p95 {f['ms_p95']:.2f} ms; recall@10 {f['recall@10']:.3f}"
+            f" ({f['threads']} threads)"
+        )
     print(json.dumps(result))
 
 

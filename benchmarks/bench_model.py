@@ -44,8 +44,8 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from notes_rag.model.engine import SamplingConfig, generate, generate_no_cache  # noqa: E402
 from notes_rag.fileio import atomic_write_json  # noqa: E402
+from notes_rag.model.engine import SamplingConfig, generate, generate_no_cache  # noqa: E402
 from notes_rag.model.gpt import GPT, GPTConfig, preset  # noqa: E402
 from notes_rag.train.loop import TrainConfig  # noqa: E402
 from notes_rag.train.optim import make_optimizer  # noqa: E402
@@ -54,6 +54,7 @@ console = Console()
 
 
 # ---------------------------------------------------------------- machine
+
 
 def cpu_model() -> str:
     try:
@@ -102,15 +103,24 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, trials: int = 5, reps: int 
 
 # ---------------------------------------------------------------- models
 
+
 def hf_model(cfg: GPTConfig):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     hc = GPT2Config(
-        n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head, vocab_size=cfg.vocab_size,
-        n_positions=cfg.seq_len, tie_word_embeddings=True,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        n_layer=cfg.n_layer,
+        n_embd=cfg.n_embd,
+        n_head=cfg.n_head,
+        vocab_size=cfg.vocab_size,
+        n_positions=cfg.seq_len,
+        tie_word_embeddings=True,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
         # GPT-2's ids 50256 lie outside an 8k vocabulary; generate() indexes logits with them
-        bos_token_id=0, eos_token_id=0, pad_token_id=0,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
     )
     return GPT2LMHeadModel(hc)
 
@@ -127,6 +137,7 @@ def n_params(model) -> int:
 
 
 # ---------------------------------------------------------------- training
+
 
 def train_step(loss_of: Callable[[], torch.Tensor], model) -> Callable[[], None]:
     """One optimizer step as our trainer takes it (minus lr schedule and logging)."""
@@ -225,6 +236,7 @@ def bench_bf16(ours: GPT, args) -> dict:
 
 # ---------------------------------------------------------------- generation
 
+
 def _ours_stamps(model: GPT, prompt: list[int], n: int) -> tuple[float, list[float]]:
     t0 = time.perf_counter()
     stamps = [time.perf_counter() for _ in generate(model, prompt, SamplingConfig(max_new_tokens=n))]
@@ -253,8 +265,15 @@ def _hf_stamps(hf, prompt: list[int], n: int) -> tuple[float, list[float]]:
     s = Stamps()
     t0 = time.perf_counter()
     with torch.inference_mode():
-        hf.generate(ids, attention_mask=torch.ones_like(ids), use_cache=True, do_sample=False,
-                    max_new_tokens=n, min_new_tokens=n, streamer=s)
+        hf.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            use_cache=True,
+            do_sample=False,
+            max_new_tokens=n,
+            min_new_tokens=n,
+            streamer=s,
+        )
     return t0, s.t
 
 
@@ -290,12 +309,18 @@ def bench_generation(ours: GPT, hf, args) -> dict[str, dict]:
     t = time.perf_counter()
     n = len(generate_no_cache(ours, prompt, args.nocache_new))
     dt = time.perf_counter() - t
-    out["ours_no_cache"] = {"ttft_s": None, "new_tok_s": n / dt, "total_s": dt, "n_new": n,
-                            "foreign_cpu": foreign_cpu(snap, cpu_snapshot())}
+    out["ours_no_cache"] = {
+        "ttft_s": None,
+        "new_tok_s": n / dt,
+        "total_s": dt,
+        "n_new": n,
+        "foreign_cpu": foreign_cpu(snap, cpu_snapshot()),
+    }
     return out
 
 
 # ---------------------------------------------------------------- profile
+
 
 def profile_step(ours: GPT, hf, args) -> None:
     from torch.profiler import ProfilerActivity, profile
@@ -305,8 +330,10 @@ def profile_step(ours: GPT, hf, args) -> None:
     inp, tgt = x[:, :-1].contiguous(), x[:, 1:].contiguous()
     ours.train()
     hf.train()
-    for name, step in (("ours", train_step(lambda: ours(inp, targets=tgt), ours)),
-                       ("hf", train_step(lambda: hf(input_ids=inp, labels=inp).loss, hf))):
+    for name, step in (
+        ("ours", train_step(lambda: ours(inp, targets=tgt), ours)),
+        ("hf", train_step(lambda: hf(input_ids=inp, labels=inp).loss, hf)),
+    ):
         step()
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             step()
@@ -318,6 +345,7 @@ def profile_step(ours: GPT, hf, args) -> None:
 
 
 # ---------------------------------------------------------------- main
+
 
 def shape_config(name: str, args) -> GPTConfig:
     if args.quick:
@@ -332,8 +360,10 @@ def _busy(share: float) -> str:
 
 def render(result: dict) -> None:
     peak = result["matmul_gflops_fp32"]
-    t = Table(title=f"Training, fp32, batch {result['args']['batch']} × seq {result['args']['seq']} "
-                    f"(matmul peak {peak:.0f} GFLOP/s)")
+    t = Table(
+        title=f"Training, fp32, batch {result['args']['batch']} × seq {result['args']['seq']} "
+        f"(matmul peak {peak:.0f} GFLOP/s)"
+    )
     for col in ("shape", "model", "mode", "tok/s", "ms/step", "compile s", "MFU", "vs HF", "other CPU"):
         t.add_column(col, justify="left" if col in ("shape", "model", "mode") else "right")
     for sname, s in result["shapes"].items():
@@ -345,11 +375,22 @@ def render(result: dict) -> None:
                 x = r[m]
                 ratio = f"{r['ours']['tok_s'] / r['hf']['tok_s']:.2f}×" if m == "ours" else ""
                 cs = f"{x['compile_s']:.1f}" if x["compile_s"] is not None else ""
-                t.add_row(sname, m, mode, f"{x['tok_s']:,.0f}", f"{x['step_s'] * 1e3:,.0f}", cs,
-                          f"{x['mfu']:.0%}", ratio, _busy(x["foreign_cpu"]))
+                t.add_row(
+                    sname,
+                    m,
+                    mode,
+                    f"{x['tok_s']:,.0f}",
+                    f"{x['step_s'] * 1e3:,.0f}",
+                    cs,
+                    f"{x['mfu']:.0%}",
+                    ratio,
+                    _busy(x["foreign_cpu"]),
+                )
     console.print(t)
-    g = Table(title=f"Generation, batch 1, greedy: {result['args']['prompt']}-token prompt, "
-                    f"{result['args']['new']} new tokens (no-cache: {result['args']['nocache_new']})")
+    g = Table(
+        title=f"Generation, batch 1, greedy: {result['args']['prompt']}-token prompt, "
+        f"{result['args']['new']} new tokens (no-cache: {result['args']['nocache_new']})"
+    )
     for col in ("shape", "model", "TTFT ms", "new tok/s", "vs HF", "other CPU"):
         g.add_column(col, justify="left" if col in ("shape", "model") else "right")
     for sname, s in result["shapes"].items():
@@ -357,17 +398,28 @@ def render(result: dict) -> None:
         for m in ("ours", "hf", "ours_no_cache"):
             x = r[m]
             ttft = f"{x['ttft_s'] * 1e3:,.0f}" if x["ttft_s"] is not None else ""
-            g.add_row(sname, m, ttft, f"{x['new_tok_s']:,.0f}", f"{x['new_tok_s'] / r['hf']['new_tok_s']:.2f}×",
-                      _busy(x["foreign_cpu"]))
+            g.add_row(
+                sname,
+                m,
+                ttft,
+                f"{x['new_tok_s']:,.0f}",
+                f"{x['new_tok_s'] / r['hf']['new_tok_s']:.2f}×",
+                _busy(x["foreign_cpu"]),
+            )
     console.print(g)
-    if any(x["foreign_cpu"] > 0.1 for s in result["shapes"].values()
-           for x in [*s["generation"].values(), *(y for r in s["train"].values() for y in r.values())]):
+    if any(
+        x["foreign_cpu"] > 0.1
+        for s in result["shapes"].values()
+        for x in [*s["generation"].values(), *(y for r in s["train"].values() for y in r.values())]
+    ):
         console.print("[red]other processes used the CPU while timing (red 'other CPU'): those rows are not valid[/]")
     b = result["bf16"]
-    console.print(f"bf16: native={b['native']} (avx512_bf16={b['avx512_bf16']}, amx_bf16={b['amx_bf16']}, "
-                  f"capability {b['cpu_capability']}); bf16 matmul {b['matmul_gflops']:.0f} GFLOP/s; "
-                  f"one bf16-autocast training step: {b['train']['tok_s']:,.0f} tok/s "
-                  f"({b['train']['tok_s'] / b['fp32_eager_tok_s']:.2f}× fp32 eager)")
+    console.print(
+        f"bf16: native={b['native']} (avx512_bf16={b['avx512_bf16']}, amx_bf16={b['amx_bf16']}, "
+        f"capability {b['cpu_capability']}); bf16 matmul {b['matmul_gflops']:.0f} GFLOP/s; "
+        f"one bf16-autocast training step: {b['train']['tok_s']:,.0f} tok/s "
+        f"({b['train']['tok_s'] / b['fp32_eager_tok_s']:.2f}× fp32 eager)"
+    )
 
 
 def main() -> None:
@@ -376,7 +428,9 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=8192)
     ap.add_argument("--seq", type=int, default=512)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--warmup", type=int, default=2, help="untimed steps per model and mode (the first holds compilation)")
+    ap.add_argument(
+        "--warmup", type=int, default=2, help="untimed steps per model and mode (the first holds compilation)"
+    )
     ap.add_argument("--rounds", type=int, default=3, help="alternating timing rounds")
     ap.add_argument("--per-round", type=int, default=2, help="timed steps per model per round")
     ap.add_argument("--prompt", type=int, default=500)
@@ -401,17 +455,26 @@ def main() -> None:
 
     result: dict = {
         "date": datetime.date.today().isoformat(),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
-                    "loadavg_start": os.getloadavg()},
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "transformers": transformers.__version__},
+        "machine": {
+            "cpu": cpu_model(),
+            "cores": os.cpu_count(),
+            "threads": torch.get_num_threads(),
+            "loadavg_start": os.getloadavg(),
+        },
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+        },
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "matmul_gflops_fp32": matmul_gflops(torch.float32),
         "shapes": {},
     }
     peak = result["matmul_gflops_fp32"] * 1e9
-    console.print(f"{result['machine']['cpu']}, {os.cpu_count()} cores, torch {torch.__version__}, "
-                  f"transformers {transformers.__version__}; fp32 matmul {peak / 1e9:.0f} GFLOP/s")
+    console.print(
+        f"{result['machine']['cpu']}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"transformers {transformers.__version__}; fp32 matmul {peak / 1e9:.0f} GFLOP/s"
+    )
 
     for i, name in enumerate(args.shapes.split(",")):
         cfg = shape_config(name, args)
@@ -420,8 +483,12 @@ def main() -> None:
         if args.profile and i == 0:
             profile_step(ours, hf, args)
         flops = {"ours": ours.flops_per_token(args.seq), "hf": hf_flops_per_token(hf, args.seq)}
-        s = {"config": cfg.to_dict(), "params": {"ours": n_params(ours), "hf": n_params(hf)},
-             "flops_per_token": flops, "train": {}}
+        s = {
+            "config": cfg.to_dict(),
+            "params": {"ours": n_params(ours), "hf": n_params(hf)},
+            "flops_per_token": flops,
+            "train": {},
+        }
         modes = ["eager"] + ([] if args.no_compile else ["compiled"])
         for mode in modes:
             console.print(f"[dim]{name}: training, {mode} ...[/]")
@@ -434,8 +501,12 @@ def main() -> None:
         s["generation"] = bench_generation(ours, hf, args)
         if i == 0:
             console.print(f"[dim]{name}: bf16 autocast step ...[/]")
-            result["bf16"] = {**bf16_support(), "matmul_gflops": matmul_gflops(torch.bfloat16),
-                              "train": bench_bf16(ours, args), "fp32_eager_tok_s": s["train"]["eager"]["ours"]["tok_s"]}
+            result["bf16"] = {
+                **bf16_support(),
+                "matmul_gflops": matmul_gflops(torch.bfloat16),
+                "train": bench_bf16(ours, args),
+                "fp32_eager_tok_s": s["train"]["eager"]["ours"]["tok_s"],
+            }
         result["shapes"][name if not args.quick else "tiny"] = s
         del ours, hf
         torch._dynamo.reset()  # compiled graphs of this shape are not needed again

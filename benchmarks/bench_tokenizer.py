@@ -30,8 +30,8 @@ from rich.table import Table  # noqa: E402
 
 from notes_rag.fileio import atomic_write_json  # noqa: E402
 from notes_rag.lang import detect_lang  # noqa: E402
-from notes_rag.train.pretrain_data import find_data_files, is_validation, iter_corpus  # noqa: E402
 from notes_rag.model.tokenizer import load_tokenizer  # noqa: E402
+from notes_rag.train.pretrain_data import find_data_files, is_validation, iter_corpus  # noqa: E402
 
 console = Console()
 REFERENCES = ("gpt2", "cl100k_base")
@@ -70,8 +70,12 @@ def held_out_sets(data: list[Path], notes: Path, val_fraction: float, max_docs: 
 def bytes_per_token(encode, texts: list[str]) -> dict:
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
     n_tokens = sum(len(encode(t)) for t in texts)
-    return {"docs": len(texts), "bytes": n_bytes, "tokens": n_tokens,
-            "bytes_per_token": n_bytes / n_tokens if n_tokens else None}
+    return {
+        "docs": len(texts),
+        "bytes": n_bytes,
+        "tokens": n_tokens,
+        "bytes_per_token": n_bytes / n_tokens if n_tokens else None,
+    }
 
 
 def main() -> None:
@@ -109,17 +113,29 @@ def main() -> None:
         table.add_column(enc, justify="right")
     for s in sets:
         first = next(iter(results.values()))[s]
-        table.add_row(s, str(first["docs"]), f"{first['bytes']:,}",
-                      *(f"{results[e][s]['bytes_per_token']:.2f}" if results[e][s]["tokens"] else "-" for e in encoders))
+        table.add_row(
+            s,
+            str(first["docs"]),
+            f"{first['bytes']:,}",
+            *(f"{results[e][s]['bytes_per_token']:.2f}" if results[e][s]["tokens"] else "-" for e in encoders),
+        )
     console.print(table)
     console.print(f"{elapsed:.1f} s")
     if args.json:
-        atomic_write_json(args.json, {
-            "date": datetime.date.today().isoformat(), "tokenizer": str(args.tokenizer),
-            "tokenizer_fingerprint": tok.fingerprint, "data": [str(p) for p in args.data],
-            "notes": str(args.notes), "val_fraction": args.val_fraction, "results": results,
-            "skipped": skipped, "tiktoken": tiktoken.__version__,
-        })
+        atomic_write_json(
+            args.json,
+            {
+                "date": datetime.date.today().isoformat(),
+                "tokenizer": str(args.tokenizer),
+                "tokenizer_fingerprint": tok.fingerprint,
+                "data": [str(p) for p in args.data],
+                "notes": str(args.notes),
+                "val_fraction": args.val_fraction,
+                "results": results,
+                "skipped": skipped,
+                "tiktoken": tiktoken.__version__,
+            },
+        )
         console.print(f"wrote {args.json}")
 
 

@@ -30,10 +30,10 @@ from rich.table import Table  # noqa: E402
 
 from notes_rag.fileio import atomic_write_json  # noqa: E402
 from notes_rag.model.gpt import GPT, GPTConfig  # noqa: E402
-from notes_rag.train.pretrain import PretrainConfig, pretrain  # noqa: E402
-from notes_rag.train.pretrain_data import DataConfig  # noqa: E402
 from notes_rag.model.tokenizer import TOKENIZER_FILE  # noqa: E402
 from notes_rag.train.loop import TrainConfig  # noqa: E402
+from notes_rag.train.pretrain import PretrainConfig, pretrain  # noqa: E402
+from notes_rag.train.pretrain_data import DataConfig  # noqa: E402
 
 
 def _prepare_folder(out: Path, tokenizer: Path, shards_from: Path | None) -> None:
@@ -86,8 +86,11 @@ def main() -> None:
     ap.add_argument("--tokenizer", type=Path, required=True)
     ap.add_argument("--shards-from", type=Path, help="an existing run's data/ folder made with the same tokenizer")
     ap.add_argument("--minutes", type=float, default=10.0, help="training-time budget per run")
-    ap.add_argument("--runs", default="small:adamw,base:adamw,medium:adamw,small:muon",
-                    help="comma-separated preset:optimizer entries")
+    ap.add_argument(
+        "--runs",
+        default="small:adamw,base:adamw,medium:adamw,small:muon",
+        help="comma-separated preset:optimizer entries",
+    )
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--muon-lr", type=float, default=0.02)
     ap.add_argument("--eval-every", type=int, default=50)
@@ -101,8 +104,14 @@ def main() -> None:
         name = f"{preset_name}-{optimizer or 'adamw'}"
         run = args.out / name
         _prepare_folder(run, args.tokenizer, args.shards_from)
-        tc = TrainConfig(lr=args.lr, optimizer=optimizer or "adamw", muon_lr=args.muon_lr, time_budget=args.minutes * 60,
-                         eval_every=args.eval_every, warmup_steps=args.warmup)
+        tc = TrainConfig(
+            lr=args.lr,
+            optimizer=optimizer or "adamw",
+            muon_lr=args.muon_lr,
+            time_budget=args.minutes * 60,
+            eval_every=args.eval_every,
+            warmup_steps=args.warmup,
+        )
         cfg = PretrainConfig(model=preset_name, seq_len=512, data=DataConfig(upsample={"pl": 3}), train=tc)
         console.rule(name)
         state_file = run / "last" / "train_state.json"
@@ -113,23 +122,47 @@ def main() -> None:
         evals, median_tps = _read_metrics(run)
         last = evals[-1]
         model = json.loads((run / "last" / "config.json").read_text())["model"]
-        results.append({"name": name, "preset": preset_name, "optimizer": optimizer or "adamw",
-                        "params": GPT(GPTConfig.from_dict(model)).num_params(),
-                        "val_bpb": last["val_bpb"], "val_loss": last["val_loss"], "tokens": last["tokens"],
-                        "steps": last["step"], "median_tok_per_s": median_tps, "evals": evals,
-                        "resumed_finished_run": finished})
+        results.append(
+            {
+                "name": name,
+                "preset": preset_name,
+                "optimizer": optimizer or "adamw",
+                "params": GPT(GPTConfig.from_dict(model)).num_params(),
+                "val_bpb": last["val_bpb"],
+                "val_loss": last["val_loss"],
+                "tokens": last["tokens"],
+                "steps": last["step"],
+                "median_tok_per_s": median_tps,
+                "evals": evals,
+                "resumed_finished_run": finished,
+            }
+        )
 
-    report = {"date": datetime.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
-              "cpus": torch.get_num_threads(), "torch": torch.__version__, "minutes": args.minutes,
-              "lr": args.lr, "muon_lr": args.muon_lr, "runs": results}
+    report = {
+        "date": datetime.date.today().isoformat(),
+        "machine": platform.processor() or platform.machine(),
+        "cpus": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "minutes": args.minutes,
+        "lr": args.lr,
+        "muon_lr": args.muon_lr,
+        "runs": results,
+    }
     atomic_write_json(args.out / "sweep.json", report)
     _plot(results, args.out / "sweep.png")
     table = Table(title=f"pretraining sweep: {args.minutes:g} training minutes per run")
     for col in ("run", "params", "steps", "tokens", "median tok/s", "val loss", "val bpb"):
         table.add_column(col, justify="right")
     for r in results:
-        table.add_row(r["name"], f"{r['params'] / 1e6:.2f}M", str(r["steps"]), f"{r['tokens'] / 1e6:.2f}M",
-                      f"{r['median_tok_per_s']:,}", f"{r['val_loss']:.3f}", f"{r['val_bpb']:.3f}")
+        table.add_row(
+            r["name"],
+            f"{r['params'] / 1e6:.2f}M",
+            str(r["steps"]),
+            f"{r['tokens'] / 1e6:.2f}M",
+            f"{r['median_tok_per_s']:,}",
+            f"{r['val_loss']:.3f}",
+            f"{r['val_bpb']:.3f}",
+        )
     Console().print(table)
 
 

@@ -68,8 +68,13 @@ def main() -> None:
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--misses", action="store_true", help="list items not hit at rank 1")
     ap.add_argument("--json", action="store_true", help="also print the numbers as one JSON line")
-    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                    help="override a RetrievalConfig field, e.g. --set bilingual=false")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a RetrievalConfig field, e.g. --set bilingual=false",
+    )
     args = ap.parse_args()
 
     items = load_items(args.qa)
@@ -110,9 +115,11 @@ def main() -> None:
         if mode != "bm25" and pos and neg:
             t, acc = _threshold(pos, neg)
             q = statistics.quantiles(pos, n=20)
-            print(f"dense top-1 cosine: answerable min {min(pos):.3f} p5 {q[0]:.3f} median {statistics.median(pos):.3f}"
-                  f" | unanswerable max {max(neg):.3f} median {statistics.median(neg):.3f}"
-                  f" -> threshold {t:.3f} (balanced accuracy {acc:.2f})")
+            print(
+                f"dense top-1 cosine: answerable min {min(pos):.3f} p5 {q[0]:.3f} median {statistics.median(pos):.3f}"
+                f" | unanswerable max {max(neg):.3f} median {statistics.median(neg):.3f}"
+                f" -> threshold {t:.3f} (balanced accuracy {acc:.2f})"
+            )
             out[mode]["abstention"] = {"answerable": sorted(pos), "unanswerable": sorted(neg), "threshold": t}
     if args.json:
         print(json.dumps(out))

@@ -12,33 +12,33 @@ import gzip
 from pathlib import Path
 
 import pytest
+from tiny_encoder import build_tiny_encoder
 
-from notes_rag.index.bilingual import Bilingual, Dictionary, dictd_number, parse_eng_pol, parse_pol_eng, read_index
-from notes_rag.index.encoder import load_encoder
 from notes_rag.errors import NotesRagError
+from notes_rag.index.bilingual import Bilingual, Dictionary, dictd_number, parse_eng_pol, parse_pol_eng, read_index
 from notes_rag.index.build import update_index
+from notes_rag.index.encoder import load_encoder
 from notes_rag.index.lexical import LexicalIndex
 from notes_rag.index.search import RetrievalConfig, Retriever
-from tiny_encoder import build_tiny_encoder
 
 _DIGITS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 ENG_POL = {
     "train": "train /treɪn/\nI.  <N> 1.  pociąg, kolejka\n 2.  tren\nII.  <V> 1.  tresować\n"
-             " 2.  trenować, ćwiczyć (for sth - do czegoś, na coś)\n 4.  by train (:by :train)\n"
-             " - pociągiem, koleją\n",
+    " 2.  trenować, ćwiczyć (for sth - do czegoś, na coś)\n 4.  by train (:by :train)\n"
+    " - pociągiem, koleją\n",
     "model": "model /ˈmɒdəl/\nI.  <N> 1.  model\n 2.  [jasności]  przykład, wzór\n"
-             " 3.  model oneself (model V: PROREFL :on)\n - wzorować się\n",
+    " 3.  model oneself (model V: PROREFL :on)\n - wzorować się\n",
     "head": "head /hed/ <N>\n 1.  głowa\n 2.  głowica\n 3. the head  szef\n",
     "attention": "attention /əˈtenʃən/ <N>\n  uwaga\n",
     "disadvantage": "disadvantage /ˌdɪsədˈvɑ:ntɪʤ/ <N>\n 1.  strona ujemna, wada\n",
 }
 POL_ENG = {
     "trenować": "trenować /trɛnˈɔvatɕ/ <v>\n1. train\n(sport, sportowy) kierować rozwojem sprawności\n"
-                "2. train, work out\nćwiczyć celem poprawienia swojej sprawności\n",
+    "2. train, work out\nćwiczyć celem poprawienia swojej sprawności\n",
     "głowica": "głowica /ɡwɔˈvʲiʦ̑a/ <n>\nhead\ngórna część urządzenia\n",
     "uwaga": "uwaga /uˈvaɡa/ <n>\n1. attention 2.\nskupienie się na czymś\n 3.\nspostrzeżenie\n"
-             "2. remark, comment\nwypowiedź\n",
+    "2. remark, comment\nwypowiedź\n",
     "wada": "wada /ˈvada/ <n>\nfault, flaw\nujemna cecha charakteru\n",
     "model": "model /ˈmɔdɛl/ <n>\n1. model\nopis układu\n",
 }
@@ -110,9 +110,15 @@ def test_lookup_handles_inflection(dict_dir):
 def test_translate_groups_words_and_keeps_untranslatable_terms(dict_dir):
     bi = Bilingual.load(dict_dir)
     assert bi.translate("Czy głowice uwagi trenowano na BERT?", "pl") == [
-        ["head"], ["attention", "remark", "comment"], ["train", "work out"], ["bert"]]
+        ["head"],
+        ["attention", "remark", "comment"],
+        ["train", "work out"],
+        ["bert"],
+    ]
     assert bi.translate("What are the disadvantages of the model?", "en") == [
-        ["strona ujemna", "wada"], ["model", "przykład", "wzór"]]
+        ["strona ujemna", "wada"],
+        ["model", "przykład", "wzór"],
+    ]
     assert bi.translate("GPT-3 BERT", "en") == []  # nothing translated: no second query
 
 
@@ -142,8 +148,9 @@ def test_broken_dictionary_is_one_readable_error(dict_dir):
 
 
 def test_search_groups_scores_the_best_alternative_once():
-    lex = LexicalIndex.build([10, 11, 12], [
-        "attention attention attention", "remark about cats", "dogs and horses and cats"])
+    lex = LexicalIndex.build(
+        [10, 11, 12], ["attention attention attention", "remark about cats", "dogs and horses and cats"]
+    )
     ids = [c for c, _ in lex.search_groups([["attention", "remark"]], 3)]
     assert ids == [10, 11]
     # Many alternatives do not add up: a chunk holding two of one word's senses scores as one.
@@ -152,8 +159,9 @@ def test_search_groups_scores_the_best_alternative_once():
     assert s[1] == pytest.approx(max(dict(two.search("head", 3))[1], dict(two.search("attention", 3))[1]))
 
 
-NOTE_PL = ("# Uwaga\n\nKażda głowica uwagi ma własne macierze zapytań i kluczy, wspólne dla wszystkich "
-           "tokenów sekwencji.\n")
+NOTE_PL = (
+    "# Uwaga\n\nKażda głowica uwagi ma własne macierze zapytań i kluczy, wspólne dla wszystkich tokenów sekwencji.\n"
+)
 NOTE_EN = "# Training\n\nA tokenizer splits text into tokens before training starts.\n"
 NOTE_EN2 = "# Cats\n\nCats sleep most of the day and hunt at night.\n"
 
@@ -177,8 +185,9 @@ def test_english_question_finds_polish_note_lexically(tiny_index, dict_dir):
     assert on.search(question, k=1, mode="bm25")[0].file == "uwaga.md"
     # the tiny test encoder is random (and its trained WordPiece ids can differ between runs), so
     # hybrid is checked with the dense rankings weighted out: the translated BM25 must reach it
-    lexical = Retriever(index_dir, encoder, RetrievalConfig(dict_dir=str(dict_dir), dense_weight=0.0,
-                                                            translated_dense_weight=0.0))
+    lexical = Retriever(
+        index_dir, encoder, RetrievalConfig(dict_dir=str(dict_dir), dense_weight=0.0, translated_dense_weight=0.0)
+    )
     assert "uwaga.md" in {h.file for h in lexical.search(question, k=2, mode="hybrid")}
     off = Retriever(index_dir, encoder, RetrievalConfig(dict_dir=str(dict_dir), bilingual=False))
     assert off.bilingual is None

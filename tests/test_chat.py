@@ -17,25 +17,25 @@ from typer.testing import CliRunner
 
 from notes_rag.chat import assistant as answer_mod
 from notes_rag.chat.assistant import AnswerConfig, Assistant
-from notes_rag.chat.prompt import fit_prompt
-from notes_rag.model import release
-from notes_rag.model.release import resolve_model
 from notes_rag.chat.format import ABSTAIN, SYSTEM_PROMPT, Passage, Turn
-from notes_rag.model.checkpoint import load_model, write_checkpoint
+from notes_rag.chat.prompt import fit_prompt
+from notes_rag.chat.sessions import History, load_session, save_session, session_path
 from notes_rag.cli.main import app
 from notes_rag.cli.repl import ChatState, run_command
 from notes_rag.errors import NotesRagError
-from notes_rag.model.gpt import GPT, preset
 from notes_rag.index.search import Hit, SearchResult
-from notes_rag.chat.sessions import History, load_session, save_session, session_path
+from notes_rag.model import release
+from notes_rag.model.checkpoint import load_model, write_checkpoint
+from notes_rag.model.gpt import GPT, preset
+from notes_rag.model.release import resolve_model
 
 NOTES = {
     "neurony.md": "# Neurony\n\n## Historia\n\nW 1943 roku Warren McCulloch i Walter Pitts zaproponowali "
-                  "matematyczny model neuronu. Neuron sumuje wagi wejść i porównuje sumę z progiem.\n",
+    "matematyczny model neuronu. Neuron sumuje wagi wejść i porównuje sumę z progiem.\n",
     "llm.md": "# Language models\n\n## Context\n\nGPT-4o has a context window of 128k tokens. Llama 3 has a "
-              "context of 8.2k tokens. Attention mixes information between tokens.\n",
+    "context of 8.2k tokens. Attention mixes information between tokens.\n",
     "tokeny.md": "# Tokenizacja\n\nTokenizacja dzieli tekst na tokeny; słownik przypisuje im identyfikatory. "
-                 "Embeddings map token ids to vectors.\n",
+    "Embeddings map token ids to vectors.\n",
 }
 
 
@@ -50,9 +50,10 @@ def tiny_ckpt(tmp_path_factory, tok):
 
 @pytest.fixture(scope="module")
 def tiny_index(tmp_path_factory):
-    from notes_rag.index.encoder import load_encoder
-    from notes_rag.index.build import update_index
     from tiny_encoder import build_tiny_encoder
+
+    from notes_rag.index.build import update_index
+    from notes_rag.index.encoder import load_encoder
 
     root = tmp_path_factory.mktemp("notes")
     enc = build_tiny_encoder(root / "enc")
@@ -77,8 +78,16 @@ class FakeRetriever:
         self.calls: list[list[str]] = []
         self.top_cosine, self.abstain_threshold = top_cosine, threshold
         self.hits = [
-            Hit(i, 1.0 / i, i, f"note{i}.md", 10 * i, 10 * i + 5, ("Topic", f"Part {i}"),
-                " ".join(f"słowo{i}x{j}" for j in range(words)))
+            Hit(
+                i,
+                1.0 / i,
+                i,
+                f"note{i}.md",
+                10 * i,
+                10 * i + 5,
+                ("Topic", f"Part {i}"),
+                " ".join(f"słowo{i}x{j}" for j in range(words)),
+            )
             for i in range(1, n + 1)
         ]
         self.index_dir = Path(".")
@@ -91,6 +100,7 @@ class FakeRetriever:
 def _fake_generate(text, tok):
     def gen(model, prompt, cfg=None, stop_ids=(), logit_bias=None):
         yield from tok.encode(text)
+
     return gen
 
 
@@ -211,8 +221,9 @@ def test_missing_model_names_the_fix(tmp_path, monkeypatch):
 def test_ask_json_schema(tiny_index, tiny_ckpt, tmp_path):
     turns = tmp_path / "turns.json"
     turns.write_text(json.dumps(["Kto zaproponował model neuronu?", "W którym roku?"]), encoding="utf-8")
-    result = CliRunner().invoke(app, ["ask", "--turns", str(turns), "--json", "--index", str(tiny_index),
-                                      "--model", str(tiny_ckpt), "--k", "2"])
+    result = CliRunner().invoke(
+        app, ["ask", "--turns", str(turns), "--json", "--index", str(tiny_index), "--model", str(tiny_ckpt), "--k", "2"]
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert out["question"] == "W którym roku?" and isinstance(out["answer"], str)
@@ -233,15 +244,33 @@ def test_ask_missing_index_tells_the_command(tmp_path, monkeypatch, tiny_ckpt):
 
 def test_eval_answers_through_the_pipeline(tiny_index, tiny_ckpt, tmp_path):
     qa = tmp_path / "qa.jsonl"
-    qa.write_text("\n".join(json.dumps(d, ensure_ascii=False) for d in [
-        {"id": "a", "lang": "pl", "question": "Kto zaproponował model neuronu?", "must": [["1943"]],
-         "evidence": "W 1943 roku Warren McCulloch"},
-        {"id": "b", "lang": "en", "turns": ["What is GPT-4o's context?", "And Llama 3?"], "must": [["8.2k"]],
-         "evidence": "Llama 3 has a context of 8.2k tokens"},
-    ]) + "\n", encoding="utf-8")
+    qa.write_text(
+        "\n".join(
+            json.dumps(d, ensure_ascii=False)
+            for d in [
+                {
+                    "id": "a",
+                    "lang": "pl",
+                    "question": "Kto zaproponował model neuronu?",
+                    "must": [["1943"]],
+                    "evidence": "W 1943 roku Warren McCulloch",
+                },
+                {
+                    "id": "b",
+                    "lang": "en",
+                    "turns": ["What is GPT-4o's context?", "And Llama 3?"],
+                    "must": [["8.2k"]],
+                    "evidence": "Llama 3 has a context of 8.2k tokens",
+                },
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     out = tmp_path / "eval.json"
-    result = CliRunner().invoke(app, ["eval", str(qa), "--index", str(tiny_index), "--model", str(tiny_ckpt),
-                                      "--k", "2", "--json", str(out)])
+    result = CliRunner().invoke(
+        app, ["eval", str(qa), "--index", str(tiny_index), "--model", str(tiny_ckpt), "--k", "2", "--json", str(out)]
+    )
     assert result.exit_code == 0, result.output
     rep = json.loads(out.read_text(encoding="utf-8"))
     assert rep["meta"]["answers"] and rep["meta"]["model"].startswith("test-step1-")
@@ -269,7 +298,9 @@ def test_slash_commands(tiny_ckpt, monkeypatch, data_dir, tok):
     assert state.assistant.cfg.system is None
     state.last = state.assistant.ask([], "Czy to działa?")
     state.history.add(state.last.question, state.last.text)
-    assert run_command(state, "/sources") is not None and "note1.md" in str(run_command(state, "/sources 1").renderables[0])
+    assert run_command(state, "/sources") is not None and "note1.md" in str(
+        run_command(state, "/sources 1").renderables[0]
+    )
     assert "passages kept 2" in str(run_command(state, "/debug").renderables[1])
     assert run_command(state, "/history") is not None
     assert "saved 1 exchanges" in run_command(state, "/save test-1")
@@ -320,9 +351,12 @@ def test_repl_smoke_through_a_pty(tiny_index, tiny_ckpt, data_dir):
     master, slave = pty.openpty()
     env = {**os.environ, "NOTES_RAG_DATA": str(data_dir), "COLUMNS": "100", "TERM": "xterm"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "notes_rag", "chat", "--index", str(tiny_index), "--model", str(tiny_ckpt),
-         "--k", "2"],
-        stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True,
+        [sys.executable, "-m", "notes_rag", "chat", "--index", str(tiny_index), "--model", str(tiny_ckpt), "--k", "2"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        close_fds=True,
     )
     os.close(slave)
     screen = bytearray()

@@ -22,7 +22,10 @@ def chunks_of(text: str, name: str = "note.md", max_tokens: int = 512, **cfg):
 
 
 def test_heading_paths_follow_the_outline():
-    text = "# Title\n\nIntro paragraph here.\n\n## Part A\n\nAlpha text.\n\n### Detail\n\nDeep text.\n\n## Part B\n\nBeta text.\n"
+    text = (
+        "# Title\n\nIntro paragraph here.\n\n## Part A\n\nAlpha text.\n\n### Detail\n\nDeep text.\n\n"
+        "## Part B\n\nBeta text.\n"
+    )
     chunks = chunks_of(text, min_chunk_words=0)
     by_text = {c.text.splitlines()[-1]: c.heading_path for c in chunks}
     assert by_text["Intro paragraph here."] == ("Title",)
@@ -96,7 +99,7 @@ def test_no_chunk_over_the_token_limit_and_lines_are_right_on_the_corpus():
         for c in chunks:
             assert words_counter(c.embed_text) <= 80
             assert 1 <= c.line_start <= c.line_end <= len(lines)
-            source = "\n".join(lines[c.line_start - 1:c.line_end])
+            source = "\n".join(lines[c.line_start - 1 : c.line_end])
             assert c.text in source  # the chunk is a slice of exactly those lines ...
             assert c.text.splitlines()[0] in lines[c.line_start - 1]  # ... starting on the first
             assert c.text.splitlines()[-1] in lines[c.line_end - 1]  # ... and ending on the last
@@ -106,8 +109,11 @@ def test_no_chunk_over_the_token_limit_and_lines_are_right_on_the_corpus():
         # every line is in some chunk, except heading lines left out of a chunk too full for
         # them: those are in the chunk's heading path instead
         paths = {h for c in chunks for h in c.heading_path}
-        missing = [i + 1 for i, ln in enumerate(lines) if ln.strip() and i + 1 not in covered
-                   and ln.lstrip("# ").strip() not in paths]
+        missing = [
+            i + 1
+            for i, ln in enumerate(lines)
+            if ln.strip() and i + 1 not in covered and ln.lstrip("# ").strip() not in paths
+        ]
         assert not missing, (path.name, missing[:5])
 
 

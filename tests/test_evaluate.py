@@ -9,7 +9,7 @@ import pytest
 from notes_rag.errors import NotesRagError
 from notes_rag.eval.matching import evidence_coverage, first_hit_rank, group_passes, is_hit, score_groups
 from notes_rag.eval.qa_file import EvalItem, load_items
-from notes_rag.eval.runner import AnswerRecord, RetrievedChunk, Retrieval, run_eval
+from notes_rag.eval.runner import AnswerRecord, Retrieval, RetrievedChunk, run_eval
 from notes_rag.eval.summary import report
 from notes_rag.text import best_sentence, fold
 
@@ -36,7 +36,9 @@ def test_group_passes_case_insensitive_and_diacritics_folded_on_both_sides():
 def test_evidence_contained_across_markdown_and_line_breaks():
     chunk = "## Koszty\n\t* **GPT-3** - 5M   USD\n\t* GPT-4 - 50-100M USD"
     assert evidence_coverage("GPT-3 - 5M USD", chunk) == 1.0
-    assert evidence_coverage("Nie zachowuje informacji o znaczeniu", "nie zachowuje\ninformacji o znaczeniu słów") == 1.0
+    assert (
+        evidence_coverage("Nie zachowuje informacji o znaczeniu", "nie zachowuje\ninformacji o znaczeniu słów") == 1.0
+    )
     assert evidence_coverage("wyjście: rozkład", "WYJSCIE -> ROZKLAD") == 1.0  # folded words
     assert evidence_coverage("GPT-3 - 5M USD", "GPT-3 - 6M USD") == 0.0
 
@@ -81,7 +83,9 @@ def test_first_hit_rank_and_depth():
 
 
 def test_best_sentence_picks_the_sentence_sharing_most_stems():
-    chunk = "## Koszty trening GPT-3\nModele mają wiele warstw. Trening GPT-3 kosztował 5M USD. Inne koszty są mniejsze."
+    chunk = (
+        "## Koszty trening GPT-3\nModele mają wiele warstw. Trening GPT-3 kosztował 5M USD. Inne koszty są mniejsze."
+    )
     assert best_sentence("Ile kosztował trening GPT-3?", chunk) == "Trening GPT-3 kosztował 5M USD."
     # Polish inflection: "modelu" matches "Modele" through the 5-letter stem
     assert best_sentence("Ile warstw ma modelu?", chunk) == "Modele mają wiele warstw."

@@ -9,14 +9,18 @@ import torch
 from safetensors.torch import load_file
 
 from notes_rag.chat.format import Conversation, Passage, Turn
-from notes_rag.model.checkpoint import load_model, write_checkpoint
 from notes_rag.errors import NotesRagError
-from notes_rag.train.finetune import ConversationBatches, FinetuneConfig, encode_all, finetune, load_sft_files
+from notes_rag.model.checkpoint import load_model, write_checkpoint
 from notes_rag.model.gpt import GPT, preset
+from notes_rag.train.finetune import ConversationBatches, FinetuneConfig, encode_all, finetune, load_sft_files
 from notes_rag.train.loop import TrainConfig
 
-FACTS = [("Tokenizacja", "dzieli tekst na tokeny"), ("Attention", "mixes information between tokens"),
-         ("Embedding", "maps token ids to vectors"), ("Softmax", "normalizuje wyniki do prawdopodobieństw")]
+FACTS = [
+    ("Tokenizacja", "dzieli tekst na tokeny"),
+    ("Attention", "mixes information between tokens"),
+    ("Embedding", "maps token ids to vectors"),
+    ("Softmax", "normalizuje wyniki do prawdopodobieństw"),
+]
 
 
 def conversations(n: int) -> list[dict]:
@@ -44,8 +48,13 @@ def setup(tmp_path, tok):
 
 
 def cfg(steps: int) -> FinetuneConfig:
-    return FinetuneConfig(seq_len=256, micro_tokens=1024, train=TrainConfig(
-        lr=3e-3, max_steps=steps, batch_tokens=2048, eval_every=10, eval_batches=2, warmup_steps=2, log_every=2))
+    return FinetuneConfig(
+        seq_len=256,
+        micro_tokens=1024,
+        train=TrainConfig(
+            lr=3e-3, max_steps=steps, batch_tokens=2048, eval_every=10, eval_batches=2, warmup_steps=2, log_every=2
+        ),
+    )
 
 
 def test_batches_learn_only_answers(setup, tok):

@@ -16,21 +16,23 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
-
-from notes_rag.index import store as index_store
-
-from notes_rag.index import build as indexer
-from notes_rag.index.chunker import chunk_note
-from notes_rag.index.encoder import load_encoder
-from notes_rag.errors import NotesRagError
-from notes_rag.index.config import IndexConfig
-from notes_rag.index.build import token_counter, update_index
-from notes_rag.index.search import Retriever, resolve_index
 from tiny_encoder import TINY_MAX_SEQ, build_tiny_encoder
+
+from notes_rag.errors import NotesRagError
+from notes_rag.index import build as indexer
+from notes_rag.index import store as index_store
+from notes_rag.index.build import token_counter, update_index
+from notes_rag.index.chunker import chunk_note
+from notes_rag.index.config import IndexConfig
+from notes_rag.index.encoder import load_encoder
+from notes_rag.index.search import Retriever, resolve_index
 
 REPO = Path(__file__).resolve().parents[1]
 
-NOTE_A = "# Sieci\n\n## Neuron\n\nModel neuronu zaproponowano w 1943 roku.\n\n## Uwaga\n\nMechanizm uwagi liczy iloczyn skalarny zapytania i klucza, potem stosuje się softmax.\n"
+NOTE_A = (
+    "# Sieci\n\n## Neuron\n\nModel neuronu zaproponowano w 1943 roku.\n\n## Uwaga\n\n"
+    "Mechanizm uwagi liczy iloczyn skalarny zapytania i klucza, potem stosuje się softmax.\n"
+)
 NOTE_B = "# Tokens\n\nA tokenizer splits text into tokens.\n\n* BPE merges pairs\n* WordPiece scores pieces\n"
 NOTE_C = "Plain text note about embeddings.\n\nPositional embeddings add order information.\n"
 
@@ -211,6 +213,7 @@ def test_no_chunk_exceeds_the_encoder_limit(enc, tmp_path):
     rows = r.conn.execute("SELECT heading_path, text FROM chunks").fetchall()
     assert len(rows) > 100
     from notes_rag.index.chunker import embed_text
+
     assert max(count(embed_text(tuple(json.loads(hp)), t)) for hp, t in rows) <= TINY_MAX_SEQ
 
 
@@ -238,12 +241,17 @@ def test_conversation_uses_earlier_turns(notes, enc):
 
 def test_cli_index_and_search(notes, tiny_path, tmp_path):
     env_cmd = [sys.executable, "-m", "notes_rag"]
-    out = subprocess.run(env_cmd + ["index", str(notes), "--encoder", str(tiny_path)],
-                         capture_output=True, text=True, cwd=tmp_path)
+    out = subprocess.run(
+        env_cmd + ["index", str(notes), "--encoder", str(tiny_path)], capture_output=True, text=True, cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     assert "chunks in index" in out.stdout and "files added" in out.stdout
-    out = subprocess.run(env_cmd + ["search", "BPE merges", "-k", "2", "--json", "--index", str(notes / ".notes-rag")],
-                         capture_output=True, text=True, cwd=tmp_path)
+    out = subprocess.run(
+        env_cmd + ["search", "BPE merges", "-k", "2", "--json", "--index", str(notes / ".notes-rag")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     res = json.loads(out.stdout)
     assert len(res["hits"]) == 2 and {"file", "line_start", "heading_path", "score"} <= res["hits"][0].keys()
@@ -271,8 +279,11 @@ def test_gpu_search_matches_cpu():
 QUESTIONS = [  # (question, file that holds the answer, text the right chunk contains)
     ("Ile wynosi identyfikator tokenu ran w przykładowym słowniku?", "000_19438b7bc823741f.txt", "757"),
     ("Kiedy Frank Rosenblatt zaproponował perceptron?", "004_c37a24b139456986.txt", "1957 Frank Rosenblatt"),
-    ("What does the stride parameter mean when sampling training batches?", "003_b68687d5cb2b3d2e.txt",
-     "number of positions the inputs shift"),
+    (
+        "What does the stride parameter mean when sampling training batches?",
+        "003_b68687d5cb2b3d2e.txt",
+        "number of positions the inputs shift",
+    ),
     ("How many points is the course project worth?", "002_444d8e60dfa4dc1e.txt", "Projekt"),
 ]
 

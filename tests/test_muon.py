@@ -3,11 +3,11 @@
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_pretrain import corpus, tiny_cfg  # noqa: F401  (the corpus fixture is reused)
 
 from notes_rag.model.checkpoint import CheckpointError
 from notes_rag.train.muon import MuonAdamW, orthogonalize
 from notes_rag.train.pretrain import pretrain
-from test_pretrain import corpus, tiny_cfg  # noqa: F401  (the corpus fixture is reused)
 
 
 @pytest.mark.parametrize("shape", [(16, 64), (64, 16)])

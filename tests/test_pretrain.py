@@ -11,11 +11,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from notes_rag.model.checkpoint import CheckpointError, load_model
 from notes_rag.errors import NotesRagError
+from notes_rag.model.checkpoint import CheckpointError, load_model
+from notes_rag.train.loop import TrainConfig
 from notes_rag.train.pretrain import PretrainConfig, pretrain
 from notes_rag.train.pretrain_data import DataConfig, find_data_files, iter_documents
-from notes_rag.train.loop import TrainConfig
 
 WORDS_EN = "the model learns attention weights from data and predicts the next token in a sequence".split()
 WORDS_PL = "model uczy się wag uwagi z danych i przewiduje następny token w sekwencji zdań".split()
@@ -34,10 +34,20 @@ def make_corpus(folder, n_docs=60, seed=0):
 
 
 def tiny_cfg(steps=12, **kw) -> PretrainConfig:
-    train = TrainConfig(max_steps=steps, batch_tokens=1024, device_batch=4, eval_every=6, eval_batches=2,
-                        warmup_steps=2, lr=3e-3, log_every=2, **kw)
-    return PretrainConfig(model="tiny", seq_len=64, vocab_size=320, data=DataConfig(val_fraction=0.1, workers=1),
-                          train=train)
+    train = TrainConfig(
+        max_steps=steps,
+        batch_tokens=1024,
+        device_batch=4,
+        eval_every=6,
+        eval_batches=2,
+        warmup_steps=2,
+        lr=3e-3,
+        log_every=2,
+        **kw,
+    )
+    return PretrainConfig(
+        model="tiny", seq_len=64, vocab_size=320, data=DataConfig(val_fraction=0.1, workers=1), train=train
+    )
 
 
 @pytest.fixture(scope="module")
@@ -136,10 +146,39 @@ def test_ddp_two_cpu_processes_stay_in_sync_and_learn(corpus, tmp_path):
     import sys
 
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "notes_rag", "pretrain", "--data", str(corpus), "--out", str(out), "--config", "tiny",
-           "--vocab-size", "320", "--seq-len", "64", "--steps", "20", "--batch-tokens", "1024",
-           "--device-batch", "4", "--eval-every", "10", "--warmup", "2", "--lr", "3e-3"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "notes_rag",
+        "pretrain",
+        "--data",
+        str(corpus),
+        "--out",
+        str(out),
+        "--config",
+        "tiny",
+        "--vocab-size",
+        "320",
+        "--seq-len",
+        "64",
+        "--steps",
+        "20",
+        "--batch-tokens",
+        "1024",
+        "--device-batch",
+        "4",
+        "--eval-every",
+        "10",
+        "--warmup",
+        "2",
+        "--lr",
+        "3e-3",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ranks in sync: 2 ranks" in proc.stderr  # trainer all-gathers a weight checksum at the end

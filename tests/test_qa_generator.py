@@ -15,7 +15,8 @@ PL_DOC = {
         "Każda biblioteka ma dokumentację.\n\n"
         "Kurs ma 12 modułów dla początkujących i zaawansowanych uczniów. Kurs ma 3 moduły dodatkowe.\n\n"
         "Lista jest strukturą danych przechowującą uporządkowane elementy dowolnego typu, a lista może rosnąć.\n\n"
-        "To jest ważne dla wszystkich uczniów, którzy zaczynają naukę. Podejście to umożliwia szybkie działanie programu."
+        "To jest ważne dla wszystkich uczniów, którzy zaczynają naukę. "
+        "Podejście to umożliwia szybkie działanie programu."
     ),
 }
 EN_DOC = {
@@ -87,7 +88,10 @@ def test_wikipedia_person_and_topic():
 
 
 def test_followups_and_cross_lingual():
-    doc = {**PL_DOC, "text": PL_DOC["text"] + "\n\nDjango to framework do tworzenia aplikacji internetowych w Pythonie."}
+    doc = {
+        **PL_DOC,
+        "text": PL_DOC["text"] + "\n\nDjango to framework do tworzenia aplikacji internetowych w Pythonie.",
+    }
     exs, _ = generate_doc(doc, random.Random(1), GenConfig(max_per_doc=50, followup_rate=1.0, xling_rate=0))
     multi = [e for e in exs if len(e.qas) > 1]
     assert multi and all(e.qas[1].question.startswith("A ") for e in multi)

@@ -7,7 +7,9 @@ import random
 import pytest
 
 from notes_rag.chat.format import ABSTAIN, Conversation, extract_citations, is_abstention, parse, render
+from notes_rag.model.tokenizer import train_tokenizer
 from notes_rag.sft.build import DEFAULT_MIX, BuildConfig, build_sft, summary
+from notes_rag.sft.clauses import answer_clause, n_words, sentence_spans, trim_around
 from notes_rag.sft.kit import (
     KIT_FILES,
     convert_boolq,
@@ -16,8 +18,6 @@ from notes_rag.sft.kit import (
     convert_negatives,
     convert_translation,
 )
-from notes_rag.sft.clauses import answer_clause, n_words, sentence_spans, trim_around
-from notes_rag.model.tokenizer import train_tokenizer
 
 CTX = (
     "Wacław Kowalski (ur. 2 maja 1916 w Gżatsku) – polski aktor. W 1937 ukończył seminarium, np. w Leśnej "
@@ -52,14 +52,23 @@ def test_answer_clause_sentence_or_clause():
 
 
 def _qa(ctx, q, ans, **kw):
-    r = {"lang": "pl", "title": "Wacław_Kowalski", "context": ctx, "question": q, "answerable": ans is not None,
-         "answers": [] if ans is None else [{"text": ans, "answer_start": ctx.index(ans)}]}
+    r = {
+        "lang": "pl",
+        "title": "Wacław_Kowalski",
+        "context": ctx,
+        "question": q,
+        "answerable": ans is not None,
+        "answers": [] if ans is None else [{"text": ans, "answer_start": ctx.index(ans)}],
+    }
     return {**r, **kw}
 
 
 def test_convert_extractive_single_and_multi_turn():
-    recs = [_qa(CTX, "Kiedy urodził się Kowalski?", "2 maja 1916"), _qa(CTX, "Gdzie studiował?", "w Łodzi"),
-            _qa(CTX, "Ile filmów nakręcił?", None)]
+    recs = [
+        _qa(CTX, "Kiedy urodził się Kowalski?", "2 maja 1916"),
+        _qa(CTX, "Gdzie studiował?", "w Łodzi"),
+        _qa(CTX, "Ile filmów nakręcił?", None),
+    ]
     single = convert_extractive(recs, "poquad", "poquad", random.Random(0), multi_turn=0)
     assert len(single) == 3 and all(len(e.qas) == 1 for e in single)
     una = [e for e in single if e.qas[0].anchor is None]
@@ -75,17 +84,34 @@ def test_convert_extractive_single_and_multi_turn():
 
 
 def test_convert_other_sources():
-    b = convert_boolq([{"title": "T", "context": CTX, "question": "Is it?", "answers": [{"text": "no", "answer_start": -1}]}],
-                      "boolq", "boolq", random.Random(0))
+    b = convert_boolq(
+        [{"title": "T", "context": CTX, "question": "Is it?", "answers": [{"text": "no", "answer_start": -1}]}],
+        "boolq",
+        "boolq",
+        random.Random(0),
+    )
     assert b[0].qas[0].style == "boolean" and b[0].qas[0].answer == "no"
-    neg = convert_negatives([{"lang": "en", "title": "Other", "context": "Some other text here.", "question": "Q?"}],
-                            {"Q?": {"context": CTX, "title": "Wacław_Kowalski"}}, "xquad_neg", "xquad", random.Random(0))
+    neg = convert_negatives(
+        [{"lang": "en", "title": "Other", "context": "Some other text here.", "question": "Q?"}],
+        {"Q?": {"context": CTX, "title": "Wacław_Kowalski"}},
+        "xquad_neg",
+        "xquad",
+        random.Random(0),
+    )
     assert neg[0].qas[0].anchor is None and neg[0].banned_titles == ["Wacław Kowalski"] and len(neg[0].keys) == 2
-    ins = convert_instructions([{"instruction": "Say hi.", "input": "", "output": "Hi."},
-                                {"instruction": "Essay.", "input": "", "output": "word " * 100}], "instructions")
+    ins = convert_instructions(
+        [
+            {"instruction": "Say hi.", "input": "", "output": "Hi."},
+            {"instruction": "Essay.", "input": "", "output": "word " * 100},
+        ],
+        "instructions",
+    )
     assert len(ins) == 1 and ins[0].task == "instruct" and ins[0].qas[0].answer == "Hi."
-    tr = convert_translation([{"en": "I like green tea very much.", "pl": "Bardzo lubię zieloną herbatę."},
-                              {"en": "Go.", "pl": "Idź."}], "tatoeba", random.Random(0))
+    tr = convert_translation(
+        [{"en": "I like green tea very much.", "pl": "Bardzo lubię zieloną herbatę."}, {"en": "Go.", "pl": "Idź."}],
+        "tatoeba",
+        random.Random(0),
+    )
     assert len(tr) == 1
     q = tr[0].qas[0]
     assert (q.answer == "Bardzo lubię zieloną herbatę.") == (tr[0].lang == "en")
@@ -122,10 +148,26 @@ def _extractive(topics, lang):
     out = []
     for title, ctx in topics:
         word = ctx.split(". ")[1].split()[1]
-        out.append({"lang": lang, "title": title, "context": ctx, "question": f"{title}: {word}?", "answerable": True,
-                    "answers": [{"text": word, "answer_start": ctx.index(word)}]})
-        out.append({"lang": lang, "title": title, "context": ctx, "question": f"{title} i księżyc?", "answerable": False,
-                    "answers": []})
+        out.append(
+            {
+                "lang": lang,
+                "title": title,
+                "context": ctx,
+                "question": f"{title}: {word}?",
+                "answerable": True,
+                "answers": [{"text": word, "answer_start": ctx.index(word)}],
+            }
+        )
+        out.append(
+            {
+                "lang": lang,
+                "title": title,
+                "context": ctx,
+                "question": f"{title} i księżyc?",
+                "answerable": False,
+                "answers": [],
+            }
+        )
     return out
 
 
@@ -135,29 +177,72 @@ def tiny_kit(tmp_path_factory):
     en, pl = _extractive(EN_TOPICS, "en"), _extractive(TOPICS, "pl")
     files = {
         "en_qa_xquad": [r for r in en if r["answerable"]],
-        "en_qa_xquad_negatives": [{**r, "context": EN_TOPICS[(i + 1) % 6][1], "title": EN_TOPICS[(i + 1) % 6][0],
-                                   "answers": [], "answerable": False} for i, r in enumerate(en[::2])],
-        "en_dialogqa_xquad_grouped": [{"lang": "en", "title": t, "context": c, "turns": [
-            {"question": f"Capital of {t}?", "answers": [{"text": "capital", "answer_start": c.index("capital")}],
-             "answerable": True}, {"question": "Moon?", "answers": [], "answerable": False}]} for t, c in EN_TOPICS],
+        "en_qa_xquad_negatives": [
+            {
+                **r,
+                "context": EN_TOPICS[(i + 1) % 6][1],
+                "title": EN_TOPICS[(i + 1) % 6][0],
+                "answers": [],
+                "answerable": False,
+            }
+            for i, r in enumerate(en[::2])
+        ],
+        "en_dialogqa_xquad_grouped": [
+            {
+                "lang": "en",
+                "title": t,
+                "context": c,
+                "turns": [
+                    {
+                        "question": f"Capital of {t}?",
+                        "answers": [{"text": "capital", "answer_start": c.index("capital")}],
+                        "answerable": True,
+                    },
+                    {"question": "Moon?", "answers": [], "answerable": False},
+                ],
+            }
+            for t, c in EN_TOPICS
+        ],
         "en_qa_squad2_devhalf": en,
         "en_qa_squad2_subset": en[:2],
-        "en_qa_boolq": [{"title": t, "context": c, "question": f"Is {t} a capital?",
-                         "answers": [{"text": "yes", "answer_start": -1}]} for t, c in EN_TOPICS],
-        "en_qa_ropes": [{"title": "", "context": c + "\n\nSituation: A visits " + t + ".", "question": "Who visits?",
-                         "answers": [{"text": "A", "answer_start": -1}]} for t, c in EN_TOPICS],
+        "en_qa_boolq": [
+            {
+                "title": t,
+                "context": c,
+                "question": f"Is {t} a capital?",
+                "answers": [{"text": "yes", "answer_start": -1}],
+            }
+            for t, c in EN_TOPICS
+        ],
+        "en_qa_ropes": [
+            {
+                "title": "",
+                "context": c + "\n\nSituation: A visits " + t + ".",
+                "question": "Who visits?",
+                "answers": [{"text": "A", "answer_start": -1}],
+            }
+            for t, c in EN_TOPICS
+        ],
         "pl_qa_poquad": pl,
-        "en_instructions_rasbt": [{"lang": "en", "instruction": f"Say {t}.", "input": "", "output": t} for t, _ in EN_TOPICS],
-        "enpl_parallel_tatoeba": [{"en": f"I like the city of {t} a lot.", "pl": f"Bardzo lubię miasto {p}."}
-                                  for (t, _), (p, _) in zip(EN_TOPICS, TOPICS)],
+        "en_instructions_rasbt": [
+            {"lang": "en", "instruction": f"Say {t}.", "input": "", "output": t} for t, _ in EN_TOPICS
+        ],
+        "enpl_parallel_tatoeba": [
+            {"en": f"I like the city of {t} a lot.", "pl": f"Bardzo lubię miasto {p}."}
+            for (t, _), (p, _) in zip(EN_TOPICS, TOPICS)
+        ],
     }
     assert set(files) == set(KIT_FILES)
     for name, recs in files.items():
         _write(root / "sft" / f"{name}.jsonl.xz", recs)
-    _write(root / "pretrain" / "pl_test.jsonl.xz", [{"source": f"x/notes/{t}.md", "lang": "pl", "text": c}
-                                                    for t, c in TOPICS])
-    _write(root / "pretrain" / "en_test.jsonl.xz", [{"source": f"x/notes/{t}.md", "lang": "en", "text": c}
-                                                    for t, c in EN_TOPICS])
+    _write(
+        root / "pretrain" / "pl_test.jsonl.xz",
+        [{"source": f"x/notes/{t}.md", "lang": "pl", "text": c} for t, c in TOPICS],
+    )
+    _write(
+        root / "pretrain" / "en_test.jsonl.xz",
+        [{"source": f"x/notes/{t}.md", "lang": "en", "text": c} for t, c in EN_TOPICS],
+    )
     return root
 
 
@@ -170,8 +255,15 @@ def tok():
 @pytest.fixture(scope="module")
 def built(tiny_kit, tok):
     mix = {k: 1.0 for k in DEFAULT_MIX}
-    cfg = BuildConfig(data_dir=tiny_kit, seed=3, mix=mix, val_frac=0.3, gen_files=("pl_test", "en_test"),
-                      drop_gold_rate=0.3, max_tokens=400)
+    cfg = BuildConfig(
+        data_dir=tiny_kit,
+        seed=3,
+        mix=mix,
+        val_frac=0.3,
+        gen_files=("pl_test", "en_test"),
+        drop_gold_rate=0.3,
+        max_tokens=400,
+    )
     return build_sft(cfg, tok)
 
 

@@ -22,8 +22,12 @@ def test_score_item_answerable_and_not():
 
 
 def test_select_items_balances_groups():
-    recs = [{"task": "qa", "passages": [1], "lang": lang, "gold_passage": gp}
-            for lang in ("pl", "en") for gp in (1, None) for _ in range(10)]
+    recs = [
+        {"task": "qa", "passages": [1], "lang": lang, "gold_passage": gp}
+        for lang in ("pl", "en")
+        for gp in (1, None)
+        for _ in range(10)
+    ]
     recs.append({"task": "translate", "passages": [], "lang": "pl", "gold_passage": None})
     chosen = select_items(recs, 3)
     assert len(chosen) == 12 and all(r["task"] == "qa" for r in chosen)

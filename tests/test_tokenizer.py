@@ -5,12 +5,15 @@ import pytest
 from notes_rag.model.tokenizer import SPECIAL_TOKENS, SPLIT_PATTERN, TokenizerError, load_tokenizer, train_tokenizer
 
 
-@pytest.mark.parametrize("text", [
-    "Zażółć gęślą jaźń — ŹDŹBŁO, łódź; 2024-11-23.",
-    "Attention is all you need: softmax(QK^T / sqrt(d)) V",
-    "emoji 🙂🚀 and CJK 漢字 mixed with tabs\tand\nnewlines\r\n",
-    "",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Zażółć gęślą jaźń — ŹDŹBŁO, łódź; 2024-11-23.",
+        "Attention is all you need: softmax(QK^T / sqrt(d)) V",
+        "emoji 🙂🚀 and CJK 漢字 mixed with tabs\tand\nnewlines\r\n",
+        "",
+    ],
+)
 def test_round_trip(tok, text):
     assert tok.decode(tok.encode(text)) == text
 

@@ -44,14 +44,25 @@ def build_tiny_encoder(folder: Path, seed: int = 0) -> Path:
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
     )
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
-        pad_token="[PAD]", mask_token="[MASK]", model_max_length=TINY_MAX_SEQ,
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        mask_token="[MASK]",
+        model_max_length=TINY_MAX_SEQ,
     )
     torch.manual_seed(seed)
-    bert = BertModel(BertConfig(
-        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=TINY_MAX_SEQ,
-    ))
+    bert = BertModel(
+        BertConfig(
+            vocab_size=tok.get_vocab_size(),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=TINY_MAX_SEQ,
+        )
+    )
     bert.save_pretrained(raw)
     fast.save_pretrained(raw)
     transformer = models.Transformer(str(raw), max_seq_length=TINY_MAX_SEQ)

@@ -95,8 +95,16 @@ class Answer:
             "abstain_reason": self.abstain_reason,
             "lang": self.lang,
             "sources": [
-                {"rank": s.rank, "file": s.file, "lines": s.lines, "line_start": s.line_start,
-                 "line_end": s.line_end, "heading": s.heading, "score": s.score, "text": s.text}
+                {
+                    "rank": s.rank,
+                    "file": s.file,
+                    "lines": s.lines,
+                    "line_start": s.line_start,
+                    "line_end": s.line_end,
+                    "heading": s.heading,
+                    "score": s.score,
+                    "text": s.text,
+                }
                 for s in self.sources
             ],
             "cited": self.cited,

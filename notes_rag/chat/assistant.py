@@ -216,31 +216,49 @@ class Assistant:
         ]
         return _Retrieved(question, lang, sources, float(res.top_cosine), self.threshold, retrieval_ms, t0)
 
-    def _answer(self, r: _Retrieved, text: str, reason: str | None, plan: PromptPlan | None,
-                decoded: _Decoded) -> Answer:
+    def _answer(
+        self, r: _Retrieved, text: str, reason: str | None, plan: PromptPlan | None, decoded: _Decoded
+    ) -> Answer:
         n_passages = plan.passages if plan else 0
         cited = [] if reason else extract_citations(text)
-        timings = Timings(r.retrieval_ms, decoded.ttft, decoded.tokens_per_s, time.perf_counter() - r.t0,
-                          decoded.new_tokens)
+        timings = Timings(
+            r.retrieval_ms, decoded.ttft, decoded.tokens_per_s, time.perf_counter() - r.t0, decoded.new_tokens
+        )
         return Answer(
-            question=r.question, text=text, abstained=reason is not None, abstain_reason=reason, lang=r.lang,
-            sources=r.sources, cited=[c for c in cited if 1 <= c <= n_passages],
-            invalid_citations=[c for c in cited if not 1 <= c <= n_passages], top_cosine=r.top_cosine,
-            threshold=r.threshold, timings=timings, prompt=plan, model_id=self.model_id, index_id=self.index_id,
+            question=r.question,
+            text=text,
+            abstained=reason is not None,
+            abstain_reason=reason,
+            lang=r.lang,
+            sources=r.sources,
+            cited=[c for c in cited if 1 <= c <= n_passages],
+            invalid_citations=[c for c in cited if not 1 <= c <= n_passages],
+            top_cosine=r.top_cosine,
+            threshold=r.threshold,
+            timings=timings,
+            prompt=plan,
+            model_id=self.model_id,
+            index_id=self.index_id,
         )
 
     def _plan(self, history: Sequence[Turn], question: str, sources: list[Source]) -> PromptPlan:
         return fit_prompt(
-            self.tok, self.system_prompt(conversation_lang(history, question)),
-            [Passage(s.label, s.text) for s in sources], history, question,
-            context=self.model.config.seq_len, reserve=self.cfg.reserve,
-            keep_last_exchanges=self.cfg.keep_last_exchanges, min_passage_tokens=self.cfg.min_passage_tokens,
+            self.tok,
+            self.system_prompt(conversation_lang(history, question)),
+            [Passage(s.label, s.text) for s in sources],
+            history,
+            question,
+            context=self.model.config.seq_len,
+            reserve=self.cfg.reserve,
+            keep_last_exchanges=self.cfg.keep_last_exchanges,
+            min_passage_tokens=self.cfg.min_passage_tokens,
         )
 
     def _generate(self, plan: PromptPlan, t0: float) -> Generator[str, None, _Decoded]:
         """Yield the answer's text pieces; return the whole answer and its timings."""
-        sampling = SamplingConfig(temperature=self.cfg.temperature, max_new_tokens=self.cfg.max_new_tokens,
-                                  seed=self.cfg.seed)
+        sampling = SamplingConfig(
+            temperature=self.cfg.temperature, max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed
+        )
         # Any special token ends the answer: only <|end|> is trained, but the others can never be
         # part of an answer and would print as markup.
         stop = [self.tok.special(s) for s in SPECIAL_TOKENS]

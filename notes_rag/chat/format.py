@@ -89,9 +89,7 @@ def _passage_header(i: int, label: str) -> str:
     return f"[{i}] {label.replace(chr(10), ' ')}\n"
 
 
-def render(
-    conv: Conversation, tok: Tokenizer, max_passage_tokens: int | None = None
-) -> tuple[list[int], list[int]]:
+def render(conv: Conversation, tok: Tokenizer, max_passage_tokens: int | None = None) -> tuple[list[int], list[int]]:
     """Token ids of the whole conversation and a loss mask of the same length.
 
     `max_passage_tokens` cuts each passage's text (not its header) to that many tokens, so a
@@ -145,7 +143,7 @@ def parse(ids: list[int], tok: Tokenizer) -> Conversation:
             m = _HEADER.match(text)
             if not m:
                 raise ValueError(f"malformed passage header: {text[:60]!r}")
-            conv.passages.append(Passage(label=m.group(2), text=text[m.end():]))
+            conv.passages.append(Passage(label=m.group(2), text=text[m.end() :]))
         elif role in ROLES:
             conv.turns.append(Turn(role, text))
 

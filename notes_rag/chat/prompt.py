@@ -46,8 +46,15 @@ class _Sizes:
     question: int  # <|user|> question <|end|><|assistant|>
 
     @classmethod
-    def measure(cls, tok: Tokenizer, system: str, passages: Sequence[Passage], exchanges: list[list[Turn]],
-                question: str, budget: int) -> _Sizes:
+    def measure(
+        cls,
+        tok: Tokenizer,
+        system: str,
+        passages: Sequence[Passage],
+        exchanges: list[list[Turn]],
+        question: str,
+        budget: int,
+    ) -> _Sizes:
         empty = len(render(Conversation(""), tok)[0])
         return cls(
             budget=budget,
@@ -82,8 +89,9 @@ class _Sizes:
         return lengths(lo)
 
 
-def _choose(sizes: _Sizes, keep_last_exchanges: int, min_passage_tokens: int,
-            top_weight: float) -> tuple[int, int, list[int]]:
+def _choose(
+    sizes: _Sizes, keep_last_exchanges: int, min_passage_tokens: int, top_weight: float
+) -> tuple[int, int, list[int]]:
     """(exchanges kept, passages kept, their body lengths): the first plan that fits, in the
     order of sacrifices; raises when even the question alone does not fit."""
     n_all, p_all = len(sizes.exchanges), len(sizes.bodies)
@@ -101,8 +109,15 @@ def _choose(sizes: _Sizes, keep_last_exchanges: int, min_passage_tokens: int,
     )
 
 
-def _render_cut(tok: Tokenizer, system: str, passages: Sequence[Passage], sizes: _Sizes, lengths: list[int],
-                turns: list[Turn], question: str) -> tuple[list[int], list[Passage]]:
+def _render_cut(
+    tok: Tokenizer,
+    system: str,
+    passages: Sequence[Passage],
+    sizes: _Sizes,
+    lengths: list[int],
+    turns: list[Turn],
+    question: str,
+) -> tuple[list[int], list[Passage]]:
     """Prompt ids with each passage cut to its length, and the passages as cut."""
     n_p, bodies, budget = len(lengths), sizes.bodies, sizes.budget
     kept = list(passages[:n_p])

@@ -75,13 +75,16 @@ def session_path(name: str) -> Path:
 def save_session(name: str, history: History, settings: dict | None = None) -> Path:
     path = session_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, {
-        "format": FORMAT,
-        "name": name,
-        "saved": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "settings": settings or {},
-        "turns": [{"role": t.role, "content": t.content} for t in history.turns],
-    })
+    atomic_write_json(
+        path,
+        {
+            "format": FORMAT,
+            "name": name,
+            "saved": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "settings": settings or {},
+            "turns": [{"role": t.role, "content": t.content} for t in history.turns],
+        },
+    )
     return path
 
 
@@ -108,7 +111,7 @@ def read_session_file(path: Path) -> Session:
         turns = [Turn(t["role"], str(t["content"])) for t in raw_turns]
     except (TypeError, KeyError, ValueError) as e:
         raise NotesRagError(
-            f"{path} is not a session: expected {{\"turns\": [{{\"role\", \"content\"}}, …]}} ({e})"
+            f'{path} is not a session: expected {{"turns": [{{"role", "content"}}, …]}} ({e})'
         ) from None
     settings = data.get("settings", {}) if isinstance(data, dict) else {}
     name = data.get("name", Path(path).stem) if isinstance(data, dict) else Path(path).stem

@@ -44,4 +44,3 @@ def main() -> None:
             raise
         err_console.print("[yellow]interrupted[/]")
         sys.exit(130)
-

@@ -28,7 +28,10 @@ _SYSTEM = typer.Option(None, "--system", help="System prompt: text, or a file ho
 
 @app.command("chat")
 def chat_cmd(
-    index: Path = options.INDEX, model: Path = options.MODEL, k: int = options.K, mode: str = options.MODE,
+    index: Path = options.INDEX,
+    model: Path = options.MODEL,
+    k: int = options.K,
+    mode: str = options.MODE,
     temp: float = _TEMP,
     system: str = _SYSTEM,
     resume: str = typer.Option(None, "--resume", help="Continue a saved session (see /save)."),
@@ -62,7 +65,10 @@ def ask_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the exchange as JSON."),
     history_file: Path = typer.Option(None, "--history", help="Earlier turns: a saved session file."),
     turns_file: Path = typer.Option(None, "--turns", help="JSON list of questions answered in turn."),
-    index: Path = options.INDEX, model: Path = options.MODEL, k: int = options.K, mode: str = options.MODE,
+    index: Path = options.INDEX,
+    model: Path = options.MODEL,
+    k: int = options.K,
+    mode: str = options.MODE,
     temp: float = _TEMP,
     system: str = _SYSTEM,
     verbose: bool = typer.Option(False, "--verbose", help="Also show the prompt budget and timings."),
@@ -84,7 +90,7 @@ def ask_cmd(
         out["turns"] = [{"role": t.role, "content": t.content} for t in turns]
         typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
         return
-    for earlier in _exchanges_text(turns[len(history):-2]):
+    for earlier in _exchanges_text(turns[len(history) : -2]):
         console.print(earlier, style="dim")
     console.print(answer.text)
     console.print(sources_table(answer))

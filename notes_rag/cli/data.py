@@ -14,8 +14,8 @@ from rich.table import Table
 
 from notes_rag.cli.app import app
 from notes_rag.errors import NotesRagError
-from notes_rag.sft.build import DEFAULT_MIX, BuildConfig, build_sft, summary, throwaway_tokenizer, write_jsonl
 from notes_rag.model.tokenizer import load_tokenizer
+from notes_rag.sft.build import DEFAULT_MIX, BuildConfig, build_sft, summary, throwaway_tokenizer, write_jsonl
 
 console = Console()
 _CFG = BuildConfig()  # the options' defaults
@@ -36,10 +36,13 @@ def _parse_mix(text: str) -> dict[str, float]:
 def sft_data(
     out: Path = typer.Option(Path("data/sft"), "--out", help="Folder for train.jsonl and val.jsonl."),
     kit: Path = typer.Option(_CFG.data_dir, "--kit", help="Data kit folder holding sft/ and pretrain/."),
-    mix: str = typer.Option("", "--mix", help=f"Per-source multipliers, e.g. poquad=2,ropes=0.05. Sources: {', '.join(DEFAULT_MIX)}."),
+    mix: str = typer.Option(
+        "", "--mix", help=f"Per-source multipliers, e.g. poquad=2,ropes=0.05. Sources: {', '.join(DEFAULT_MIX)}."
+    ),
     seed: int = typer.Option(_CFG.seed, "--seed", help="Random seed (same seed, same data)."),
-    tokenizer: Path = typer.Option(Path("runs/tok/tokenizer.json"), "--tokenizer",
-                                   help="Tokenizer used to measure and cap conversation length."),
+    tokenizer: Path = typer.Option(
+        Path("runs/tok/tokenizer.json"), "--tokenizer", help="Tokenizer used to measure and cap conversation length."
+    ),
     max_tokens: int = typer.Option(_CFG.max_tokens, "--max-tokens", help="Longest rendered conversation kept."),
 ) -> None:
     """Convert the SFT kit and generated QA into chat-format conversations with a held-out split."""

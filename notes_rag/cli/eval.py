@@ -20,11 +20,11 @@ from rich.table import Table
 from notes_rag.chat.assistant import AnswerConfig, Assistant
 from notes_rag.cli import options
 from notes_rag.cli.app import app
+from notes_rag.errors import NotesRagError
 from notes_rag.eval.matching import RETRIEVAL_DEPTH
 from notes_rag.eval.qa_file import load_items
-from notes_rag.eval.runner import AnswerRecord, RetrievedChunk, Retrieval, run_eval
+from notes_rag.eval.runner import AnswerRecord, Retrieval, RetrievedChunk, run_eval
 from notes_rag.eval.summary import report
-from notes_rag.errors import NotesRagError
 from notes_rag.fileio import atomic_write_json
 from notes_rag.model.release import resolve_model
 
@@ -41,10 +41,12 @@ class Backends:
     file_lang: dict[str, str]
     threshold: float | None  # the retriever's abstention threshold on the dense top-1 cosine
     meta: dict = field(default_factory=dict)
+    close: Callable[[], None] = lambda: None  # called when the run is over: closes the index
 
 
-def open_backends(index: Path | None, model: Path | None, k: int, mode: str, answers: bool,
-                  overrides: dict | None = None) -> Backends:
+def open_backends(
+    index: Path | None, model: Path | None, k: int, mode: str, answers: bool, overrides: dict | None = None
+) -> Backends:
     """Open the index (and, with `answers`, the model) and adapt them to the runner's callables."""
     from notes_rag.index.search import Retriever  # loads FAISS: only when the command runs
 
@@ -67,10 +69,13 @@ def open_backends(index: Path | None, model: Path | None, k: int, mode: str, ans
         file_lang=retriever.file_langs(),
         threshold=retriever.abstain_threshold,
         meta={"index": str(retriever.index_dir.resolve()), "encoder": retriever.meta["encoder"], **meta},
+        close=retriever.close,
     )
 
 
-def _open_assistant(retriever, model: Path | None, k: int, mode: str, overrides: dict | None = None) -> Assistant | None:
+def _open_assistant(
+    retriever, model: Path | None, k: int, mode: str, overrides: dict | None = None
+) -> Assistant | None:
     """The chat pipeline on the already open retriever; without --model and without a released
     model, None (retrieval and the baseline are still worth scoring)."""
     try:
@@ -204,6 +209,24 @@ def _misses_table(items: list[dict], with_answers: bool) -> Table:
     return table
 
 
+def _run(items: list, backends: Backends) -> list:
+    """`run_eval` with a progress bar."""
+    progress = Progress(
+        TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
+    with progress:
+        task = progress.add_task("eval", total=len(items))
+        return run_eval(
+            items,
+            backends.retrieve_fn,
+            backends.answer_fn,
+            chunks=backends.chunks,
+            file_lang=backends.file_lang,
+            threshold=backends.threshold,
+            on_item=lambda _: progress.advance(task),
+        )
+
+
 @app.command("eval")
 def eval_cmd(
     qa_file: Path = typer.Argument(..., help="QA file (JSON Lines: id, lang, question|turns, must, evidence)."),
@@ -214,7 +237,9 @@ def eval_cmd(
     json_out: Path = typer.Option(None, "--json", help="Write the full report with per-item results here."),
     no_answers: bool = typer.Option(False, "--no-answers", help="Retrieval and the extractive baseline only."),
     copy_boost: float = typer.Option(None, "--copy-boost", help="Copy-bias logit bonus (default: the chat default)."),
-    abstain_by: str = typer.Option(None, "--abstain-by", help="Who abstains: model or retrieval (default: the chat default)."),
+    abstain_by: str = typer.Option(
+        None, "--abstain-by", help="Who abstains: model or retrieval (default: the chat default)."
+    ),
 ) -> None:
     """Score retrieval, an extractive baseline and the GPT's answers on a QA file.
 
@@ -223,20 +248,10 @@ def eval_cmd(
     items = load_items(qa_file)
     overrides = {k_: v for k_, v in {"copy_boost": copy_boost, "abstain_by": abstain_by}.items() if v is not None}
     backends = open_backends(index, model, k, mode, answers=not no_answers, overrides=overrides)
-    progress = Progress(
-        TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-    )
-    with progress:
-        task = progress.add_task("eval", total=len(items))
-        results = run_eval(
-            items,
-            backends.retrieve_fn,
-            backends.answer_fn,
-            chunks=backends.chunks,
-            file_lang=backends.file_lang,
-            threshold=backends.threshold,
-            on_item=lambda _: progress.advance(task),
-        )
+    try:
+        results = _run(items, backends)
+    finally:
+        backends.close()
     meta = {
         "qa_file": str(qa_file),
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -1,9 +1,9 @@
 """`notes-rag index` and `notes-rag search`: build/update a notes index, query it.
 
-    notes-rag index corpus/                  # index in corpus/.notes-rag (incremental on re-runs)
-    notes-rag index ~/notes --out /tmp/idx   # index kept elsewhere; read it with --index /tmp/idx
-    notes-rag search "Ile kosztował trening GPT-3?" -k 5 --mode hybrid
-    notes-rag search "positional embeddings" --json | jq '.hits[0].file'
+notes-rag index corpus/                  # index in corpus/.notes-rag (incremental on re-runs)
+notes-rag index ~/notes --out /tmp/idx   # index kept elsewhere; read it with --index /tmp/idx
+notes-rag search "Ile kosztował trening GPT-3?" -k 5 --mode hybrid
+notes-rag search "positional embeddings" --json | jq '.hits[0].file'
 """
 
 from __future__ import annotations
@@ -30,8 +30,12 @@ def index(
     folder: Path = typer.Argument(..., help="Folder of notes (.md, .markdown, .txt), searched recursively."),
     out: Path = typer.Option(None, "--out", help="Where to write the index (default: FOLDER/.notes-rag)."),
     old_out: Path = typer.Option(None, "--index", hidden=True, help="Old spelling of --out."),
-    encoder: Path = typer.Option(None, "--encoder", help="Local sentence-transformers model folder "
-                                 "[default: multilingual-e5-small, converted offline on first use]."),
+    encoder: Path = typer.Option(
+        None,
+        "--encoder",
+        help="Local sentence-transformers model folder "
+        "[default: multilingual-e5-small, converted offline on first use].",
+    ),
 ) -> None:
     """Build or update the search index of a notes folder; only changed files are re-embedded.
 
@@ -50,11 +54,17 @@ def index(
         raise NotesRagError(f"no readable notes in {folder} (looked for .md, .markdown, .txt)")
     with console.status("loading the encoder..."):
         enc = load_encoder(encoder)
-    with Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
+    with Progress(
+        TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True
+    ) as progress:
         task = progress.add_task("embed", total=None)
-        report = update_index(folder, out, enc, str(encoder) if encoder else None,
-                              on_progress=lambda done, total: progress.update(task, completed=done, total=total))
+        report = update_index(
+            folder,
+            out,
+            enc,
+            str(encoder) if encoder else None,
+            on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
     for skipped in report.skipped:
         err_console.print(f"[yellow]skipped[/] {skipped.path}: {skipped.reason}", highlight=False)
     if report.rebuild_reason and report.rebuild_reason != "new index":
@@ -63,10 +73,14 @@ def index(
     table.add_column("what")
     table.add_column("value", justify="right")
     for what, value in (
-        ("files added", len(report.added)), ("files changed", len(report.changed)),
-        ("files removed", len(report.removed)), ("files unchanged", report.unchanged),
-        ("files skipped", len(report.skipped)), ("chunks embedded", report.chunks_embedded),
-        ("chunks in index", report.chunks_total), ("seconds", f"{report.seconds:.1f}"),
+        ("files added", len(report.added)),
+        ("files changed", len(report.changed)),
+        ("files removed", len(report.removed)),
+        ("files unchanged", report.unchanged),
+        ("files skipped", len(report.skipped)),
+        ("chunks embedded", report.chunks_embedded),
+        ("chunks in index", report.chunks_total),
+        ("seconds", f"{report.seconds:.1f}"),
     ):
         table.add_row(what, str(value))
     console.print(table)
@@ -85,11 +99,14 @@ def search(
     as_json: bool = typer.Option(False, "--json", help="Print JSON (for scripts) instead of a table."),
     index_dir: Path = options.INDEX,
     bilingual: bool = typer.Option(
-        RetrievalConfig.bilingual, "--bilingual/--no-bilingual",
+        RetrievalConfig.bilingual,
+        "--bilingual/--no-bilingual",
         help="Also search the question translated to the other language (English <-> Polish) with the "
-             "FreeDict dictionaries, if installed: apt install dict-freedict-eng-pol dict-freedict-pol-eng.",
+        "FreeDict dictionaries, if installed: apt install dict-freedict-eng-pol dict-freedict-pol-eng.",
     ),
-    dict_dir: Path = typer.Option(Path(RetrievalConfig.dict_dir), "--dict-dir", help="Folder of the dictd dictionaries."),
+    dict_dir: Path = typer.Option(
+        Path(RetrievalConfig.dict_dir), "--dict-dir", help="Folder of the dictd dictionaries."
+    ),
 ) -> None:
     """Search the indexed notes.
 
@@ -98,18 +115,40 @@ def search(
     from notes_rag.index.search import Retriever
 
     retriever = Retriever.open(index_dir, cfg=RetrievalConfig(bilingual=bilingual, dict_dir=str(dict_dir)))
-    result = retriever.search(query, k=k, mode=mode)
+    try:
+        result = retriever.search(query, k=k, mode=mode)
+    finally:
+        retriever.close()
     if as_json:
-        print(json.dumps({"query": query, "mode": mode, "top_cosine": result.top_cosine,
-                          "hits": [h.to_dict() for h in result.hits]}, ensure_ascii=False, indent=2))
+        print(
+            json.dumps(
+                {
+                    "query": query,
+                    "mode": mode,
+                    "top_cosine": result.top_cosine,
+                    "hits": [h.to_dict() for h in result.hits],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
         return
     table = Table(title=f"{mode} search: {query}", title_justify="left")
-    for name, justify in (("rank", "right"), ("score", "right"), ("file:lines", "left"),
-                          ("heading", "left"), ("snippet", "left")):
+    for name, justify in (
+        ("rank", "right"),
+        ("score", "right"),
+        ("file:lines", "left"),
+        ("heading", "left"),
+        ("snippet", "left"),
+    ):
         table.add_column(name, justify=justify, overflow="fold")
     for h in result.hits:
         table.add_row(str(h.rank), f"{h.score:.3f}", h.citation, " > ".join(h.heading_path), _snippet(h.text))
     console.print(table)
     threshold = retriever.abstain_threshold
-    note = "" if threshold is None or result.top_cosine >= threshold else "  (below the abstention threshold: probably not in the notes)"
+    note = (
+        ""
+        if threshold is None or result.top_cosine >= threshold
+        else "  (below the abstention threshold: probably not in the notes)"
+    )
     console.print(f"dense top-1 cosine {result.top_cosine:.3f}{note}", highlight=False)

@@ -24,6 +24,7 @@ from notes_rag.index.config import MODES
 
 console = Console(highlight=False)
 
+
 def read_system(value: str | None) -> str | None:
     """`--system TEXT|FILE`: the file's content when `value` names a file, else the text."""
     if not value:
@@ -42,6 +43,7 @@ def settings(cfg: AnswerConfig) -> dict:
 
 
 # -- rendering -----------------------------------------------------------------------------------
+
 
 def sources_table(answer: Answer, full: bool = False) -> Table:
     """Compact panel: number, file:lines, heading (+ score and text with `full`); cited in bold."""
@@ -67,9 +69,11 @@ def debug_report(answer: Answer) -> Group | str:
     """What the prompt kept and its token counts, plus timings."""
     t = answer.timings
     tps = "–" if t.tokens_per_s is None else f"{t.tokens_per_s:.1f}"
-    timing = (f"retrieval {t.retrieval_ms:.0f} ms · first token {t.ttft_s:.2f}s · {t.new_tokens} tokens at {tps} tok/s"
-              f" · total {t.total_s:.2f}s · top cosine {answer.top_cosine:.3f}"
-              + ("" if answer.threshold is None else f" (threshold {answer.threshold:.2f})"))
+    timing = (
+        f"retrieval {t.retrieval_ms:.0f} ms · first token {t.ttft_s:.2f}s · {t.new_tokens} tokens at {tps} tok/s"
+        f" · total {t.total_s:.2f}s · top cosine {answer.top_cosine:.3f}"
+        + ("" if answer.threshold is None else f" (threshold {answer.threshold:.2f})")
+    )
     p = answer.prompt
     if p is None:
         return Group(Text("retrieval abstained: the model did not run"), Text(timing, style="dim"))
@@ -86,6 +90,7 @@ def debug_report(answer: Answer) -> Group | str:
 
 
 # -- REPL state and slash commands ---------------------------------------------------------------
+
 
 @dataclass
 class ChatState:
@@ -203,9 +208,19 @@ HELP = [
 ]
 
 COMMANDS: dict[str, Callable[[ChatState, str], object]] = {
-    "help": cmd_help, "sources": cmd_sources, "k": cmd_k, "mode": cmd_mode, "temp": cmd_temp,
-    "system": cmd_system, "reset": cmd_reset, "save": cmd_save, "load": cmd_load,
-    "history": cmd_history, "debug": cmd_debug, "exit": cmd_exit, "quit": cmd_exit,
+    "help": cmd_help,
+    "sources": cmd_sources,
+    "k": cmd_k,
+    "mode": cmd_mode,
+    "temp": cmd_temp,
+    "system": cmd_system,
+    "reset": cmd_reset,
+    "save": cmd_save,
+    "load": cmd_load,
+    "history": cmd_history,
+    "debug": cmd_debug,
+    "exit": cmd_exit,
+    "quit": cmd_exit,
 }
 
 
@@ -292,5 +307,3 @@ def repl(state: ChatState, prompt: str = "» ") -> None:
             answer_turn(state, line)
         except NotesRagError as e:
             console.print(f"[bold red]error:[/] {e}")
-
-

@@ -60,20 +60,33 @@ def pretrain_cmd(
     data: list[Path] = typer.Option(..., "--data", help="Files or folders of .txt/.md/.jsonl (optionally .gz/.xz)."),
     out: Path = typer.Option(..., "--out", help="Run folder: tokenizer, shards, checkpoints, metrics, loss.png."),
     config: str = typer.Option(_PRE.model, "--config", help="Model preset: tiny, small, base, medium."),
-    time_budget: str = typer.Option(None, "--time-budget", help="Wall-clock budget, e.g. 90m or 2h; the schedule fits it."),
+    time_budget: str = typer.Option(
+        None, "--time-budget", help="Wall-clock budget, e.g. 90m or 2h; the schedule fits it."
+    ),
     steps: int = _STEPS,
     resume: bool = _RESUME,
-    vocab_size: int = typer.Option(_PRE.vocab_size, "--vocab-size", help="Tokenizer size when --out has no tokenizer yet."),
+    vocab_size: int = typer.Option(
+        _PRE.vocab_size, "--vocab-size", help="Tokenizer size when --out has no tokenizer yet."
+    ),
     seq_len: int = typer.Option(_PRE.seq_len, "--seq-len", help="Training window in tokens."),
-    lr: float = typer.Option(_PRE.train.lr, "--lr", help="Peak AdamW learning rate (with --optimizer muon: embeddings only)."),
-    optimizer: str = typer.Option(_PRE.train.optimizer, "--optimizer", help="adamw, or muon (Muon on block matrices, AdamW on embeddings)."),
-    muon_lr: float = typer.Option(_PRE.train.muon_lr, "--muon-lr", help="Peak Muon learning rate (with --optimizer muon)."),
+    lr: float = typer.Option(
+        _PRE.train.lr, "--lr", help="Peak AdamW learning rate (with --optimizer muon: embeddings only)."
+    ),
+    optimizer: str = typer.Option(
+        _PRE.train.optimizer, "--optimizer", help="adamw, or muon (Muon on block matrices, AdamW on embeddings)."
+    ),
+    muon_lr: float = typer.Option(
+        _PRE.train.muon_lr, "--muon-lr", help="Peak Muon learning rate (with --optimizer muon)."
+    ),
     batch_tokens: int = typer.Option(_PRE.train.batch_tokens, "--batch-tokens", help="Tokens per optimizer step."),
     device_batch: int = typer.Option(_PRE.train.device_batch, "--device-batch", help="Sequences per micro-batch."),
     eval_every: int = typer.Option(_PRE.train.eval_every, "--eval-every", help="Validate and sample every N steps."),
     warmup: int = typer.Option(_PRE.train.warmup_steps, "--warmup", help="Warmup steps."),
-    upsample: str = typer.Option(",".join(f"{lang}={n}" for lang, n in _PRE.data.upsample.items()), "--upsample",
-                                 help="Repeat documents of a language, e.g. pl=3."),
+    upsample: str = typer.Option(
+        ",".join(f"{lang}={n}" for lang, n in _PRE.data.upsample.items()),
+        "--upsample",
+        help="Repeat documents of a language, e.g. pl=3.",
+    ),
     seed: int = typer.Option(_PRE.train.seed, "--seed"),
     compile_: bool = _COMPILE,
 ) -> None:
@@ -82,8 +95,17 @@ def pretrain_cmd(
     Example: notes-rag pretrain --data ../shared/data/pretrain --out runs/base --time-budget 1h
     """
     tc = train_config(
-        _PRE.train, steps=steps, time_budget=time_budget, lr=lr, optimizer=optimizer, muon_lr=muon_lr,
-        batch_tokens=batch_tokens, device_batch=device_batch, eval_every=eval_every, warmup_steps=warmup, seed=seed,
+        _PRE.train,
+        steps=steps,
+        time_budget=time_budget,
+        lr=lr,
+        optimizer=optimizer,
+        muon_lr=muon_lr,
+        batch_tokens=batch_tokens,
+        device_batch=device_batch,
+        eval_every=eval_every,
+        warmup_steps=warmup,
+        seed=seed,
         compile=compile_,
     )
     data_cfg = replace(_PRE.data, upsample=parse_upsample(upsample))
@@ -91,21 +113,27 @@ def pretrain_cmd(
     result = pretrain(data, out, cfg, resume=resume)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
         return
-    typer.echo(f"done: step {result['step']}, {result['tokens']:,} tokens, best val loss {result['best_val']:.4f}; "
-               f"model in {out / 'best'}")
+    typer.echo(
+        f"done: step {result['step']}, {result['tokens']:,} tokens, best val loss {result['best_val']:.4f}; "
+        f"model in {out / 'best'}"
+    )
 
 
 @app.command("finetune")
 def finetune_cmd(
     base: Path = typer.Option(..., "--base", help="Pretrained checkpoint folder (e.g. runs/base/best)."),
-    data: list[Path] = typer.Option(..., "--data", help="Conversation JSONL files, or folders with train.jsonl/val.jsonl."),
+    data: list[Path] = typer.Option(
+        ..., "--data", help="Conversation JSONL files, or folders with train.jsonl/val.jsonl."
+    ),
     out: Path = typer.Option(..., "--out", help="Run folder for checkpoints, metrics and loss.png."),
     time_budget: str = typer.Option(None, "--time-budget", help="Wall-clock budget, e.g. 40m."),
     steps: int = _STEPS,
     resume: bool = _RESUME,
     seq_len: int = typer.Option(_FT.seq_len, "--seq-len", help="Longest conversation kept, in tokens."),
     lr: float = typer.Option(_FT.train.lr, "--lr", help="Peak learning rate."),
-    batch_tokens: int = typer.Option(_FT.train.batch_tokens, "--batch-tokens", help="Padded tokens per optimizer step."),
+    batch_tokens: int = typer.Option(
+        _FT.train.batch_tokens, "--batch-tokens", help="Padded tokens per optimizer step."
+    ),
     micro_tokens: int = typer.Option(_FT.micro_tokens, "--micro-tokens", help="Padded tokens per micro-batch."),
     eval_every: int = typer.Option(_FT.train.eval_every, "--eval-every", help="Validate and sample every N steps."),
     warmup: int = typer.Option(_FT.train.warmup_steps, "--warmup", help="Warmup steps."),
@@ -117,8 +145,15 @@ def finetune_cmd(
     Example: notes-rag finetune --base runs/base/best --data data/sft --out runs/sft --time-budget 40m
     """
     tc = train_config(
-        _FT.train, steps=steps, time_budget=time_budget, lr=lr, batch_tokens=batch_tokens, eval_every=eval_every,
-        warmup_steps=warmup, seed=seed, compile=compile_,
+        _FT.train,
+        steps=steps,
+        time_budget=time_budget,
+        lr=lr,
+        batch_tokens=batch_tokens,
+        eval_every=eval_every,
+        warmup_steps=warmup,
+        seed=seed,
+        compile=compile_,
     )
     cfg = replace(_FT, seq_len=seq_len, micro_tokens=micro_tokens, train=tc)
     result = finetune(base, data, out, cfg, resume=resume)

@@ -21,7 +21,6 @@ from notes_rag.model.gpt import GPT
 from notes_rag.model.tokenizer import Tokenizer
 
 
-
 def normalize_answer(text: str) -> list[str]:
     text = strip_citations(unicodedata.normalize("NFC", text.lower()))
     text = "".join(" " if ch in string.punctuation or ch in "—–„”«»" else ch for ch in text)
@@ -64,8 +63,9 @@ def answer(model: GPT, tok: Tokenizer, record: dict, max_new_tokens: int = 80, c
     conv = replace(conv, turns=conv.turns[:-1])  # drop the gold answer of the last turn
     prompt = render_prompt(conv, tok)
     bias = CopyBias(prompt, copy_boost) if copy_boost else None
-    ids = generate(model, prompt, SamplingConfig(max_new_tokens=max_new_tokens), stop_ids=[tok.special("end")],
-                   logit_bias=bias)
+    ids = generate(
+        model, prompt, SamplingConfig(max_new_tokens=max_new_tokens), stop_ids=[tok.special("end")], logit_bias=bias
+    )
     return tok.decode(list(ids))
 
 
@@ -80,8 +80,10 @@ def summarize(scores: list[ItemScore]) -> dict[str, dict]:
         una = [s for s in items if not s.answerable]
         mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
         out[name] = {
-            "answerable": len(ans), "unanswerable": len(una),
-            "exact_match": mean([s.em for s in ans]), "f1": mean([s.f1 for s in ans]),
+            "answerable": len(ans),
+            "unanswerable": len(una),
+            "exact_match": mean([s.em for s in ans]),
+            "f1": mean([s.f1 for s in ans]),
             "citation_accuracy": mean([float(s.citation_ok) for s in ans]),
             "abstention_accuracy": mean([float(s.abstained) for s in una]),
             "false_abstention": mean([float(s.abstained) for s in ans]),

@@ -140,7 +140,7 @@ def _english_lemmas(word: str) -> list[str]:
         out.append(word[:-1])
     for ending in ("ed", "ing"):
         if word.endswith(ending) and len(word) > len(ending) + 2:
-            base = word[:-len(ending)]
+            base = word[: -len(ending)]
             out += [base, base + "e"]
             if len(base) > 2 and base[-1] == base[-2]:
                 out.append(base[:-1])
@@ -163,7 +163,7 @@ class Dictionary:
         self._words = sorted(h for h in self.index if " " not in h)
 
     @classmethod
-    def read(cls, dict_dir: Path, name: str) -> "Dictionary | None":
+    def read(cls, dict_dir: Path, name: str) -> Dictionary | None:
         index_path, data_path = dict_dir / f"{name}.index", dict_dir / f"{name}.dict.dz"
         if not (index_path.is_file() and data_path.is_file()):
             return None
@@ -183,7 +183,7 @@ class Dictionary:
         if headword not in self._cache:
             found: list[str] = []
             for offset, length in self.index.get(headword, ()):
-                text = self.data[offset:offset + length].decode("utf-8", errors="replace")
+                text = self.data[offset : offset + length].decode("utf-8", errors="replace")
                 found.extend(t for t in _PARSERS[self.source](text) if t.lower() not in found)
             self._cache[headword] = [t.lower() for t in found]
         return self._cache[headword]
@@ -233,7 +233,7 @@ class Bilingual:
     _english_to_polish: dict[str, list[str]] | None = None  # pol-eng read backwards, built at first need
 
     @classmethod
-    def load(cls, dict_dir: Path = DEFAULT_DICT_DIR) -> "Bilingual | None":
+    def load(cls, dict_dir: Path = DEFAULT_DICT_DIR) -> Bilingual | None:
         """The dictionaries in `dict_dir`, or None when neither is installed there."""
         found = {}
         for name, (source, _target) in DICTIONARIES.items():

@@ -12,20 +12,20 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
+from notes_rag.errors import NotesRagError
 from notes_rag.index import store
 from notes_rag.index.chunker import Chunk, chunk_note
-from notes_rag.index.encoder import encode_passages, encoder_id
-from notes_rag.errors import NotesRagError
 from notes_rag.index.config import IndexConfig
-from notes_rag.lang import detect_lang
+from notes_rag.index.encoder import encode_passages, encoder_id
 from notes_rag.index.notes import NOTE_SUFFIXES, NoteFile, SkippedFile, scan_notes
+from notes_rag.lang import detect_lang
 
 INDEX_DIRNAME = ".notes-rag"
 EMBED_BATCH = 32
@@ -118,8 +118,10 @@ def update_index(
         report.changed = sorted(p for p in current if p in old_files and old_files[p] != current[p].sha256)
         report.removed = sorted(p for p in old_files if p not in current)
         report.unchanged = len(current) - len(report.added) - len(report.changed)
-        if live is not None and report.rebuild_reason is None and not (
-            report.added or report.changed or report.removed
+        if (
+            live is not None
+            and report.rebuild_reason is None
+            and not (report.added or report.changed or report.removed)
         ):
             with closing(store.open_db(live / "chunks.sqlite")) as conn:
                 report.chunks_total = conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
@@ -175,16 +177,21 @@ def _add_files(
     if on_progress:
         on_progress(0, len(chunks))
     for i in range(0, len(chunks), EMBED_BATCH):
-        batch = chunks[i:i + EMBED_BATCH]
+        batch = chunks[i : i + EMBED_BATCH]
         vectors = np.asarray(encode_passages(encoder, [c.embed_text for c in batch]), dtype=np.float32)
         for chunk, vector in zip(batch, vectors):
             cur = conn.execute(
                 "INSERT INTO chunks(file, heading_path, line_start, line_end, text, lang) VALUES (?, ?, ?, ?, ?, ?)",
-                (chunk.file, json.dumps(list(chunk.heading_path), ensure_ascii=False), chunk.line_start,
-                 chunk.line_end, chunk.text, detect_lang(chunk.embed_text)),
+                (
+                    chunk.file,
+                    json.dumps(list(chunk.heading_path), ensure_ascii=False),
+                    chunk.line_start,
+                    chunk.line_end,
+                    chunk.text,
+                    detect_lang(chunk.embed_text),
+                ),
             )
             conn.execute("INSERT INTO vectors(chunk_id, vector) VALUES (?, ?)", (cur.lastrowid, vector.tobytes()))
         if on_progress:
             on_progress(min(i + EMBED_BATCH, len(chunks)), len(chunks))
     return len(chunks)
-

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from markdown_it import MarkdownIt
 
@@ -105,8 +105,13 @@ def _parse_units(text: str, markdown: bool) -> list[_Unit]:
             stack.append((level, title))
             units.append(_Unit(s, e, "heading", tuple(t for _, t in stack), n_words(text[s:e])))
         else:
-            kind = {"paragraph_open": "para", "bullet_list_open": "list", "ordered_list_open": "list",
-                    "fence": "code", "code_block": "code"}.get(tok.type, "other")
+            kind = {
+                "paragraph_open": "para",
+                "bullet_list_open": "list",
+                "ordered_list_open": "list",
+                "fence": "code",
+                "code_block": "code",
+            }.get(tok.type, "other")
             unit = _Unit(s, e, kind, tuple(t for _, t in stack), n_words(text[s:e]))
             if kind == "list":
                 unit.parts = _list_items(tokens, i, text, starts)
@@ -132,8 +137,13 @@ def _list_items(tokens, open_idx: int, text: str, starts: list[int]) -> list[tup
 
 def _looks_like_title(para: str) -> bool:
     line = para.strip()
-    return ("\n" not in line and 0 < n_words(line) <= 8 and not line.endswith(_TITLE_END)
-            and line[0].isalnum() and "://" not in line)
+    return (
+        "\n" not in line
+        and 0 < n_words(line) <= 8
+        and not line.endswith(_TITLE_END)
+        and line[0].isalnum()
+        and "://" not in line
+    )
 
 
 def _chunk_path(units: list[_Unit]) -> tuple[str, ...]:
@@ -169,10 +179,10 @@ class _Packer:
         return self._paths[path]
 
     def _tokens(self, units: list[_Unit]) -> int:
-        return self.count_tokens(embed_text(self._path(units), self.text[units[0].start:units[-1].end]))
+        return self.count_tokens(embed_text(self._path(units), self.text[units[0].start : units[-1].end]))
 
     def _words(self, units: list[_Unit]) -> int:
-        return n_words(self.text[units[0].start:units[-1].end]) if units else 0
+        return n_words(self.text[units[0].start : units[-1].end]) if units else 0
 
     def _content_words(self) -> int:
         return 0 if self.cur_is_overlap else sum(u.words for u in self.cur if u.kind != "heading")
@@ -235,12 +245,15 @@ class _Packer:
         body, headings = self.cur[:n], self.cur[n:]
         if body:
             first, last = body[0], body[-1]
-            self.chunks.append(Chunk(
-                self.file, self._path(body),
-                bisect.bisect_right(self.starts, first.start),
-                bisect.bisect_right(self.starts, last.end - 1),
-                self.text[first.start:last.end],
-            ))
+            self.chunks.append(
+                Chunk(
+                    self.file,
+                    self._path(body),
+                    bisect.bisect_right(self.starts, first.start),
+                    bisect.bisect_right(self.starts, last.end - 1),
+                    self.text[first.start : last.end],
+                )
+            )
         carried: list[_Unit] = []
         if overlap and body and not headings and self.cfg.overlap_words > 0:
             tail = body[-1]
@@ -276,10 +289,10 @@ class _Packer:
         if u.kind == "list" and len(u.parts) > 1:
             bounds = [(s, e) for s, e in u.parts]
         elif u.kind == "code":
-            bounds = [(m.start(), m.end()) for m in re.finditer(r"[^\n]*\n?", self.text[u.start:u.end]) if m.group()]
+            bounds = [(m.start(), m.end()) for m in re.finditer(r"[^\n]*\n?", self.text[u.start : u.end]) if m.group()]
             bounds = [(u.start + s, u.start + e) for s, e in bounds]
         else:
-            seg = self.text[u.start:u.end]
+            seg = self.text[u.start : u.end]
             bounds, pos = [], 0
             for m in _SENTENCE_END.finditer(seg):
                 bounds.append((u.start + pos, u.start + m.start()))
@@ -291,7 +304,7 @@ class _Packer:
 
     def _hard_split(self, u: _Unit) -> list[_Unit]:
         """Last resort for a single sentence/line over the limit: split at words, then characters."""
-        words = list(_WORD.finditer(self.text[u.start:u.end]))
+        words = list(_WORD.finditer(self.text[u.start : u.end]))
         if len(words) > 1:
             half = words[len(words) // 2].start()
             return [x for x in (self._sub(u, u.start, u.start + half), self._sub(u, u.start + half, u.end)) if x]

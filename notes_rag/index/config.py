@@ -37,7 +37,7 @@ class IndexConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "IndexConfig":
+    def from_dict(cls, d: dict) -> IndexConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 

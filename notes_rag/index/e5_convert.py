@@ -79,8 +79,16 @@ def read_checkpoint(path: Path) -> E5Checkpoint:
     eps, qk = r.take("fi")
     if qk != QK:
         raise ValueError(f"{path}: unsupported block size {qk}")
-    dims = dict(hidden=hidden, layers=layers, heads=heads, ffn=ffn, vocab=vocab,
-                max_positions=max_pos, type_vocab=type_vocab, eps=eps)
+    dims = dict(
+        hidden=hidden,
+        layers=layers,
+        heads=heads,
+        ffn=ffn,
+        vocab=vocab,
+        max_positions=max_pos,
+        type_vocab=type_vocab,
+        eps=eps,
+    )
 
     n_pieces, bos, eos, pad, unk = r.take("5i")
     (blob_len,) = r.take("Q")
@@ -103,8 +111,7 @@ def read_checkpoint(path: Path) -> E5Checkpoint:
         name = bytes(r.raw(name_len)).decode()
         dtype, n, offset, nbytes = r.take("BIQQ")
         tensors[name] = (dtype, n, data[offset : offset + nbytes])
-    return E5Checkpoint(dims, pieces, scores, dict(bos=bos, eos=eos, pad=pad, unk=unk),
-                        norm_map, tensors)
+    return E5Checkpoint(dims, pieces, scores, dict(bos=bos, eos=eos, pad=pad, unk=unk), norm_map, tensors)
 
 
 def dequantize(ckpt: E5Checkpoint, name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -267,10 +274,12 @@ def build_tokenizer(ckpt: E5Checkpoint):
     vocab = [(p, float(s)) for p, s in zip(ckpt.pieces, ckpt.scores)]
     vocab_ids = {p: i for i, p in enumerate(ckpt.pieces)}
     tok = Tokenizer(models.Unigram(vocab, unk_id=sp["unk"], byte_fallback=False))
-    tok.normalizer = normalizers.Sequence([
-        normalizers.Precompiled(precompiled_charsmap(ckpt.norm_map)),
-        normalizers.Replace(Regex(" {2,}"), " "),
-    ])
+    tok.normalizer = normalizers.Sequence(
+        [
+            normalizers.Precompiled(precompiled_charsmap(ckpt.norm_map)),
+            normalizers.Replace(Regex(" {2,}"), " "),
+        ]
+    )
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement=METASPACE, prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement=METASPACE, prepend_scheme="always")
     bos, eos = ckpt.pieces[sp["bos"]], ckpt.pieces[sp["eos"]]
@@ -323,26 +332,38 @@ def write_sentence_transformers_folder(ckpt: E5Checkpoint, out: Path) -> None:
     dump("config.json", bert_config(ckpt))
     build_tokenizer(ckpt).save(str(out / "tokenizer.json"))
     dump("tokenizer_config.json", tokenizer_config(ckpt, max_len))
-    dump("sentence_bert_config.json", {
-        "max_seq_length": max_len,
-        "do_lower_case": False,
-        "model_args": {"add_pooling_layer": False},
-    })
-    dump("1_Pooling/config.json", {
-        "word_embedding_dimension": ckpt.dims["hidden"],
-        "pooling_mode_cls_token": False,
-        "pooling_mode_mean_tokens": True,
-        "pooling_mode_max_tokens": False,
-        "pooling_mode_mean_sqrt_len_tokens": False,
-    })
+    dump(
+        "sentence_bert_config.json",
+        {
+            "max_seq_length": max_len,
+            "do_lower_case": False,
+            "model_args": {"add_pooling_layer": False},
+        },
+    )
+    dump(
+        "1_Pooling/config.json",
+        {
+            "word_embedding_dimension": ckpt.dims["hidden"],
+            "pooling_mode_cls_token": False,
+            "pooling_mode_mean_tokens": True,
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+        },
+    )
     (out / "2_Normalize").mkdir(exist_ok=True)
-    dump("modules.json", [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ])
-    dump("config_sentence_transformers.json", {
-        "prompts": PROMPTS,
-        "default_prompt_name": None,
-        "similarity_fn_name": "cosine",
-    })
+    dump(
+        "modules.json",
+        [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ],
+    )
+    dump(
+        "config_sentence_transformers.json",
+        {
+            "prompts": PROMPTS,
+            "default_prompt_name": None,
+            "similarity_fn_name": "cosine",
+        },
+    )

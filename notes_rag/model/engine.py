@@ -97,7 +97,10 @@ class CopyBias:
 
 @torch.inference_mode()
 def generate(
-    model: GPT, prompt: list[int], cfg: SamplingConfig | None = None, stop_ids: Iterable[int] = (),
+    model: GPT,
+    prompt: list[int],
+    cfg: SamplingConfig | None = None,
+    stop_ids: Iterable[int] = (),
     logit_bias: Callable[[torch.Tensor, list[int]], torch.Tensor] | None = None,
 ) -> Iterator[int]:
     """Yield new token ids after `prompt`, stopping at a stop id (not yielded) or the limit.

@@ -71,9 +71,7 @@ class Tokenizer:
         return self.encoding.encode(text, allowed_special=set(), disallowed_special=())
 
     def encode_batch(self, texts: list[str], num_threads: int = 2) -> list[list[int]]:
-        return self.encoding.encode_batch(
-            texts, num_threads=num_threads, allowed_special=set(), disallowed_special=()
-        )
+        return self.encoding.encode_batch(texts, num_threads=num_threads, allowed_special=set(), disallowed_special=())
 
     def decode(self, ids: Iterable[int]) -> str:
         return self.encoding.decode(list(ids))
@@ -108,9 +106,7 @@ def save_tokenizer_file(path: str | Path, pattern: str, ranks: dict[bytes, int])
 def _build(pattern: str, ranks: dict[bytes, int], fingerprint: str) -> Tokenizer:
     n = len(ranks)
     specials = {tok: n + i for i, tok in enumerate(SPECIAL_TOKENS)}
-    enc = tiktoken.Encoding(
-        name="notes-rag", pat_str=pattern, mergeable_ranks=ranks, special_tokens=specials
-    )
+    enc = tiktoken.Encoding(name="notes-rag", pat_str=pattern, mergeable_ranks=ranks, special_tokens=specials)
     return Tokenizer(encoding=enc, pattern=pattern, fingerprint=fingerprint)
 
 

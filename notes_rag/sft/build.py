@@ -32,11 +32,11 @@ from pathlib import Path
 from notes_rag.chat.format import ABSTAIN, INSTRUCT_PROMPT, SYSTEM_PROMPT, Conversation, Passage, Turn, render
 from notes_rag.errors import NotesRagError
 from notes_rag.fileio import atomic_write_text
-from notes_rag.sft.qa_generator import GenConfig, generate
-from notes_rag.sft.kit import Anchor, Example, load_kit, read_jsonl_xz
-from notes_rag.sft.clauses import answer_clause, trim_around
-from notes_rag.text import best_sentence_span
 from notes_rag.model.tokenizer import Tokenizer
+from notes_rag.sft.clauses import answer_clause, trim_around
+from notes_rag.sft.kit import Anchor, Example, load_kit, read_jsonl_xz
+from notes_rag.sft.qa_generator import GenConfig, generate
+from notes_rag.text import best_sentence_span
 
 # Multipliers on each source's natural training count (1 = every item once, 0.5 = half of them,
 # 2 = twice with different distractors). Polish is upsampled (PoQuAD x1.5); ROPES (12k templated
@@ -59,16 +59,42 @@ DEFAULT_MIX = {
 # Pretraining files the generator reads (Polish technical prose first; literature is left out:
 # 19th-century prose yields neither definitions nor note-like questions).
 GEN_FILES_PL = (
-    "pl_wikipedia_paragraphs", "pl_python101", "pl_ms_edgeai_beginners", "pl_ms_iot_beginners",
-    "pl_ms_security101", "pl_ms_azd_beginners", "pl_ms_foundry_local_lab", "pl_ms_foundry_toolkit_lab",
-    "pl_mdn_archived", "pl_react_docs", "pl_python_docs", "pl_djangogirls", "pl_symfony_docs",
-    "pl_php_manual", "pl_gnome_help", "pl_gnome_apps_help", "pl_libreoffice_help", "pl_kde_handbooks",
-    "pl_debian_handbook", "pl_kicad_docs",
+    "pl_wikipedia_paragraphs",
+    "pl_python101",
+    "pl_ms_edgeai_beginners",
+    "pl_ms_iot_beginners",
+    "pl_ms_security101",
+    "pl_ms_azd_beginners",
+    "pl_ms_foundry_local_lab",
+    "pl_ms_foundry_toolkit_lab",
+    "pl_mdn_archived",
+    "pl_react_docs",
+    "pl_python_docs",
+    "pl_djangogirls",
+    "pl_symfony_docs",
+    "pl_php_manual",
+    "pl_gnome_help",
+    "pl_gnome_apps_help",
+    "pl_libreoffice_help",
+    "pl_kde_handbooks",
+    "pl_debian_handbook",
+    "pl_kicad_docs",
 )
 GEN_FILES_EN = (
-    "en_d2l", "en_sklearn_docs", "en_pandas_docs", "en_python_docs", "en_openstax", "en_django_docs",
-    "en_gnome_help", "en_debian_handbook", "en_rust_docs", "en_sqlite_docs", "en_postgresql_docs",
-    "en_apache_docs", "en_nodejs_docs", "en_ghc_users_guide",
+    "en_d2l",
+    "en_sklearn_docs",
+    "en_pandas_docs",
+    "en_python_docs",
+    "en_openstax",
+    "en_django_docs",
+    "en_gnome_help",
+    "en_debian_handbook",
+    "en_rust_docs",
+    "en_sqlite_docs",
+    "en_postgresql_docs",
+    "en_apache_docs",
+    "en_nodejs_docs",
+    "en_ghc_users_guide",
 )
 
 
@@ -141,8 +167,15 @@ def _mix_counts(n: int, w: float, rng: random.Random) -> list[int]:
     return out
 
 
-def _assemble(ex: Example, pool: _Pool | None, cands: list[int], all_anchors: list[Anchor],
-              rng: random.Random, cfg: BuildConfig, tok: Tokenizer) -> dict | None:
+def _assemble(
+    ex: Example,
+    pool: _Pool | None,
+    cands: list[int],
+    all_anchors: list[Anchor],
+    rng: random.Random,
+    cfg: BuildConfig,
+    tok: Tokenizer,
+) -> dict | None:
     lang = ex.lang
     if ex.task != "qa" or not ex.anchors:
         q = ex.qas[0]
@@ -202,8 +235,12 @@ def _assemble(ex: Example, pool: _Pool | None, cands: list[int], all_anchors: li
 
     def ok(a: Anchor) -> bool:
         low = a.text.lower()
-        return (a.text[:200] not in own and a.title not in banned_titles and a.key not in banned_keys
-                and not any(s in low for s in spans))
+        return (
+            a.text[:200] not in own
+            and a.title not in banned_titles
+            and a.key not in banned_keys
+            and not any(s in low for s in spans)
+        )
 
     picked: list[Anchor] = []
     queue = [pool.anchors[i] for i in cands] if pool else []
@@ -251,8 +288,9 @@ def _assemble(ex: Example, pool: _Pool | None, cands: list[int], all_anchors: li
     return _record(conv, ex, gold_info, tok, cfg, [i for i, (_, ai) in enumerate(passages) if ai is None])
 
 
-def _record(conv: Conversation, ex: Example, gold_info: list, tok: Tokenizer, cfg: BuildConfig,
-            removable: list[int]) -> dict | None:
+def _record(
+    conv: Conversation, ex: Example, gold_info: list, tok: Tokenizer, cfg: BuildConfig, removable: list[int]
+) -> dict | None:
     """The JSON record, after fitting the conversation into `max_tokens` (distractors go first)."""
     while True:
         n = len(render(conv, tok)[0])
@@ -281,7 +319,9 @@ def _record(conv: Conversation, ex: Example, gold_info: list, tok: Tokenizer, cf
 def _renumber(t: Turn, removed: int) -> Turn:
     if t.role != "assistant":
         return t
-    return Turn(t.role, re.sub(r"\[(\d+)\]$", lambda m: f"[{int(m.group(1)) - (int(m.group(1)) > removed)}]", t.content))
+    return Turn(
+        t.role, re.sub(r"\[(\d+)\]$", lambda m: f"[{int(m.group(1)) - (int(m.group(1)) > removed)}]", t.content)
+    )
 
 
 def load_sources(cfg: BuildConfig, rng: random.Random, progress: Callable[[str], None] = lambda s: None):
@@ -306,7 +346,9 @@ def build_sft(cfg: BuildConfig, tok: Tokenizer, progress: Callable[[str], None] 
     rng = random.Random(cfg.seed)
     unknown = set(cfg.mix) - set(DEFAULT_MIX)
     if unknown:
-        raise NotesRagError(f"unknown source(s) in --mix: {', '.join(sorted(unknown))}; known: {', '.join(DEFAULT_MIX)}")
+        raise NotesRagError(
+            f"unknown source(s) in --mix: {', '.join(sorted(unknown))}; known: {', '.join(DEFAULT_MIX)}"
+        )
     examples, extra_pool = load_sources(cfg, rng, progress)
     dropped: Counter = Counter()
     # split: every key of an example must fall in the same split
@@ -363,7 +405,9 @@ def build_sft(cfg: BuildConfig, tok: Tokenizer, progress: Callable[[str], None] 
                 idx = rng.sample(range(len(group)), min(len(group), cfg.val_max_per_source))
             for i in idx:
                 ex = group[i]
-                rec = _assemble(ex, pools.get((ex.pool, split)), cands.get(id(ex), []), all_anchors[split], rng, cfg, tok)
+                rec = _assemble(
+                    ex, pools.get((ex.pool, split)), cands.get(id(ex), []), all_anchors[split], rng, cfg, tok
+                )
                 if rec is None:
                     dropped["too long or no answer left"] += 1
                     continue
@@ -378,8 +422,10 @@ def throwaway_tokenizer(data_dir: Path, vocab_size: int = 8192, max_chars: int =
     lengths before the project's tokenizer exists."""
     from notes_rag.model.tokenizer import train_tokenizer
 
-    files = [Path(data_dir) / "pretrain" / f"{n}.jsonl.xz" for n in ("pl_wikipedia_paragraphs", "pl_libreoffice_help",
-                                                                     "pl_python101", "en_python_docs", "en_d2l")]
+    files = [
+        Path(data_dir) / "pretrain" / f"{n}.jsonl.xz"
+        for n in ("pl_wikipedia_paragraphs", "pl_libreoffice_help", "pl_python101", "en_python_docs", "en_d2l")
+    ]
 
     def texts():
         per_file = max_chars // len(files)

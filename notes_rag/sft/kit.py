@@ -26,6 +26,7 @@ from notes_rag.errors import NotesRagError
 from notes_rag.sft.clauses import slug
 from notes_rag.text import n_words
 
+
 @dataclass
 class Anchor:
     """A paragraph that must be among the passages (unless dropped to make an unanswerable)."""
@@ -122,7 +123,9 @@ def convert_extractive(
         for g in groups:
             out.append(
                 Example(
-                    source=source, lang=lang, pool=pool,
+                    source=source,
+                    lang=lang,
+                    pool=pool,
                     anchors=[_anchor(ctx, g[0].get("title", ""), rng)],
                     qas=[_extractive_qa(r) for r in g],
                 )
@@ -130,16 +133,22 @@ def convert_extractive(
     return out
 
 
-def convert_negatives(records: Iterable[dict], originals: dict[str, dict], source: str, pool: str,
-                      rng: random.Random) -> list[Example]:
+def convert_negatives(
+    records: Iterable[dict], originals: dict[str, dict], source: str, pool: str, rng: random.Random
+) -> list[Example]:
     """Synthetic unanswerables (a question paired with another article's paragraph). `originals`
     maps each question to its answerable record: its paragraph is a second split key (a question
     never crosses splits) and its article is banned from the distractors (they could answer it)."""
     out = []
     for r in records:
-        ex = Example(source=source, lang=r.get("lang", "en"), pool=pool, droppable=False,
-                     anchors=[_anchor(r["context"], r.get("title", ""), rng)],
-                     qas=[QA(question=r["question"], anchor=None)])
+        ex = Example(
+            source=source,
+            lang=r.get("lang", "en"),
+            pool=pool,
+            droppable=False,
+            anchors=[_anchor(r["context"], r.get("title", ""), rng)],
+            qas=[QA(question=r["question"], anchor=None)],
+        )
         orig = originals.get(r["question"])
         if orig is not None:
             ex.extra_keys.append(text_key(orig["context"]))
@@ -154,8 +163,16 @@ def convert_dialogs(records: Iterable[dict], source: str, pool: str, rng: random
     out = []
     for r in records:
         qas = [_extractive_qa(t) for t in r["turns"]]
-        out.append(Example(source=source, lang=r.get("lang", "en"), pool=pool, droppable=False,
-                           anchors=[_anchor(r["context"], r.get("title", ""), rng)], qas=qas))
+        out.append(
+            Example(
+                source=source,
+                lang=r.get("lang", "en"),
+                pool=pool,
+                droppable=False,
+                anchors=[_anchor(r["context"], r.get("title", ""), rng)],
+                qas=qas,
+            )
+        )
     return out
 
 
@@ -163,10 +180,23 @@ def convert_boolq(records: Iterable[dict], source: str, pool: str, rng: random.R
     out = []
     for r in records:
         yes = r["answers"][0]["text"].lower() == "yes"
-        out.append(Example(source=source, lang="en", pool=pool,
-                           anchors=[_anchor(r["context"], r.get("title", ""), rng)],
-                           qas=[QA(question=r["question"], anchor=0, span="yes" if yes else "no",
-                                   style="boolean", answer="yes" if yes else "no")]))
+        out.append(
+            Example(
+                source=source,
+                lang="en",
+                pool=pool,
+                anchors=[_anchor(r["context"], r.get("title", ""), rng)],
+                qas=[
+                    QA(
+                        question=r["question"],
+                        anchor=0,
+                        span="yes" if yes else "no",
+                        style="boolean",
+                        answer="yes" if yes else "no",
+                    )
+                ],
+            )
+        )
     return out
 
 
@@ -180,10 +210,25 @@ def convert_ropes(records: Iterable[dict], source: str, pool: str, rng: random.R
         start = a["answer_start"]
         if start < 0:  # "choice" answers are named in the question, not the context
             start = ctx.find("\n\n") + 2 if "\n\n" in ctx else 0
-        out.append(Example(source=source, lang="en", pool=pool, droppable=False,
-                           anchors=[_anchor(ctx, "", rng)],
-                           qas=[QA(question=r["question"], anchor=0, span=span, start=start, style="span",
-                                   answer=span[:1].upper() + span[1:])]))
+        out.append(
+            Example(
+                source=source,
+                lang="en",
+                pool=pool,
+                droppable=False,
+                anchors=[_anchor(ctx, "", rng)],
+                qas=[
+                    QA(
+                        question=r["question"],
+                        anchor=0,
+                        span=span,
+                        start=start,
+                        style="span",
+                        answer=span[:1].upper() + span[1:],
+                    )
+                ],
+            )
+        )
     return out
 
 
@@ -194,8 +239,15 @@ def convert_instructions(records: Iterable[dict], source: str, max_answer_words:
         if n_words(r["output"]) > max_answer_words:
             continue
         q = r["instruction"].strip() + (f"\n\n{r['input'].strip()}" if r.get("input", "").strip() else "")
-        out.append(Example(source=source, lang=r.get("lang", "en"), task="instruct", droppable=False,
-                           qas=[QA(question=q, anchor=None, span=r["output"], style="text", answer=r["output"])]))
+        out.append(
+            Example(
+                source=source,
+                lang=r.get("lang", "en"),
+                task="instruct",
+                droppable=False,
+                qas=[QA(question=q, anchor=None, span=r["output"], style="text", answer=r["output"])],
+            )
+        )
     return out
 
 
@@ -214,8 +266,15 @@ def convert_translation(records: Iterable[dict], source: str, rng: random.Random
         src = rng.choice(("pl", "en"))
         dst = "en" if src == "pl" else "pl"
         q = rng.choice(_TRANSLATE[src]).format(r[src])
-        out.append(Example(source=source, lang=src, task="translate", droppable=False,
-                           qas=[QA(question=q, anchor=None, span=r[dst], style="text", answer=r[dst])]))
+        out.append(
+            Example(
+                source=source,
+                lang=src,
+                task="translate",
+                droppable=False,
+                qas=[QA(question=q, anchor=None, span=r[dst], style="text", answer=r[dst])],
+            )
+        )
     return out
 
 

@@ -34,8 +34,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from notes_rag.sft.kit import QA, Anchor, Example, text_key
 from notes_rag.sft.clauses import answer_clause, slug
+from notes_rag.sft.kit import QA, Anchor, Example, text_key
 from notes_rag.text import n_words, sentence_spans
 
 
@@ -55,7 +55,8 @@ _PAREN = r"\((?P<paren>[^()]{0,200})\)"
 
 _PL_DASH = re.compile(rf"^(?P<term>{_TERM})\s*(?:{_PAREN}\s*)?\s[–—-]\s+(?P<rest>\S.{{10,}})$", re.S)
 _PL_COPULA = re.compile(
-    rf"^(?P<term>{_TERM})\s*(?:\([^()]{{0,120}}\)\s*)?\s(?P<verb>jest to|są to|to|jest|są)\s+(?P<rest>\S.{{10,}})$", re.S
+    rf"^(?P<term>{_TERM})\s*(?:\([^()]{{0,120}}\)\s*)?\s(?P<verb>jest to|są to|to|jest|są)\s+(?P<rest>\S.{{10,}})$",
+    re.S,
 )
 _EN_DEF = re.compile(
     rf"^(?P<term>{_EN_TERM})\s(?:\([^()]{{0,120}}\)\s)?(?P<verb>is|are)\s"
@@ -67,7 +68,9 @@ _PL_ENUM_VERBS = (
     "obsługuje|obsługują|udostępnia|udostępniają|wspiera|wspierają"
 )
 _PL_ENUM = re.compile(rf"^(?P<subj>{_TERM})\s(?P<verb>{_PL_ENUM_VERBS})\s(?P<rest>.{{10,}})$", re.S)
-_EN_ENUM_VERBS = "includes|include|contains|contain|consists of|consist of|supports|support|provides|provide|offers|offer"
+_EN_ENUM_VERBS = (
+    "includes|include|contains|contain|consists of|consist of|supports|support|provides|provide|offers|offer"
+)
 _EN_ENUM = re.compile(rf"^(?P<subj>{_EN_TERM})\s(?P<verb>{_EN_ENUM_VERBS})\s(?P<rest>.{{10,}})$", re.S)
 _PL_WHEN = re.compile(
     rf"^(?P<subj>{_TERM})\s(?P<aux>został|została|zostało|zostały|zostali)\s(?P<part>(?:wydan|wprowadzon|założon|"
@@ -144,16 +147,22 @@ _Q = {
     "term_pl": ["Co oznacza termin „{t}”?", "Co to znaczy „{t}”?", "Wyjaśnij termin „{t}”."],
     "def_en": ["What is {t}?", "What is {t}?", "Explain what {t} is.", "Define {t}."],
     "def_en_plural": ["What are {t}?", "Explain what {t} are."],
-    "topic_pl": ["Co mówią moje notatki na temat „{t}”?", "Co mam w notatkach o „{t}”?",
-                 "Co wiem z notatek o „{t}”?"],
+    "topic_pl": ["Co mówią moje notatki na temat „{t}”?", "Co mam w notatkach o „{t}”?", "Co wiem z notatek o „{t}”?"],
     "topic_en": ["What do my notes say about {t}?", "What's in my notes about {t}?", "Summarize my notes on {t}."],
     "follow_pl": ["A {t}?", "A czym jest {t}?", "A co to jest {t}?"],
     "follow_en": ["And {t}?", "What about {t}?", "And what is {t}?"],
     "year_pl": ["Co wydarzyło się w {y} roku według notatek o „{t}”?"],
     "year_en": ["What happened in {y} according to my notes on {t}?"],
 }
-_EN_BASE = {"includes": "include", "contains": "contain", "consists of": "consist of", "supports": "support",
-            "provides": "provide", "offers": "offer", "has": "have"}
+_EN_BASE = {
+    "includes": "include",
+    "contains": "contain",
+    "consists of": "consist of",
+    "supports": "support",
+    "provides": "provide",
+    "offers": "offer",
+    "has": "have",
+}
 
 
 @dataclass
@@ -202,9 +211,9 @@ def _clean_term(term: str, lower_words: Counter) -> str | None:
     # a capitalised common noun at sentence start ("Klasa to ...") is lower-cased if the document
     # writes it in lower case at least as often; names (Python, Django) stay as they are
     if first[:1].isupper() and first[1:].islower() and lower_words[first.lower()] >= max(1, lower_words[first]):
-        term = first.lower() + term[len(first):]
+        term = first.lower() + term[len(first) :]
     if words[0] in {"The", "A", "An"}:
-        term = words[0].lower() + term[len(words[0]):]
+        term = words[0].lower() + term[len(words[0]) :]
     return term
 
 
@@ -215,8 +224,11 @@ def _shared(term: str, lower_words: Counter) -> bool:
     if not _TECH.match(term) or len(term.split()) > 2:
         return False
     w = term.split()[0]
-    return (any(c.isupper() for c in term[1:]) or any(c.isdigit() or c in "+#" for c in term)
-            or (len(term.split()) == 1 and w[:1].isupper() and lower_words[w.lower()] < lower_words[w]))
+    return (
+        any(c.isupper() for c in term[1:])
+        or any(c.isdigit() or c in "+#" for c in term)
+        or (len(term.split()) == 1 and w[:1].isupper() and lower_words[w.lower()] < lower_words[w])
+    )
 
 
 def _female(name: str) -> bool:
@@ -238,7 +250,9 @@ def _sentence_items(s: str, lang: str, lower_words: Counter, title: str, entity:
             paren = m["paren"] or ""
             if "ur." in paren:
                 if " " in t:
-                    out.append(("def", f"Kim {'był' if 'zm.' in paren else 'jest'}{'a' if _female(t) and 'zm.' in paren else ''} {t}?", t, False))
+                    dead = "zm." in paren
+                    verb = ("była" if _female(t) else "był") if dead else "jest"
+                    out.append(("def", f"Kim {verb} {t}?", t, False))
                     b = _BORN.search(paren)
                     if b:
                         out.append(("date", f"Kiedy urodził{'a' if _female(t) else ''} się {t}?", t, False))
@@ -251,8 +265,9 @@ def _sentence_items(s: str, lang: str, lower_words: Counter, title: str, entity:
             plural = verb in ("są", "są to")
             if verb in ("jest", "są") and not (_INSTR_END.search(nxt) or nxt in ("jednym", "jedną", "jednymi")):
                 pass  # "X jest używany ..." is not a definition
-            elif verb == "to" and (nxt in _PREPS or _PL_AFTER_TO_BAD.search(nxt)
-                                   or (" " not in t and _PL_VERBISH.search(t.lower()))):
+            elif verb == "to" and (
+                nxt in _PREPS or _PL_AFTER_TO_BAD.search(nxt) or (" " not in t and _PL_VERBISH.search(t.lower()))
+            ):
                 pass  # "Podejście to umożliwia ...", "Wczytuje to dane ...": "to" is a pronoun
             elif _shared(t, lower_words) and not plural:
                 out.append(("def", rng.choice(_Q["def_pl"]).format(t=t), t, True))
@@ -269,7 +284,12 @@ def _sentence_items(s: str, lang: str, lower_words: Counter, title: str, entity:
         if m and (t := _clean_term(m["subj"], lower_words)):
             out.append(("date", f"Kiedy {m['aux']} {m['part']} {t}?", t, False))
         m = _PL_COUNT.match(s)
-        if m and _number_ok_pl(int(m["n"])) and m["noun"] not in _NOT_COUNTED and (t := _clean_term(m["subj"], lower_words)):
+        if (
+            m
+            and _number_ok_pl(int(m["n"]))
+            and m["noun"] not in _NOT_COUNTED
+            and (t := _clean_term(m["subj"], lower_words))
+        ):
             out.append(("number", f"Ile {m['noun']} {m['verb']} {t}?", t, False))
         if entity and _PL_YEAR.match(s):
             out.append(("date", _Q["year_pl"][0].format(y=_PL_YEAR.match(s)["y"], t=title), "", False))
@@ -277,8 +297,14 @@ def _sentence_items(s: str, lang: str, lower_words: Counter, title: str, entity:
         m = _EN_DEF.match(s)
         if m and (t := _clean_term(m["term"], lower_words)):
             plural = m["verb"] == "are"
-            out.append(("def", rng.choice(_Q["def_en_plural" if plural else "def_en"]).format(t=t), t,
-                        _shared(t, lower_words) and not plural))
+            out.append(
+                (
+                    "def",
+                    rng.choice(_Q["def_en_plural" if plural else "def_en"]).format(t=t),
+                    t,
+                    _shared(t, lower_words) and not plural,
+                )
+            )
         m = _EN_ENUM.match(s)
         if m and "," in m["rest"] and (t := _clean_term(m["subj"], lower_words)):
             v = m["verb"]
@@ -288,7 +314,12 @@ def _sentence_items(s: str, lang: str, lower_words: Counter, title: str, entity:
         if m and (t := _clean_term(m["subj"], lower_words)):
             out.append(("date", f"When {m['aux']} {t} {m['part']}?", t, False))
         m = _EN_COUNT.match(s)
-        if m and m["n"].replace(",", "") != "1" and m["noun"] not in _NOT_COUNTED and (t := _clean_term(m["subj"], lower_words)):
+        if (
+            m
+            and m["n"].replace(",", "") != "1"
+            and m["noun"] not in _NOT_COUNTED
+            and (t := _clean_term(m["subj"], lower_words))
+        ):
             v = m["verb"]
             aux = "does" if v in _EN_BASE else "do"
             out.append(("number", f"How many {m['noun']} {aux} {t} {_EN_BASE.get(v, v)}?", t, False))
@@ -325,7 +356,7 @@ def generate_doc(record: dict, rng: random.Random, cfg: GenConfig = GenConfig())
         items.append(_Item(rng.choice(topic_q).format(t=title), "topic", 0, 0, ans))
     for it in [i for i in items if i.kind == "def" and i.term]:
         if rng.random() < 0.25:
-            ans = _lead(paras[it.para][it.start:]) if it.start >= 0 else it.answer
+            ans = _lead(paras[it.para][it.start :]) if it.start >= 0 else it.answer
             items.append(_Item(rng.choice(topic_q).format(t=it.term), "topic", it.para, it.start, ans, it.term))
     items = [i for i in items if i.start >= 0]
     rng.shuffle(items)
@@ -343,7 +374,7 @@ def _lead(text: str, max_words: int = 40) -> str:
     if not spans:
         return text
     out_end = spans[0][1]
-    for a, b in spans[1:]:
+    for _, b in spans[1:]:
         if n_words(text[spans[0][0] : b]) > max_words:
             break
         out_end = b
@@ -353,12 +384,14 @@ def _lead(text: str, max_words: int = 40) -> str:
 
 
 def _qa(it: _Item, anchor: int, question: str | None = None) -> QA:
-    return QA(question=question or it.question, anchor=anchor, span=it.answer, start=it.start, style="span",
-              answer=it.answer)
+    return QA(
+        question=question or it.question, anchor=anchor, span=it.answer, start=it.start, style="span", answer=it.answer
+    )
 
 
-def _examples(items: list[_Item], anchors: list[Anchor], lang: str, rng: random.Random,
-              cfg: GenConfig) -> list[Example]:
+def _examples(
+    items: list[_Item], anchors: list[Anchor], lang: str, rng: random.Random, cfg: GenConfig
+) -> list[Example]:
     src, pool = f"gen_{lang}", "gen_" + lang
     out: list[Example] = []
     defs = [i for i in items if i.kind == "def" and i.term]
@@ -383,13 +416,19 @@ def _examples(items: list[_Item], anchors: list[Anchor], lang: str, rng: random.
         out.append(Example(source=src, lang=lang, pool=pool, anchors=[anchors[it.para]], qas=[_qa(it, 0)]))
         if it.shared and rng.random() < cfg.xling_rate:
             q = rng.choice(_Q["def_" + other]).format(t=it.term)
-            out.append(Example(source="gen_xling", lang=other, pool=pool, anchors=[anchors[it.para]],
-                               qas=[_qa(it, 0, q)]))
+            out.append(
+                Example(source="gen_xling", lang=other, pool=pool, anchors=[anchors[it.para]], qas=[_qa(it, 0, q)])
+            )
     return out
 
 
-def generate(records: Iterable[dict], rng: random.Random, cfg: GenConfig = GenConfig(),
-             max_items: int | None = None, pool: str | None = None) -> tuple[list[Example], list[Anchor]]:
+def generate(
+    records: Iterable[dict],
+    rng: random.Random,
+    cfg: GenConfig = GenConfig(),
+    max_items: int | None = None,
+    pool: str | None = None,
+) -> tuple[list[Example], list[Anchor]]:
     """Examples from a stream of pretraining records (one file), at most `max_items`; `pool` names
     the distractor pool (default: one per language)."""
     examples, anchors = [], []

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from notes_rag.chat.format import Conversation, render, render_prompt
+from notes_rag.errors import NotesRagError
 from notes_rag.model.checkpoint import load_model
 from notes_rag.model.engine import SamplingConfig, generate
-from notes_rag.errors import NotesRagError
 from notes_rag.model.gpt import GPT
 from notes_rag.model.tokenizer import Tokenizer
 from notes_rag.train.distributed import setup_distributed
@@ -32,8 +32,11 @@ from notes_rag.train.loop import TrainConfig, train
 class FinetuneConfig:
     seq_len: int = 1024  # longest rendered conversation kept (longer ones are dropped)
     micro_tokens: int = 8192  # padded tokens per micro-batch
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=5e-4, warmup_steps=20, decay_frac=0.4,
-                                                                   batch_tokens=16384, eval_every=100))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            lr=5e-4, warmup_steps=20, decay_frac=0.4, batch_tokens=16384, eval_every=100
+        )
+    )
 
 
 def read_conversations(path: Path) -> list[dict]:
@@ -89,8 +92,14 @@ def encode_all(records: list[dict], tok: Tokenizer, seq_len: int) -> list[tuple[
 class ConversationBatches:
     """Seeded, resumable batches of padded conversations (x, y with -1 where not learned)."""
 
-    def __init__(self, examples: list[tuple[np.ndarray, np.ndarray]], micro_tokens: int, seed: int = 0,
-                 rank: int = 0, world: int = 1):
+    def __init__(
+        self,
+        examples: list[tuple[np.ndarray, np.ndarray]],
+        micro_tokens: int,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+    ):
         if not examples:
             raise NotesRagError("no conversation fits the context; check --seq-len and the data")
         self.examples, self.micro_tokens = examples, micro_tokens
@@ -155,8 +164,9 @@ def masked_val_loss(model, batches: ConversationBatches, max_batches: int, devic
         if n >= max_batches:
             break
         logits = model(x.to(device))
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), y.to(device).reshape(-1),
-                                                 ignore_index=-1, reduction="sum")
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), y.to(device).reshape(-1), ignore_index=-1, reduction="sum"
+        )
         total += float(loss)
         count += int((y != -1).sum())
     if torch.distributed.is_initialized():
@@ -193,17 +203,32 @@ def finetune(base: Path, data: list[Path], out: Path, cfg: FinetuneConfig, resum
     if d.master:
         n_tok = sum(len(i) for i, _ in train_ex)
         n_learn = sum(int(m.sum()) for _, m in train_ex)
-        console.print(f"finetune data: {len(train_ex):,} train conversations ({len(train_recs) - len(train_ex)} too long, "
-                      f"dropped), {n_tok:,} tokens, {n_learn:,} answer tokens; {len(val_ex):,} validation")
+        console.print(
+            f"finetune data: {len(train_ex):,} train conversations ({len(train_recs) - len(train_ex)} too long, "
+            f"dropped), {n_tok:,} tokens, {n_learn:,} answer tokens; {len(val_ex):,} validation"
+        )
     tc = cfg.train
     source = ConversationBatches(train_ex, cfg.micro_tokens, tc.seed, d.rank, d.world)
     val = ConversationBatches(val_ex, cfg.micro_tokens, 0, d.rank, d.world)
     sample_rec = next((r for r in val_recs if r.get("passages")), val_recs[0])
-    meta = {"stage": "finetune", "base": str(base), "base_meta": base_config.get("meta", {}),
-            "data": [str(p) for p in data], "conversations": len(train_ex)}
+    meta = {
+        "stage": "finetune",
+        "base": str(base),
+        "base_meta": base_config.get("meta", {}),
+        "data": [str(p) for p in data],
+        "conversations": len(train_ex),
+    }
     return train(
-        model, tok, source, tc, out,
+        model,
+        tok,
+        source,
+        tc,
+        out,
         evaluate=lambda m: masked_val_loss(m, val, tc.eval_batches, device),
         sample=lambda m: answer_sample(m, tok, sample_rec),
-        meta=meta, resume=resume, dist_info=d, device=device, console=console,
+        meta=meta,
+        resume=resume,
+        dist_info=d,
+        device=device,
+        console=console,
     )

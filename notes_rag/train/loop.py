@@ -103,8 +103,18 @@ def train(
     if cfg.max_steps is None and cfg.time_budget is None:
         raise NotesRagError("set a step limit or a time budget")
     d = dist_info or Dist()
-    loop = _Loop(model, tok, source, cfg, Run(out, d.master), meta, d, device, console or Console(stderr=True),
-                 loss_fn or _lm_loss)
+    loop = _Loop(
+        model,
+        tok,
+        source,
+        cfg,
+        Run(out, d.master),
+        meta,
+        d,
+        device,
+        console or Console(stderr=True),
+        loss_fn or _lm_loss,
+    )
     loop.start(resume)
     return loop.train(evaluate, sample)
 
@@ -126,8 +136,10 @@ class _Loop:
         self.opt = make_optimizer(self.raw, cfg)
         if resume:
             self.p = restore(run, self.raw, self.tok, self.opt, self.source)
-            self.console.print(f"resumed from {run.last} at step {self.p.step} ({self.p.tokens:,} tokens, "
-                               f"{self.p.elapsed / 60:.1f} min)")
+            self.console.print(
+                f"resumed from {run.last} at step {self.p.step} ({self.p.tokens:,} tokens, "
+                f"{self.p.elapsed / 60:.1f} min)"
+            )
         elif (run.last / "config.json").exists():
             raise NotesRagError(f"{run.out} already holds a run; pass --resume to continue it or choose another --out")
         else:
@@ -167,14 +179,25 @@ class _Loop:
         return min(p, 1.0)
 
     def plot(self) -> None:
-        plot_losses(self.run.metrics, self.run.png, f"{(self.meta or {}).get('stage', 'training')}: {self.run.out.name}")
+        plot_losses(
+            self.run.metrics, self.run.png, f"{(self.meta or {}).get('stage', 'training')}: {self.run.out.name}"
+        )
 
     def save(self, reason: str) -> None:
         """The full training state to `last/` (rank 0 only), and a fresh loss plot."""
         if not self.d.master:
             return
-        save_state(self.run, self.p, model=self.raw, tok=self.tok, opt=self.opt, data_state=self.source.state_dict(),
-                   train_config=self.cfg, meta=self.meta, reason=reason)
+        save_state(
+            self.run,
+            self.p,
+            model=self.raw,
+            tok=self.tok,
+            opt=self.opt,
+            data_state=self.source.state_dict(),
+            train_config=self.cfg,
+            meta=self.meta,
+            reason=reason,
+        )
         if self.run.metrics.exists():
             self.plot()
 
@@ -229,13 +252,16 @@ class _Loop:
         except _GracefulStop:
             self.save("interrupted")
             if self.d.master:
-                self.console.print(f"[yellow]interrupted after step {self.p.step}: checkpoint saved to "
-                                   f"{self.run.last} (continue with --resume)[/]")
+                self.console.print(
+                    f"[yellow]interrupted after step {self.p.step}: checkpoint saved to "
+                    f"{self.run.last} (continue with --resume)[/]"
+                )
             raise KeyboardInterrupt from None
         except KeyboardInterrupt:
             if self.d.master:
-                self.console.print(f"[yellow]aborted during step {self.p.step + 1}; the last checkpoint in "
-                                   f"{self.run.last} is kept[/]")
+                self.console.print(
+                    f"[yellow]aborted during step {self.p.step + 1}; the last checkpoint in {self.run.last} is kept[/]"
+                )
             raise
         finally:
             stop.restore()
@@ -254,8 +280,13 @@ class _Loop:
         cfg, p = self.cfg, self.p
         log = StepLog(self.run, self.console, self.flops_tok, self.peak, self.d.world, cfg.log_every)
         last_ckpt, result = time.time(), {}
-        columns = [rp.TextColumn("[bold]{task.description}"), rp.BarColumn(), rp.TextColumn("{task.percentage:>3.0f}%"),
-                   rp.TimeElapsedColumn(), rp.TimeRemainingColumn()]
+        columns = [
+            rp.TextColumn("[bold]{task.description}"),
+            rp.BarColumn(),
+            rp.TextColumn("{task.percentage:>3.0f}%"),
+            rp.TimeElapsedColumn(),
+            rp.TimeRemainingColumn(),
+        ]
         with rp.Progress(*columns, console=self.console, disable=not (self.d.master and log.interactive)) as bar:
             log.bar, log.task = bar, bar.add_task("training", total=1000)
             while self.progress() < 1.0:

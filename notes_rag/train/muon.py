@@ -34,13 +34,22 @@ class MuonAdamW(torch.optim.Optimizer):
     """Groups with `muon=True` get Muon (lr, momentum, weight_decay, ns_steps); the others get
     AdamW (lr, betas, eps, weight_decay)."""
 
-    def __init__(self, groups: list[dict], lr: float = 0.02, momentum: float = 0.95, betas=(0.9, 0.95),
-                 eps: float = 1e-8, weight_decay: float = 0.0, ns_steps: int = 5):
+    def __init__(
+        self,
+        groups: list[dict],
+        lr: float = 0.02,
+        momentum: float = 0.95,
+        betas=(0.9, 0.95),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        ns_steps: int = 5,
+    ):
         for g in groups:
             if g.get("muon") and any(p.dim() != 2 for p in g["params"]):
                 raise ValueError("Muon groups hold 2-D weight matrices only")
-        defaults = dict(lr=lr, momentum=momentum, betas=betas, eps=eps, weight_decay=weight_decay,
-                        ns_steps=ns_steps, muon=False)
+        defaults = dict(
+            lr=lr, momentum=momentum, betas=betas, eps=eps, weight_decay=weight_decay, ns_steps=ns_steps, muon=False
+        )
         super().__init__(groups, defaults)
 
     @torch.no_grad()

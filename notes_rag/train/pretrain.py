@@ -9,20 +9,27 @@ reporting validation loss and tokenizer-independent bits per byte.
 
 from __future__ import annotations
 
-import math
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from notes_rag.model.engine import SamplingConfig, generate
 from notes_rag.errors import NotesRagError
+from notes_rag.model.engine import SamplingConfig, generate
 from notes_rag.model.gpt import GPT, preset
-from notes_rag.train.pretrain_data import DataConfig, TokenWindows, find_data_files, prepare_shards, read_shards, tokenizer_texts
 from notes_rag.model.tokenizer import TOKENIZER_FILE, Tokenizer, load_tokenizer, train_tokenizer
 from notes_rag.train.distributed import setup_distributed
 from notes_rag.train.loop import TrainConfig, train
+from notes_rag.train.pretrain_data import (
+    DataConfig,
+    TokenWindows,
+    find_data_files,
+    prepare_shards,
+    read_shards,
+    tokenizer_texts,
+)
 
 SAMPLE_PROMPTS = ("Sieć neuronowa to", "A neural network is")
 
@@ -93,7 +100,9 @@ def get_tokenizer(out: Path, files: list[Path], cfg: PretrainConfig, console) ->
     path = out / TOKENIZER_FILE
     if path.exists():
         return load_tokenizer(path)
-    console.print(f"training a {cfg.vocab_size}-token BPE tokenizer on up to {cfg.tokenizer_chars / 1e6:.0f}M characters")
+    console.print(
+        f"training a {cfg.vocab_size}-token BPE tokenizer on up to {cfg.tokenizer_chars / 1e6:.0f}M characters"
+    )
     tok = train_tokenizer(tokenizer_texts(files, cfg.tokenizer_chars, cfg.data.upsample), cfg.vocab_size)
     out.mkdir(parents=True, exist_ok=True)
     tok.save(path)
@@ -125,15 +134,24 @@ def pretrain(data: list[Path], out: Path, cfg: PretrainConfig, resume: bool = Fa
     model = GPT(model_cfg).to(device)
     train_windows = TokenWindows(read_shards(folder, "train"), cfg.seq_len, tc.device_batch, tc.seed, d.rank, d.world)
     # validation only needs one window somewhere (evaluate_bpb sums over ranks)
-    val_windows = TokenWindows(read_shards(folder, "val"), cfg.seq_len, tc.device_batch, 0, d.rank, d.world,
-                               min_windows=1)
+    val_windows = TokenWindows(
+        read_shards(folder, "val"), cfg.seq_len, tc.device_batch, 0, d.rank, d.world, min_windows=1
+    )
     lengths = token_byte_lengths(tok)
     meta = {"stage": "pretrain", "data": [str(p) for p in data], "seq_len": cfg.seq_len, "shards": folder.name}
     return train(
-        model, tok, WindowSource(train_windows), tc, out,
+        model,
+        tok,
+        WindowSource(train_windows),
+        tc,
+        out,
         evaluate=lambda m: evaluate_bpb(m, val_windows, lengths, tc.eval_batches, device),
         sample=lambda m: sample_text(m, tok),
-        meta=meta, resume=resume, dist_info=d, device=device, console=console,
+        meta=meta,
+        resume=resume,
+        dist_info=d,
+        device=device,
+        console=console,
     )
 
 
@@ -141,14 +159,19 @@ def _prepare(files, tok, out, cfg: PretrainConfig, console) -> Path:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     total = sum(f.stat().st_size for f in files)
-    with Progress(TextColumn("tokenizing"), BarColumn(), TimeElapsedColumn(), console=console,
-                  disable=not console.is_terminal) as bar:
+    with Progress(
+        TextColumn("tokenizing"), BarColumn(), TimeElapsedColumn(), console=console, disable=not console.is_terminal
+    ) as bar:
         task = bar.add_task("tok", total=None)
-        folder = prepare_shards(files, tok, out / TOKENIZER_FILE, out, cfg.data,
-                                progress=lambda n: bar.advance(task, n))
+        folder = prepare_shards(
+            files, tok, out / TOKENIZER_FILE, out, cfg.data, progress=lambda n: bar.advance(task, n)
+        )
     meta = json.loads((folder / "meta.json").read_text())
     ntrain = sum(s["tokens"] for s in meta["train"])
     nval = sum(s["tokens"] for s in meta["val"])
-    console.print(f"data: {meta['docs']:,} documents from {len(files)} files ({total / 1e6:.1f} MB on disk) -> "
-                  f"{ntrain:,} train tokens, {nval:,} val tokens ({meta['train_bytes'] / max(ntrain, 1):.2f} bytes/token) in {folder}")
+    console.print(
+        f"data: {meta['docs']:,} documents from {len(files)} files ({total / 1e6:.1f} MB on disk) -> "
+        f"{ntrain:,} train tokens, {nval:,} val tokens "
+        f"({meta['train_bytes'] / max(ntrain, 1):.2f} bytes/token) in {folder}"
+    )
     return folder

@@ -21,8 +21,8 @@ import multiprocessing as mp
 import shutil
 import sys
 from collections.abc import Iterator
-from itertools import islice
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -172,8 +172,9 @@ class ShardWriter:
         self.buf, self.buffered = [], 0
 
 
-def prepare_shards(files: list[Path], tok: Tokenizer, tok_path: Path, out: Path, cfg: DataConfig,
-                   progress=None) -> Path:
+def prepare_shards(
+    files: list[Path], tok: Tokenizer, tok_path: Path, out: Path, cfg: DataConfig, progress=None
+) -> Path:
     """Tokenize `files` into shards under `out/data/<key>/` (reused when it exists)."""
     if tok.vocab_size > 65535:
         raise NotesRagError("vocabularies above 65535 tokens need wider shards than uint16")
@@ -250,8 +251,16 @@ class TokenWindows:
     in a fresh permutation. With several ranks, rank r takes every world-th window.
     """
 
-    def __init__(self, shards: list[np.memmap], seq_len: int, batch_size: int, seed: int = 0,
-                 rank: int = 0, world: int = 1, min_windows: int | None = None):
+    def __init__(
+        self,
+        shards: list[np.memmap],
+        seq_len: int,
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        min_windows: int | None = None,
+    ):
         self.shards, self.T, self.B = shards, seq_len, batch_size
         self.seed, self.rank, self.world = seed, rank, world
         span = seq_len + 1

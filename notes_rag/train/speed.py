@@ -54,10 +54,25 @@ class StepLog:
         tps = self.tokens / max(self.seconds, 1e-9)
         mfu = tps * self.flops_per_token / (self.peak * self.world)
         self.seconds, self.tokens = 0.0, 0
-        self.run.log({"step": p.step, "tokens": p.tokens, "loss": round(lv, 4), "lr": lr, "grad_norm": norm,
-                      "tok_per_s": round(tps), "mfu": round(mfu, 4), "elapsed": round(p.elapsed, 1)})
-        self.bar.update(self.task, completed=int(progress * 1000),
-                        description=f"step {p.step} | loss {self.loss_ema:.3f} | {tps:,.0f} tok/s | MFU {mfu:.0%}")
+        self.run.log(
+            {
+                "step": p.step,
+                "tokens": p.tokens,
+                "loss": round(lv, 4),
+                "lr": lr,
+                "grad_norm": norm,
+                "tok_per_s": round(tps),
+                "mfu": round(mfu, 4),
+                "elapsed": round(p.elapsed, 1),
+            }
+        )
+        self.bar.update(
+            self.task,
+            completed=int(progress * 1000),
+            description=f"step {p.step} | loss {self.loss_ema:.3f} | {tps:,.0f} tok/s | MFU {mfu:.0%}",
+        )
         if self.run.master and not self.interactive:
-            self.console.print(f"step {p.step} | loss {self.loss_ema:.3f} | lr {lr:.2e} | {tps:,.0f} tok/s | "
-                               f"MFU {mfu:.0%} | {p.elapsed / 60:.1f} min | {progress:.0%}")
+            self.console.print(
+                f"step {p.step} | loss {self.loss_ema:.3f} | lr {lr:.2e} | {tps:,.0f} tok/s | "
+                f"MFU {mfu:.0%} | {p.elapsed / 60:.1f} min | {progress:.0%}"
+            )

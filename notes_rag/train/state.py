@@ -1,9 +1,9 @@
 """A run folder and the training state it keeps for an exact `--resume`.
 
-    OUT/metrics.jsonl   one JSON record per log line and per evaluation
-    OUT/loss.png        the loss curves (train/plot.py)
-    OUT/last/           checkpoint + optimizer.safetensors, rng.safetensors, train_state.json
-    OUT/best/           weights only, of the best validation loss so far
+OUT/metrics.jsonl   one JSON record per log line and per evaluation
+OUT/loss.png        the loss curves (train/plot.py)
+OUT/last/           checkpoint + optimizer.safetensors, rng.safetensors, train_state.json
+OUT/best/           weights only, of the best validation loss so far
 """
 
 from __future__ import annotations
@@ -17,7 +17,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from notes_rag.model.checkpoint import CheckpointError, load_weights, read_config, resolve_folder, unwrap, write_checkpoint
+from notes_rag.model.checkpoint import (
+    CheckpointError,
+    load_weights,
+    read_config,
+    resolve_folder,
+    unwrap,
+    write_checkpoint,
+)
 from notes_rag.model.tokenizer import Tokenizer
 from notes_rag.train.optim import load_optimizer, optimizer_name, optimizer_tensors
 
@@ -48,22 +55,48 @@ class Progress:
 
     def meta(self, meta: dict | None, metrics: dict | None = None) -> dict:
         """A checkpoint's `meta`: the caller's, this progress, and validation metrics."""
-        return {**(meta or {}), "step": self.step, "tokens": self.tokens, "train_seconds": round(self.elapsed, 1),
-                **(metrics or {})}
+        return {
+            **(meta or {}),
+            "step": self.step,
+            "tokens": self.tokens,
+            "train_seconds": round(self.elapsed, 1),
+            **(metrics or {}),
+        }
 
 
-def save_state(run: Run, progress: Progress, *, model: torch.nn.Module, tok: Tokenizer, opt: torch.optim.Optimizer,
-               data_state: dict, train_config, meta: dict | None, reason: str) -> None:
+def save_state(
+    run: Run,
+    progress: Progress,
+    *,
+    model: torch.nn.Module,
+    tok: Tokenizer,
+    opt: torch.optim.Optimizer,
+    data_state: dict,
+    train_config,
+    meta: dict | None,
+    reason: str,
+) -> None:
     """The full training state to `run.last`: weights, optimizer, RNGs, data position, progress."""
     opt_t, opt_j = optimizer_tensors(opt)
     rng = {"torch": torch.get_rng_state()}
     state = {
-        "step": progress.step, "elapsed": progress.elapsed, "tokens": progress.tokens, "best_val": progress.best_val,
-        "data": data_state, "train_config": asdict(train_config), "python_random": _py_rng_state(),
-        "optimizer": opt_j, "reason": reason,
+        "step": progress.step,
+        "elapsed": progress.elapsed,
+        "tokens": progress.tokens,
+        "best_val": progress.best_val,
+        "data": data_state,
+        "train_config": asdict(train_config),
+        "python_random": _py_rng_state(),
+        "optimizer": opt_j,
+        "reason": reason,
     }
-    write_checkpoint(run.last, model, tok, meta=progress.meta(meta),
-                     extra_files={"optimizer.safetensors": opt_t, "rng.safetensors": rng, "train_state.json": state})
+    write_checkpoint(
+        run.last,
+        model,
+        tok,
+        meta=progress.meta(meta),
+        extra_files={"optimizer.safetensors": opt_t, "rng.safetensors": rng, "train_state.json": state},
+    )
 
 
 def restore(run: Run, model: torch.nn.Module, tok: Tokenizer, opt: torch.optim.Optimizer, source) -> Progress:
