@@ -13,7 +13,8 @@ Architecture (nanochat / modded-nanogpt lineage, our own code):
 Training runs the norms, rotary embedding, activation and output-head loss through the
 hand-written autograd functions in kernels.py (1.3× faster eager CPU steps, same numbers).
 
-`forward` accepts a `KVCache` (see engine.py) for incremental decoding.
+`forward` accepts a `KVCache` (see engine.py) for incremental decoding. With `reader=True` the
+model also carries the reader's match-flag embeddings and heads (reader.py owns their meaning).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import torch.nn.functional as F
 
 from notes_rag.model.kernels import linear_cross_entropy, relu_squared, rms_norm, rope_rms_norm
 
+N_MATCH_FLAGS = 4  # reader input flags: exact, lower-case, 5-letter prefix, translation (reader.py)
+
 
 @dataclass(frozen=True)
 class GPTConfig:
@@ -39,6 +42,9 @@ class GPTConfig:
     mlp_ratio: int = 4
     tie_embeddings: bool = True
     rope_base: float = 10000.0
+    # Reader heads (reader.py): question-match flag embeddings on the input and pointer heads on
+    # the last hidden states. Off for a plain language model; older configs load as off.
+    reader: bool = False
 
     @property
     def head_dim(self) -> int:
@@ -150,6 +156,12 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.wte.weight
+        if cfg.reader:
+            # one learned vector per match flag, summed over the flags a token has (zero at start:
+            # the base model's behaviour is unchanged until the reader learns to use them)
+            self.match_emb = nn.Parameter(torch.zeros(N_MATCH_FLAGS, cfg.n_embd))
+            self.read_tok = nn.Linear(cfg.n_embd, 3, bias=False)  # per token: sentence end, span start, span end
+            self.read_cls = nn.Linear(cfg.n_embd, 4, bias=False)  # last token: no-answer, span, yes, no
         cos, sin = rotary_tables(cfg)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
@@ -166,6 +178,9 @@ class GPT(nn.Module):
                 nn.init.normal_(p, std=std)
         if not self.config.tie_embeddings:
             nn.init.normal_(self.lm_head.weight, std=0.02 * std)
+        if self.config.reader:  # heads start uniform; flags start as no-ops
+            for p in (self.match_emb, self.read_tok.weight, self.read_cls.weight):
+                nn.init.zeros_(p)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # tied weights counted once
@@ -179,19 +194,28 @@ class GPT(nn.Module):
         attn = 12 * cfg.n_layer * cfg.n_embd * T / 2  # causal: half the score matrix
         return 6 * matmul + attn
 
-    def forward(self, idx, targets=None, kv_cache=None, last_only: bool = False):
-        """idx (B, T) -> logits (B, T, V), or the mean loss over targets != -1 when given."""
+    def hidden(self, idx, kv_cache=None, match=None):
+        """idx (B, T) -> normalised last hidden states (B, T, C); `match` (B, T) holds each
+        token's match-flag bits (reader models only)."""
         B, T = idx.shape
         start = kv_cache.pos if kv_cache is not None else 0
         if start + T > self.config.seq_len:
             raise ValueError(f"sequence of {start + T} tokens exceeds the context of {self.config.seq_len}")
         cos, sin = self.rope_cos[:, start : start + T], self.rope_sin[:, start : start + T]
         x = self.wte(idx)
+        if match is not None:
+            bits = (match.unsqueeze(-1).long() >> torch.arange(N_MATCH_FLAGS, device=idx.device)) & 1
+            x = x + bits.to(x.dtype) @ self.match_emb
         for block in self.blocks:
             x = block(x, cos, sin, kv_cache)
         if kv_cache is not None:
             kv_cache.advance(T)
-        x = rms_norm(x)
+        return rms_norm(x)
+
+    def forward(self, idx, targets=None, kv_cache=None, last_only: bool = False):
+        """idx (B, T) -> logits (B, T, V), or the mean loss over targets != -1 when given."""
+        B, T = idx.shape
+        x = self.hidden(idx, kv_cache)
         if targets is not None and x.requires_grad and not torch.is_autocast_enabled(x.device.type):
             return linear_cross_entropy(x.view(B * T, -1), self.lm_head.weight, targets.reshape(-1))
         if targets is not None:
