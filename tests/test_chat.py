@@ -96,6 +96,9 @@ class FakeRetriever:
         self.calls.append(list(turns))
         return SearchResult(self.hits[:k], self.top_cosine)
 
+    def translations(self, query):
+        return []
+
 
 def _fake_generate(text, tok):
     def gen(model, prompt, cfg=None, stop_ids=(), logit_bias=None):
@@ -399,6 +402,43 @@ def test_grounding_guard_quotes_the_notes_instead_of_an_ungrounded_answer(tiny_c
     monkeypatch.setattr(answer_mod, "generate", _fake_generate("Zupełnie zmyślona bzdura o kosmosie. [1]", tok))
     ans = _assistant(tiny_ckpt, FakeRetriever(), k=2, min_grounding=0.6).ask([], "Kto zaproponował model neuronu?")
     assert ans.ungrounded_text.startswith("Zupełnie zmyślona")
-    assert ans.text != ans.ungrounded_text and ans.cited and not ans.abstained
+    assert ans.text != ans.ungrounded_text and ans.cited and not ans.abstained and ans.answered_by == "quote"
     quoted = ans.text.rsplit("[", 1)[0].strip()
     assert any(quoted in p for p in passages)
+    # nothing is retracted: the only text streamed is the answer that stands
+    a = _assistant(tiny_ckpt, FakeRetriever(), k=2, min_grounding=0.6)
+    pieces = [x for x in a.stream([], "Kto zaproponował model neuronu?") if isinstance(x, str)]
+    assert pieces == [ans.text]
+
+
+@pytest.fixture(scope="module")
+def reader_ckpt(tmp_path_factory, tok):
+    torch.manual_seed(0)
+    model = GPT(preset("tiny", vocab_size=tok.vocab_size, seq_len=512, reader=True))
+    for p in (model.match_emb, model.read_tok.weight, model.read_cls.weight):
+        torch.nn.init.normal_(p, std=0.5)
+    folder = tmp_path_factory.mktemp("reader") / "best"
+    write_checkpoint(folder, model, tok, meta={"stage": "reader", "step": 1})
+    return folder
+
+
+@pytest.mark.parametrize("reader_abstain", [1.01, -1.0])
+def test_reader_answers_by_pointing_or_abstains(reader_ckpt, reader_abstain):
+    retriever = FakeRetriever(n=3)
+    a = _assistant(reader_ckpt, retriever, k=3, reader_abstain=reader_abstain)
+    assert a.reads
+    items = list(a.stream([], "Co mówi słowo2x3?"))
+    ans = items[-1]
+    assert items[:-1] == [ans.text]  # one piece: the reply, shown once
+    data = ans.to_dict()
+    if reader_abstain > 1:  # never abstains: a quoted sentence of the cited passage
+        assert ans.answered_by == "reader" and not ans.abstained and len(ans.cited) == 1
+        quoted = ans.text.rsplit(" [", 1)[0]
+        assert quoted in retriever.hits[ans.cited[0] - 1].text
+        assert data["span"] is None or ans.text[slice(*ans.span)] in quoted
+    else:
+        assert ans.answered_by == "abstain" and ans.abstained and ans.abstain_reason == "reader"
+        assert ans.text == ABSTAIN["pl"] and not ans.cited
+    assert 0.0 <= data["no_answer"] <= 1.0 and data["answered_by"] == ans.answered_by
+    gen = _assistant(reader_ckpt, retriever, k=3, answer_with="model")
+    assert not gen.reads

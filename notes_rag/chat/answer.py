@@ -69,7 +69,7 @@ class Answer:
     question: str
     text: str
     abstained: bool
-    abstain_reason: str | None  # "retrieval" (cosine under threshold) | "model" | None
+    abstain_reason: str | None  # "retrieval" (cosine under threshold) | "reader" | "model" | None
     lang: str
     sources: list[Source]  # retrieved passages, rank order (shown even when abstaining)
     cited: list[int]  # valid passage numbers cited, in order
@@ -81,6 +81,11 @@ class Answer:
     model_id: str = ""
     index_id: str = ""
     ungrounded_text: str | None = None  # the model's answer when the grounding guard replaced it
+    # who produced the text shown: "reader" (pointer heads), "model" (generated), "quote" (the
+    # grounding guard's fallback sentence) or "abstain"
+    answered_by: str = "model"
+    span: tuple[int, int] | None = None  # the answer span inside `text` (reader answers), for highlighting
+    no_answer: float | None = None  # the reader's no-answer probability
 
     @property
     def prompt_passages(self) -> list[Source]:
@@ -114,5 +119,8 @@ class Answer:
             "prompt": None if self.prompt is None else self.prompt.to_dict(),
             "model": self.model_id,
             "index": self.index_id,
+            "answered_by": self.answered_by,
+            "span": list(self.span) if self.span else None,
+            "no_answer": self.no_answer,
             "ungrounded_model_answer": self.ungrounded_text,
         }

@@ -1,4 +1,4 @@
-"""One chat turn: retrieval + prompt assembly + generation, for chat, ask and eval.
+"""One chat turn: retrieval, then the reader's pointed answer (or generation), for chat, ask and eval.
 
     assistant = Assistant.open(index=None, model=None)          # ./.notes-rag and the repo's models/
     answer = assistant.ask(history_turns, "Kto zaproponował model neuronu?")
@@ -6,9 +6,11 @@
 
 The turn is described once, in docs/CHAT.md ("One turn"): retrieve with the user's previous
 questions as context; abstain without running the model when the dense top-1 cosine is under the
-calibrated threshold; otherwise fit the prompt (`chat.prompt.fit_prompt`), generate, parse
-abstention and citations, and let the grounding guard replace an answer the passages do not
-support by the best-matching passage sentence.
+calibrated threshold; otherwise, with a reader model (model/reader.py), point at the answering
+sentence of the passages (chat/reply.py builds the reply, grounded by construction); with a
+plain model, fit the prompt (`chat.prompt.fit_prompt`), generate, parse abstention and
+citations, and let the grounding guard replace an answer the passages do not support by the
+best-matching passage sentence — checked before anything is shown, so no text is retracted.
 """
 
 from __future__ import annotations
@@ -66,6 +68,10 @@ class AnswerConfig:
     # prompt's passages is not shown as the answer; the best-matching passage sentence is quoted
     # instead (and the model's text kept in `Answer.ungrounded_text`). 0 turns the guard off.
     min_grounding: float = 0.6
+    # Who writes the answer: "reader" (the pointer heads quote the answering sentence; needs a
+    # model trained with `notes-rag train-reader`, else generation is used) or "model" (generate).
+    answer_with: str = "reader"
+    reader_abstain: float = 0.5  # the reader abstains when its no-answer probability reaches this
 
     @property
     def reserve(self) -> int:
@@ -82,9 +88,12 @@ class Searcher(Protocol):
 
     def search_conversation(self, turns: list[str], k: int = ..., mode: str = ...) -> SearchResult: ...
 
+    def translations(self, query: str) -> list[str]: ...
+
 
 class _Shape(Protocol):
     seq_len: int
+    reader: bool
 
 
 class ChatModel(Protocol):
@@ -148,6 +157,15 @@ class _Decoded:
     ttft: float  # question to first token
     tokens_per_s: float | None
     new_tokens: int
+
+
+def _drain(pieces: Generator[str, None, _Decoded]) -> _Decoded:
+    """Run a generator of text pieces to its end; its return value."""
+    while True:
+        try:
+            next(pieces)
+        except StopIteration as done:
+            return done.value
 
 
 @dataclass
@@ -217,9 +235,16 @@ class Assistant:
         return _Retrieved(question, lang, sources, float(res.top_cosine), self.threshold, retrieval_ms, t0)
 
     def _answer(
-        self, r: _Retrieved, text: str, reason: str | None, plan: PromptPlan | None, decoded: _Decoded
+        self,
+        r: _Retrieved,
+        text: str,
+        reason: str | None,
+        plan: PromptPlan | None,
+        decoded: _Decoded,
+        n_passages: int | None = None,
     ) -> Answer:
-        n_passages = plan.passages if plan else 0
+        if n_passages is None:
+            n_passages = plan.passages if plan else 0
         cited = [] if reason else extract_citations(text)
         timings = Timings(
             r.retrieval_ms, decoded.ttft, decoded.tokens_per_s, time.perf_counter() - r.t0, decoded.new_tokens
@@ -279,8 +304,36 @@ class Assistant:
         tps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
         return _Decoded("".join(pieces).strip(), ttft, tps, len(times))
 
+    @property
+    def reads(self) -> bool:
+        """True when answers come from the reader heads (a reader model and `answer_with` "reader")."""
+        return self.cfg.answer_with == "reader" and bool(getattr(self.model.config, "reader", False))
+
+    def _read(self, r: _Retrieved, questions: list[str]) -> Answer:
+        """The reader's answer: the heads point at a sentence of the passages, or at no-answer."""
+        from notes_rag.chat.reply import compose
+        from notes_rag.model.reader import encode, read
+
+        passages = [(s.label, s.text) for s in r.sources]
+        inp = encode(
+            self.tok,
+            r.question,
+            passages,
+            history=tuple(questions[-1:]),
+            translations=tuple(self.retriever.translations(r.question)),
+            max_len=self.model.config.seq_len,
+        )
+        reading = read(self.model, inp)
+        reply = compose(reading, [s.text for s in r.sources], r.lang, self.cfg.reader_abstain)
+        decoded = _Decoded(reply.text, time.perf_counter() - r.t0, None, 0)
+        answer = self._answer(r, reply.text, "reader" if reply.abstained else None, None, decoded, inp.passages)
+        answer.answered_by = "abstain" if reply.abstained else "reader"
+        answer.span, answer.no_answer = reply.span, reading.no_answer
+        return answer
+
     def stream(self, history: Sequence[Turn], question: str) -> Iterator[str | Answer]:
-        """Yield the answer's text pieces as they are generated, then the final `Answer`."""
+        """Yield the answer's text pieces, then the final `Answer`. Generated text streams only
+        when no grounding check can replace it; otherwise it is yielded once it is known to stand."""
         question = question.strip()
         if not question:
             raise NotesRagError("empty question")
@@ -289,18 +342,33 @@ class Assistant:
         if not r.sources or (r.threshold is not None and r.top_cosine < r.threshold):
             decoded = _Decoded(ABSTAIN[r.lang], time.perf_counter() - r.t0, None, 0)
             yield decoded.text
-            yield self._answer(r, decoded.text, "retrieval", None, decoded)
+            answer = self._answer(r, decoded.text, "retrieval", None, decoded)
+            answer.answered_by = "abstain"
+            yield answer
+            return
+        if self.reads:
+            answer = self._read(r, questions)
+            yield answer.text
+            yield answer
             return
         plan = self._plan(history, question, r.sources)
-        decoded = yield from self._generate(plan, r.t0)
+        checked = bool(self.cfg.min_grounding)
+        pieces = self._generate(plan, r.t0)
+        if checked:  # run generation to its end before showing anything
+            decoded = _drain(pieces)
+        else:
+            decoded = yield from pieces
         text, abstained = decoded.text, is_abstention(decoded.text)
         prompt_texts = [s.text for s in r.sources[: plan.passages]]
-        ungrounded = None
-        if not abstained and self.cfg.min_grounding and grounding(text, prompt_texts) < self.cfg.min_grounding:
+        ungrounded, by = None, "abstain" if abstained else "model"
+        if not abstained and checked and grounding(text, prompt_texts) < self.cfg.min_grounding:
             # a follow-up ("In which year?") is matched together with the question before it
             ungrounded, text = text, quote_best_sentence(" ".join([*questions[-1:], question]), prompt_texts)
+            by = "quote"
+        if checked:
+            yield text
         result = self._answer(r, text, "model" if abstained else None, plan, decoded)
-        result.ungrounded_text = ungrounded
+        result.ungrounded_text, result.answered_by = ungrounded, by
         yield result
 
     def ask(self, history: Sequence[Turn], question: str) -> Answer:

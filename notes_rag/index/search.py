@@ -172,6 +172,11 @@ class Retriever:
         scores, ids = self.dense.search(vectors, n)
         return [{int(i): float(s) for s, i in zip(srow, irow) if i >= 0} for srow, irow in zip(scores, ids)]
 
+    def translations(self, query: str) -> list[str]:
+        """The query's words in the other language ([] without the dictionaries): the reader
+        flags passage words that match them."""
+        return [w for group in self._translate(query, detect_lang(query)) for w in group]
+
     def _translate(self, query: str, lang: str) -> list[list[str]]:
         """The query's words translated from `lang` to the other language, one group of
         alternatives per word; [] without the dictionaries."""
