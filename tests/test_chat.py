@@ -415,7 +415,7 @@ def test_grounding_guard_quotes_the_notes_instead_of_an_ungrounded_answer(tiny_c
 def reader_ckpt(tmp_path_factory, tok):
     torch.manual_seed(0)
     model = GPT(preset("tiny", vocab_size=tok.vocab_size, seq_len=512, reader=True))
-    for p in (model.match_emb, model.read_tok.weight, model.read_cls.weight):
+    for p in (model.match_emb, model.read_tok.weight, model.read_pool.weight, model.read_cls.weight):
         torch.nn.init.normal_(p, std=0.5)
     folder = tmp_path_factory.mktemp("reader") / "best"
     write_checkpoint(folder, model, tok, meta={"stage": "reader", "step": 1})

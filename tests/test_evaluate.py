@@ -217,6 +217,18 @@ def test_run_eval_per_item_results():
     assert res["un2"].answer.cited_hits == [False]
 
 
+def test_summary_counts_answers_by_the_reader():
+    def by_reader(turns):
+        rec = fake_answer(turns)
+        rec.answered_by = "retrieval" if rec.abstained else "reader"
+        return rec
+
+    results = _run(answer_fn=by_reader)
+    answered = sum(not r.answer.abstained for r in results)
+    assert 0 < answered < len(results)
+    assert report(results)["overall"]["answer"]["answered_by_reader"] == answered / len(results)
+
+
 def test_summary_metrics():
     rep = report(_run())
     o = rep["overall"]
@@ -233,6 +245,7 @@ def test_summary_metrics():
     assert b["abstention_accuracy"] == 0.5 and b["false_abstention"] == 0.0
     assert b["citation_precision"] is None
     assert o["latency"]["ttft_s_p50"] == 0.2 and o["latency"]["total_s_p50"] == 1.0
+    assert a["answered_by_reader"] is None  # the answer function did not say who answered
     by = rep["breakdowns"]
     assert set(by["language"]) == {"pl", "en"}
     assert set(by["kind"]) == {"same-language", "cross-lingual", "unanswerable"}
@@ -306,7 +319,7 @@ def test_cli_eval_writes_json_report(tmp_path, fake_backends):
         "hit_rank", "retrieval_ms", "top_cosine", "baseline", "answer",
     }  # fmt: skip
     assert set(item["answer"]) == {
-        "text", "abstained", "groups", "cited", "cited_hits", "ttft_s", "total_s", "key_facts",
+        "text", "abstained", "groups", "cited", "cited_hits", "ttft_s", "total_s", "answered_by", "key_facts",
     }  # fmt: skip
     assert [i["id"] for i in rep["items"]] == [it.id for it in ITEMS]
     assert list(out.parent.iterdir()) == [out]  # atomic write leaves no temporary file

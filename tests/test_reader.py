@@ -39,7 +39,12 @@ PASSAGES = [
 def _reader(tok):
     torch.manual_seed(0)
     model = GPT(preset("tiny", vocab_size=tok.vocab_size, seq_len=256, reader=True))
-    for p in (model.match_emb, model.read_tok.weight, model.read_cls.weight):  # not the zero start
+    for p in (
+        model.match_emb,
+        model.read_tok.weight,
+        model.read_pool.weight,
+        model.read_cls.weight,
+    ):  # not the zero start
         torch.nn.init.normal_(p, std=0.5)
     return model.eval()
 

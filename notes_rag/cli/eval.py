@@ -102,6 +102,11 @@ def _answer_adapter(assistant: Assistant) -> Callable[[list[str]], AnswerRecord]
             passages=[s.text for s in ans.prompt_passages],
             ttft_s=ans.timings.ttft_s,
             total_s=ans.timings.total_s,
+            answered_by="retrieval"
+            if ans.abstain_reason == "retrieval"
+            else "reader"
+            if ans.abstain_reason == "reader"
+            else ans.answered_by,
         )
 
     return answer_fn
@@ -139,6 +144,7 @@ _ANSWER_COLUMNS = {
     "abst. ok": "abstention_accuracy",
     "false abst.": "false_abstention",
     "cite prec.": "citation_precision",
+    "by reader": "answered_by_reader",
 }
 
 
@@ -240,13 +246,25 @@ def eval_cmd(
     abstain_by: str = typer.Option(
         None, "--abstain-by", help="Who abstains: model or retrieval (default: the chat default)."
     ),
+    answer_with: str = typer.Option(
+        None, "--answer-with", help="reader (pointer heads, when the model has them) or model (generation)."
+    ),
+    reader_abstain: float = typer.Option(
+        None, "--reader-abstain", help="No-answer probability at which the reader abstains (default: the chat's)."
+    ),
 ) -> None:
     """Score retrieval, an extractive baseline and the GPT's answers on a QA file.
 
     Example: notes-rag eval qa.jsonl --json eval.json
     """
     items = load_items(qa_file)
-    overrides = {k_: v for k_, v in {"copy_boost": copy_boost, "abstain_by": abstain_by}.items() if v is not None}
+    settings = {
+        "copy_boost": copy_boost,
+        "abstain_by": abstain_by,
+        "answer_with": answer_with,
+        "reader_abstain": reader_abstain,
+    }
+    overrides = {k_: v for k_, v in settings.items() if v is not None}
     backends = open_backends(index, model, k, mode, answers=not no_answers, overrides=overrides)
     try:
         results = _run(items, backends)

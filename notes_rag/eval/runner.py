@@ -44,6 +44,7 @@ class AnswerRecord:
     passages: list[str]  # texts of the passages the model was given, in prompt order
     ttft_s: float | None = None  # time to first token
     total_s: float | None = None  # whole answer, retrieval included; measured here when None
+    answered_by: str | None = None  # "reader" | "model" | "quote" | "retrieval" (abstained before the model)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class ScoredAnswer:
     cited_hits: list[bool] = field(default_factory=list)  # per cited number: holds the evidence
     ttft_s: float | None = None
     total_s: float | None = None
+    answered_by: str | None = None
     key_facts: bool | None = field(init=False)  # all groups passed; None without groups
 
     def __post_init__(self):
@@ -102,6 +104,7 @@ def score_answer(item: EvalItem, rec: AnswerRecord) -> ScoredAnswer:
         cited_hits=hits,
         ttft_s=rec.ttft_s,
         total_s=rec.total_s,
+        answered_by=rec.answered_by,
     )
 
 

@@ -42,6 +42,10 @@ def _answer_metrics(pairs: list[tuple[ItemResult, ScoredAnswer]]) -> dict:
         "false_abstention": _ratio(sum(a.abstained for _, a in ans), len(ans)),
         "citation_precision": _ratio(sum(cited), len(cited)),
         "answers_citing": _ratio(sum(bool(a.cited) for a in answered), len(answered)),
+        # share of all items whose shown answer (or abstention) came from the reader heads
+        "answered_by_reader": _ratio(sum(a.answered_by == "reader" for _, a in pairs), len(pairs))
+        if any(a.answered_by for _, a in pairs)
+        else None,
     }
 
 

@@ -160,9 +160,14 @@ def load_model(folder: Path, device: str | torch.device = "cpu") -> tuple[GPT, T
 
 
 def upgrade_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Checkpoints written before the fused QKV projection (2026-11-23) hold each layer's query
-    and key/value weights apart; stacked in that order they are the fused weight, exactly."""
+    """Older layouts, loaded exactly:
+    - before the fused QKV projection (2026-11-23) each layer's query and key/value weights were
+      apart; stacked in that order they are the fused weight;
+    - readers saved before the pooled sentence evidence (2026-11-27) lack `read_pool`; at zero
+      it adds nothing, which is what those readers computed."""
     out = dict(state)
+    if "read_tok.weight" in out and "read_pool.weight" not in out:
+        out["read_pool.weight"] = torch.zeros(1, out["read_tok.weight"].shape[1], dtype=out["read_tok.weight"].dtype)
     for name in [n for n in state if n.endswith(".attn.c_q.weight")]:
         prefix = name[: -len("c_q.weight")]
         if prefix + "c_kv.weight" in out:

@@ -161,6 +161,7 @@ class GPT(nn.Module):
             # the base model's behaviour is unchanged until the reader learns to use them)
             self.match_emb = nn.Parameter(torch.zeros(N_MATCH_FLAGS, cfg.n_embd))
             self.read_tok = nn.Linear(cfg.n_embd, 3, bias=False)  # per token: sentence end, span start, span end
+            self.read_pool = nn.Linear(cfg.n_embd, 1, bias=False)  # per token: evidence summed over its sentence
             self.read_cls = nn.Linear(cfg.n_embd, 4, bias=False)  # last token: no-answer, span, yes, no
         cos, sin = rotary_tables(cfg)
         self.register_buffer("rope_cos", cos, persistent=False)
@@ -179,7 +180,7 @@ class GPT(nn.Module):
         if not self.config.tie_embeddings:
             nn.init.normal_(self.lm_head.weight, std=0.02 * std)
         if self.config.reader:  # heads start uniform; flags start as no-ops
-            for p in (self.match_emb, self.read_tok.weight, self.read_cls.weight):
+            for p in (self.match_emb, self.read_tok.weight, self.read_pool.weight, self.read_cls.weight):
                 nn.init.zeros_(p)
 
     def num_params(self) -> int:

@@ -13,10 +13,11 @@ boundaries. Match flags (bits, summed as learned vectors into the input embeddin
 exact word, lower-case word, same 5-letter folded prefix (Polish inflection), and a translation
 of a question word (when the bilingual dictionaries supply one).
 
-Heads on the last hidden states (gpt.py `read_tok`, `read_cls`):
-- sentence pointer: a score at the last token of every sentence, against a no-answer score at
-  the final `<|assistant|>` token (which has seen every passage); one softmax over
-  [no-answer, sentences] — the chosen sentence is the citation;
+Heads on the last hidden states (gpt.py `read_tok`, `read_pool`, `read_cls`):
+- sentence pointer: a score at the last token of every sentence plus per-token evidence summed
+  over the sentence, against a no-answer score at the final `<|assistant|>` token (which has
+  seen every passage); one softmax over [no-answer, sentences] — the chosen sentence is the
+  citation;
 - span pointer: start/end scores per token, searched inside the chosen sentence;
 - answer kind at the final token: span, yes, no.
 The language-model head keeps training on a sample of the input tokens (auxiliary loss).
@@ -218,7 +219,10 @@ def with_reader_heads(model: GPT) -> GPT:
         return model
     reader = GPT(replace(model.config, reader=True)).to(next(model.parameters()).device)
     missing, unexpected = reader.load_state_dict(model.state_dict(), strict=False)
-    assert not unexpected and set(missing) <= {"match_emb", "read_tok.weight", "read_cls.weight"}, (missing, unexpected)
+    assert not unexpected and set(missing) <= {"match_emb", "read_tok.weight", "read_pool.weight", "read_cls.weight"}, (
+        missing,
+        unexpected,
+    )
     return reader
 
 
@@ -239,7 +243,12 @@ def heads(model: GPT, x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.T
     tok_scores = model.read_tok(h).float()
     rows = torch.arange(h.size(0), device=h.device)
     cls = model.read_cls(h[rows, x["cls"]]).float()
-    sent = tok_scores[..., 0].gather(1, x["unit_last"]).masked_fill(~x["unit_mask"], float("-inf"))
+    # a sentence's score: what its last token (which has read the whole sentence) says, plus the
+    # evidence of every one of its tokens summed (a direct path for "how many question words")
+    pool = F.pad(model.read_pool(h).float()[..., 0].cumsum(1), (1, 0))
+    evidence = pool.gather(1, x["unit_last"] + 1) - pool.gather(1, x["unit_first"])
+    sent = tok_scores[..., 0].gather(1, x["unit_last"]) + evidence
+    sent = sent.masked_fill(~x["unit_mask"], float("-inf"))
     return h, tok_scores, cls, torch.cat([cls[:, :1], sent], 1)
 
 
