@@ -442,3 +442,27 @@ def test_reader_answers_by_pointing_or_abstains(reader_ckpt, reader_abstain):
     assert 0.0 <= data["no_answer"] <= 1.0 and data["answered_by"] == ans.answered_by
     gen = _assistant(reader_ckpt, retriever, k=3, answer_with="model")
     assert not gen.reads
+
+
+def test_ask_json_with_a_reader_model(tiny_index, reader_ckpt):
+    result = CliRunner().invoke(
+        app,
+        ["ask", "Kto zaproponował model neuronu?", "--json", "--index", str(tiny_index), "--model", str(reader_ckpt)],
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["answered_by"] in ("reader", "abstain") and 0 <= out["no_answer"] <= 1
+    if out["answered_by"] == "reader":  # grounded by construction: a sentence of the cited source
+        (n,) = out["cited"]
+        assert out["answer"].rsplit(" [", 1)[0].split()[-1] in out["sources"][n - 1]["text"]
+
+
+def test_repl_prints_a_reader_answer_once_with_its_span(reader_ckpt, monkeypatch, data_dir):
+    from notes_rag.cli import repl
+
+    a = _assistant(reader_ckpt, FakeRetriever(n=3), k=3, reader_abstain=1.01)
+    monkeypatch.setattr(repl, "console", repl.Console(record=True, width=200))
+    answer = repl.answer_turn(ChatState(a), "Co mówi słowo2x3?")
+    shown = repl.console.export_text()
+    assert shown.count(answer.text) == 1 and answer.answered_by == "reader"
+    assert str(repl.answer_text(answer)) == answer.text

@@ -190,3 +190,19 @@ def test_tiny_reader_learns_synthetic_lookup():
     assert curve[-1][1] >= 0.9, curve
     item = lookup_item(np.random.default_rng(1), 64)
     assert item.match[item.unit_first[item.unit] : item.unit_last[item.unit] + 1].sum() == 2 * EXACT
+
+
+def test_reader_saved_before_pooled_evidence_loads_exactly(tok, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model = _reader(tok)
+    with torch.no_grad():
+        model.read_pool.weight.zero_()  # what a reader without the pooled term computed
+    write_checkpoint(tmp_path / "r", model, tok)
+    weights = tmp_path / "r" / "model.safetensors"
+    state = load_file(str(weights))
+    del state["read_pool.weight"]
+    save_file(state, str(weights))
+    loaded, _, _ = load_model(tmp_path / "r")
+    inp = encode(tok, "model neuronu?", PASSAGES)
+    assert not loaded.read_pool.weight.any() and read(loaded, inp) == read(model, inp)

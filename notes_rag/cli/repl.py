@@ -236,22 +236,35 @@ def run_command(state: ChatState, line: str):
         return f"error: {e}"
 
 
+def answer_text(answer: Answer) -> Text:
+    """The answer as shown: the note's words as they are, the reader's answer span in bold."""
+    text = Text(answer.text)
+    if answer.span:
+        text.stylize("bold", *answer.span)
+    return text
+
+
 def answer_turn(state: ChatState, question: str) -> Answer | None:
-    """Stream one answer to the console, then its sources; None when stopped with Ctrl-C."""
+    """Stream one answer to the console, then its sources; None when stopped with Ctrl-C.
+    Pieces arrive only once they are known to stand (chat/assistant.py); a reader's answer
+    arrives whole and is printed with its span marked."""
     answer = None
     try:
         for item in state.assistant.stream(state.history.turns, question):
             if isinstance(item, Answer):
                 answer = item
-            else:
+            elif not state.assistant.reads:
                 console.print(item, end="", markup=False, soft_wrap=True)
     except KeyboardInterrupt:
         console.print(" [yellow]\\[stopped][/]")
         return None
-    if answer is not None and answer.ungrounded_text is not None:
-        console.print("\n[dim](that answer is not supported by your notes; quoting them instead)[/]")
-        console.print(answer.text, markup=False, soft_wrap=True)
+    if state.assistant.reads:
+        console.print(answer_text(answer), soft_wrap=True, end="")
     console.print()
+    if answer.answered_by == "quote":
+        console.print(
+            "[dim](the model's own answer was not supported by your notes: this is their closest sentence)[/]"
+        )
     state.history.add(answer.question, answer.text)
     state.last = answer
     if answer.abstained and answer.abstain_reason == "retrieval":
