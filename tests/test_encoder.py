@@ -23,7 +23,8 @@ import pytest
 
 from notes_rag.errors import NotesRagError
 from notes_rag.index import encoder as E
-from notes_rag.index.e5_convert import precompiled_charsmap, read_checkpoint
+from notes_rag.index.e5_checkpoint import read_checkpoint
+from notes_rag.index.e5_convert import precompiled_charsmap
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 

@@ -83,7 +83,7 @@ def test_resume_is_exact(corpus, tmp_path, interrupt_at):
 def test_shards_are_cached(corpus, tmp_path, monkeypatch):
     out = tmp_path / "run"
     pretrain([corpus], out, tiny_cfg(steps=2))
-    import notes_rag.train.pretrain_data as pd
+    import notes_rag.train.shards as pd
 
     def boom(*a, **k):
         raise AssertionError("tokenized again")
@@ -181,7 +181,7 @@ def test_ddp_two_cpu_processes_stay_in_sync_and_learn(corpus, tmp_path):
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "ranks in sync: 2 ranks" in proc.stderr  # trainer all-gathers a weight checksum at the end
+    assert "ranks in sync: 2 ranks" in proc.stderr  # the loop all-gathers a weight checksum at the end
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in rows if "loss" in r]
     assert losses[-1] < losses[0] - 0.5

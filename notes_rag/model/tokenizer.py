@@ -4,7 +4,7 @@ Training (`train_tokenizer`) runs the Rust BPE trainer over a stream of texts; t
 stored as one JSON file (split pattern, base64 mergeable ranks, special tokens) and loaded as a
 `tiktoken.Encoding`, which does all encoding and decoding at run time.
 
-Special tokens mark the chat format (see `chat_format.py`). `Tokenizer.encode` never produces
+Special tokens mark the chat format (see `chat/format.py`). `Tokenizer.encode` never produces
 them from text: a note that literally contains ``<|user|>`` is encoded as ordinary bytes.
 """
 

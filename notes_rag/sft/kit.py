@@ -2,8 +2,8 @@
 
 An `Example` is a conversation before retrieval is simulated: the passages that must be present
 (`anchors`, full paragraphs), the questions with where their answers are, and the answer style.
-`sft_build` later trims the anchors to chunk size, adds BM25 distractors, shuffles, numbers and
-renders the answers (`chat_format` style). Schemas are in the kit's MANIFEST.md / MANIFEST-pl.md.
+`sft/build.py` later trims the anchors to chunk size, adds BM25 distractors, shuffles, numbers and
+renders the answers (`chat.format` style). Schemas are in the kit's MANIFEST.md / MANIFEST-pl.md.
 
 Answer styles (see docs/CHAT_FORMAT.md): "sentence" (the sentence/clause of the anchor holding
 the span), "span" (the span itself, already an answer), "boolean" (Yes/No — best-matching

@@ -3,6 +3,7 @@ keep ranks in step (a common stop after Ctrl-C, identical weights at the end).""
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -30,6 +31,9 @@ def setup_distributed() -> tuple[Dist, torch.device]:
     d = Dist(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        # Left to interpreter shutdown, the group's threads can abort the process after a
+        # finished run ("terminate called without an active exception").
+        atexit.register(dist.destroy_process_group)
     if torch.cuda.is_available():
         torch.cuda.set_device(d.local_rank)
         return d, torch.device("cuda", d.local_rank)

@@ -2,9 +2,9 @@
 
     notes-rag finetune --base runs/base/best --data data/sft --out runs/sft --time-budget 40m
 
-Reads conversations (JSONL of `chat_format.Conversation` dicts; a folder means its
+Reads conversations (JSONL of `chat.format.Conversation` dicts; a folder means its
 `train.jsonl` + `val.jsonl`), renders them with the shared chat format, and trains with loss on
-the assistant's tokens only, through the same loop as pretraining (trainer.py). Batches hold
+the assistant's tokens only, through the same loop as pretraining (train/loop.py). Batches hold
 conversations of similar length padded to a fixed token budget, so no compute is spent on
 attention across unrelated conversations and little on padding.
 """

@@ -18,8 +18,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import signal
-import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -39,6 +37,7 @@ from notes_rag.train.distributed import (  # noqa: F401  (setup_distributed: cal
     mean_over_ranks,
     setup_distributed,
 )
+from notes_rag.train.interrupt import GracefulStop, StopFlag
 from notes_rag.train.optim import lr_factor, make_optimizer
 from notes_rag.train.plot import plot_losses
 from notes_rag.train.speed import StepLog, measure_matmul_flops
@@ -102,19 +101,8 @@ def train(
 
     if cfg.max_steps is None and cfg.time_budget is None:
         raise NotesRagError("set a step limit or a time budget")
-    d = dist_info or Dist()
-    loop = _Loop(
-        model,
-        tok,
-        source,
-        cfg,
-        Run(out, d.master),
-        meta,
-        d,
-        device,
-        console or Console(stderr=True),
-        loss_fn or _lm_loss,
-    )
+    d, console = dist_info or Dist(), console or Console(stderr=True)
+    loop = _Loop(model, tok, source, cfg, Run(out, d.master), meta, d, device, console, loss_fn or _lm_loss)
     loop.start(resume)
     return loop.train(evaluate, sample)
 
@@ -246,10 +234,10 @@ class _Loop:
 
     def train(self, evaluate: Callable, sample: Callable | None) -> dict:
         """Steps until the run is done; Ctrl-C saves at a step boundary (a second one aborts)."""
-        stop = _StopFlag()
+        stop = StopFlag()
         try:
             result = self._steps(evaluate, sample, stop)
-        except _GracefulStop:
+        except GracefulStop:
             self.save("interrupted")
             if self.d.master:
                 self.console.print(
@@ -273,7 +261,7 @@ class _Loop:
         p = self.p
         return {**result, "step": p.step, "tokens": p.tokens, "elapsed": p.elapsed, "best_val": p.best_val}
 
-    def _steps(self, evaluate: Callable, sample: Callable | None, stop: _StopFlag) -> dict:
+    def _steps(self, evaluate: Callable, sample: Callable | None, stop: StopFlag) -> dict:
         """The loop proper, with its progress bar and log lines; the last evaluation's metrics."""
         from rich import progress as rp
 
@@ -298,7 +286,7 @@ class _Loop:
                     raise NotesRagError(f"loss became {lv} at step {p.step}; lower --lr or check the data")
                 log.add(p, self.progress(), lv, norm, lr, step_tokens, dt)
                 if any_rank(stop.flag, self.d):  # every rank stops at the same step
-                    raise _GracefulStop
+                    raise GracefulStop
                 if p.step % cfg.eval_every == 0 or self.progress() >= 1.0:
                     result = self.evaluate(evaluate, sample)
                     last_ckpt = time.time()
@@ -321,26 +309,3 @@ def _to(batch: Batch, device: torch.device) -> Batch:
     if isinstance(batch, dict):
         return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     return batch.to(device, non_blocking=True)
-
-
-class _GracefulStop(KeyboardInterrupt):
-    """Raised at a step boundary after Ctrl-C, when the training state is consistent."""
-
-
-class _StopFlag:
-    """First Ctrl-C asks the loop to stop after the current step; a second aborts at once."""
-
-    def __init__(self):
-        self.flag = False
-        self.old = None
-        if threading.current_thread() is threading.main_thread():
-            self.old = signal.signal(signal.SIGINT, self._handler)
-
-    def _handler(self, signum, frame):
-        if self.flag:
-            raise KeyboardInterrupt
-        self.flag = True
-
-    def restore(self) -> None:
-        if self.old is not None:
-            signal.signal(signal.SIGINT, self.old)

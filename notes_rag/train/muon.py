@@ -4,7 +4,7 @@ Muon (Keller Jordan, used by modded-nanogpt and nanochat) takes SGD-momentum's u
 weight matrix and replaces it by the nearest semi-orthogonal matrix, computed with a few
 Newton-Schulz iterations; every direction of the matrix then learns at the same rate. It is
 meant for hidden matrices only: the token embedding (tied to the output head here) stays on
-AdamW. One optimizer object with a `muon` flag per parameter group keeps the trainer's
+AdamW. One optimizer object with a `muon` flag per parameter group keeps the training loop's
 checkpointing, resume and learning-rate schedule unchanged.
 """
 

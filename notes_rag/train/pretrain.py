@@ -3,7 +3,7 @@
     notes-rag pretrain --data ../shared/data/pretrain --out runs/base --config small --time-budget 1h
 
 Trains the tokenizer when the output folder has none, tokenizes the data into cached shards
-(pretrain_data.py), builds the GPT (model.py) and runs the shared training loop (trainer.py),
+(train/shards.py), builds the GPT (model/gpt.py) and runs the shared training loop (train/loop.py),
 reporting validation loss and tokenizer-independent bits per byte.
 """
 
@@ -22,14 +22,8 @@ from notes_rag.model.gpt import GPT, preset
 from notes_rag.model.tokenizer import TOKENIZER_FILE, Tokenizer, load_tokenizer, train_tokenizer
 from notes_rag.train.distributed import setup_distributed
 from notes_rag.train.loop import TrainConfig, train
-from notes_rag.train.pretrain_data import (
-    DataConfig,
-    TokenWindows,
-    find_data_files,
-    prepare_shards,
-    read_shards,
-    tokenizer_texts,
-)
+from notes_rag.train.pretrain_data import DataConfig, find_data_files, tokenizer_texts
+from notes_rag.train.shards import TokenWindows, prepare_shards, read_shards
 
 SAMPLE_PROMPTS = ("Sieć neuronowa to", "A neural network is")
 
@@ -45,7 +39,7 @@ class PretrainConfig:
 
 
 class WindowSource:
-    """Adapts TokenWindows (numpy) to the trainer's BatchSource (torch x, y)."""
+    """Adapts TokenWindows (numpy) to the training loop's BatchSource (torch x, y)."""
 
     def __init__(self, windows: TokenWindows):
         self.windows = windows
