@@ -466,3 +466,19 @@ def test_repl_prints_a_reader_answer_once_with_its_span(reader_ckpt, monkeypatch
     shown = repl.console.export_text()
     assert shown.count(answer.text) == 1 and answer.answered_by == "reader"
     assert str(repl.answer_text(answer)) == answer.text
+
+
+def test_sources_table_never_cuts_number_or_place():
+    from rich.console import Console
+
+    from notes_rag.chat.answer import Answer, Source, Timings
+    from notes_rag.cli.repl import sources_table
+
+    heading = "Model matematyczny neuronu › " + "bardzo długi nagłówek slajdu " * 4
+    src = [Source(1, "004_c37a24b139456986.txt", 5, 46, heading, 0.9, "x"), Source(2, "b.md", 7, 9, "krótki", 0.8, "y")]
+    ans = Answer("q", "t [1]", False, None, "pl", src, [1], [], 0.9, 0.8, Timings(1, 1, None, 1), None, read_passages=2)
+    console = Console(width=60, record=True)
+    console.print(sources_table(ans))
+    shown = console.export_text()
+    assert "004_c37a24b139456986.txt:5-46" in shown and "b.md:7-9" in shown
+    assert "1  004_" in shown and "2  b.md" in shown

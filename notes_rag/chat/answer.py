@@ -86,10 +86,13 @@ class Answer:
     answered_by: str = "model"
     span: tuple[int, int] | None = None  # the answer span inside `text` (reader answers), for highlighting
     no_answer: float | None = None  # the reader's no-answer probability
+    read_passages: int | None = None  # passages that fit the reader's input (the first ones)
 
     @property
     def prompt_passages(self) -> list[Source]:
-        return self.sources[: self.prompt.passages] if self.prompt else self.sources
+        if self.prompt:
+            return self.sources[: self.prompt.passages]
+        return self.sources[: self.read_passages] if self.read_passages is not None else self.sources
 
     def to_dict(self) -> dict:
         """The `ask --json` schema."""

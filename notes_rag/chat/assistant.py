@@ -328,7 +328,7 @@ class Assistant:
         decoded = _Decoded(reply.text, time.perf_counter() - r.t0, None, 0)
         answer = self._answer(r, reply.text, "reader" if reply.abstained else None, None, decoded, inp.passages)
         answer.answered_by = "abstain" if reply.abstained else "reader"
-        answer.span, answer.no_answer = reply.span, reading.no_answer
+        answer.span, answer.no_answer, answer.read_passages = reply.span, reading.no_answer, inp.passages
         return answer
 
     def stream(self, history: Sequence[Turn], question: str) -> Iterator[str | Answer]:

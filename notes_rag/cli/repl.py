@@ -46,19 +46,21 @@ def settings(cfg: AnswerConfig) -> dict:
 
 
 def sources_table(answer: Answer, full: bool = False) -> Table:
-    """Compact panel: number, file:lines, heading (+ score and text with `full`); cited in bold."""
+    """Compact panel: number, file:lines, heading (+ score and text with `full`); cited in bold.
+    Number and file:lines are never cut (they are how a citation is found); headings wrap."""
     title = "closest passages (not used)" if answer.abstain_reason == "retrieval" else "sources"
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, box=None)
-    table.add_column("#", justify="right", style="cyan")
-    table.add_column("file:lines", no_wrap=True)
-    table.add_column("heading", overflow="ellipsis", no_wrap=not full)
+    places = [f"{s.file}:{s.lines}" for s in answer.sources]
+    table.add_column("#", justify="right", style="cyan", no_wrap=True, min_width=1)
+    table.add_column("file:lines", no_wrap=True, min_width=max(map(len, places), default=10))
+    table.add_column("heading", overflow="fold", ratio=1)
     if full:
-        table.add_column("score", justify="right")
-        table.add_column("text", overflow="fold")
-    in_prompt = answer.prompt.passages if answer.prompt else 0
-    for s in answer.sources:
-        style = "bold" if s.rank in answer.cited else ("dim" if s.rank > in_prompt else "")
-        row = [str(s.rank), f"{s.file}:{s.lines}", s.heading or "–"]
+        table.add_column("score", justify="right", no_wrap=True)
+        table.add_column("text", overflow="fold", ratio=2)
+    used = 0 if answer.abstain_reason == "retrieval" else len(answer.prompt_passages)
+    for s, place in zip(answer.sources, places):
+        style = "bold" if s.rank in answer.cited else ("dim" if s.rank > used else "")
+        row = [str(s.rank), place, s.heading or "–"]
         if full:
             row += [f"{s.score:.3f}", s.text]
         table.add_row(*row, style=style)
