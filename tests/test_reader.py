@@ -206,3 +206,31 @@ def test_reader_saved_before_pooled_evidence_loads_exactly(tok, tmp_path):
     loaded, _, _ = load_model(tmp_path / "r")
     inp = encode(tok, "model neuronu?", PASSAGES)
     assert not loaded.read_pool.weight.any() and read(loaded, inp) == read(model, inp)
+
+
+def test_titles_and_fragments_are_context_not_answers(tok):
+    from notes_rag.model.reader import can_answer
+
+    slide = "Model matematyczny neuronu\n\n1943 McCulloch i Pitts proponują matematyczny model neuronu\n-----\nZadanie:"
+    inp = encode(tok, "Kto zaproponował model neuronu?", [("s.txt › Model matematyczny neuronu", slide)])
+    chosen = [slide[u.start : u.end].strip() for u in inp.units]
+    assert chosen == ["1943 McCulloch i Pitts proponują matematyczny model neuronu"]
+    assert "Zadanie" in tok.decode(inp.ids)  # still read as context
+    assert not can_answer("## Wady modelu", set()) and can_answer("Wady modelu są trzy", set())
+
+
+def test_lead_in_line_quotes_what_it_introduces():
+    text = "Zalety:\n- szybki\n- tani\n# Wady\n- wolny"
+    assert quote(text, 0, len("Zalety:"), None) == ("Zalety: - szybki - tani", None)
+
+
+def test_lexical_prior_moves_the_choice_not_the_abstention(tok):
+    from notes_rag.model.reader import shared_stems
+
+    model = _reader(tok)
+    inp = encode(tok, "Kto zaproponował model neuronu?", PASSAGES)
+    plain = read(model, inp)
+    prior = [100.0 * n for n in shared_stems(inp, [t for _, t in PASSAGES], "Kto zaproponował model neuronu?")]
+    pushed = read(model, inp, prior=prior)
+    assert PASSAGES[0][1][pushed.unit.start : pushed.unit.end].startswith("W 1943")
+    assert pushed.no_answer == plain.no_answer

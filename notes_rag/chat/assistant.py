@@ -72,6 +72,14 @@ class AnswerConfig:
     # model trained with `notes-rag train-reader`, else generation is used) or "model" (generate).
     answer_with: str = "reader"
     reader_abstain: float = 0.5  # the reader abstains when its no-answer probability reaches this
+    # Added to each sentence's log-probability per word stem it shares with the question (and the
+    # previous one): the reader's heads and the lexical evidence chose best together on the kit's
+    # held-out split (docs/READER.md); 0 lets the heads choose alone.
+    reader_overlap_weight: float = 1.0
+    # Passages the reader reads: the top ones of retrieval's ranking. Its heads were trained on
+    # passages in random order and choose across passages worse than retrieval ranks them (dev,
+    # docs/READER.md); the other retrieved passages are still shown as sources.
+    reader_passages: int = 1
 
     @property
     def reserve(self) -> int:
@@ -312,9 +320,10 @@ class Assistant:
     def _read(self, r: _Retrieved, questions: list[str]) -> Answer:
         """The reader's answer: the heads point at a sentence of the passages, or at no-answer."""
         from notes_rag.chat.reply import compose
-        from notes_rag.model.reader import encode, read
+        from notes_rag.model.reader import encode, read, shared_stems
 
-        passages = [(s.label, s.text) for s in r.sources]
+        read_from = r.sources[: max(1, self.cfg.reader_passages)]
+        passages = [(s.label, s.text) for s in read_from]
         inp = encode(
             self.tok,
             r.question,
@@ -323,8 +332,10 @@ class Assistant:
             translations=tuple(self.retriever.translations(r.question)),
             max_len=self.model.config.seq_len,
         )
-        reading = read(self.model, inp)
-        reply = compose(reading, [s.text for s in r.sources], r.lang, self.cfg.reader_abstain)
+        texts = [s.text for s in read_from]
+        overlap = shared_stems(inp, texts, " ".join([*questions[-1:], r.question]))
+        reading = read(self.model, inp, prior=[self.cfg.reader_overlap_weight * n for n in overlap])
+        reply = compose(reading, texts, r.lang, self.cfg.reader_abstain)
         decoded = _Decoded(reply.text, time.perf_counter() - r.t0, None, 0)
         answer = self._answer(r, reply.text, "reader" if reply.abstained else None, None, decoded, inp.passages)
         answer.answered_by = "abstain" if reply.abstained else "reader"

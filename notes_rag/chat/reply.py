@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from notes_rag.chat.format import ABSTAIN
 from notes_rag.model.reader import Reading
 from notes_rag.sft.clauses import answer_clause
-from notes_rag.text import n_words
+from notes_rag.text import n_words, sentence_spans
 
 YES_NO = {"pl": {"yes": "Tak — ", "no": "Nie — "}, "en": {"yes": "Yes — ", "no": "No — "}}
 MAX_QUOTE_WORDS = 40  # a longer sentence is cut to the clause(s) around the span
@@ -37,9 +37,25 @@ class Reply:
     kind: str  # "span" | "yes" | "no" | "none"
 
 
+def lead_in_end(passage: str, end: int) -> int:
+    """Where a line ending with a colon ("Zalety:", "the three kinds are:") stops being quoted:
+    after the lines it introduces, up to MAX_QUOTE_WORDS words in all, before any heading."""
+    spans = [(a, b) for a, b in sentence_spans(passage) if a >= end]
+    total = n_words(passage[:end].rsplit("\n", 1)[-1])
+    for a, b in spans:
+        piece = passage[a:b]
+        total += n_words(piece)
+        if piece.lstrip().startswith("#") or total > MAX_QUOTE_WORDS:
+            break
+        end = b
+    return end
+
+
 def quote(passage: str, start: int, end: int, span: tuple[int, int] | None) -> tuple[str, tuple[int, int] | None]:
-    """The sentence passage[start:end] as one line (clause-trimmed when long) and the span's
-    range inside it."""
+    """The sentence passage[start:end] as one line (clause-trimmed when long; a lead-in ending
+    with a colon takes the lines it introduces) and the span's range inside it."""
+    if passage[start:end].rstrip().endswith(":"):
+        end = lead_in_end(passage, end)
     text = passage[start:end]
     if n_words(text) > MAX_QUOTE_WORDS and span is not None:
         clause = answer_clause(passage, span[0], span[1], MAX_QUOTE_WORDS)

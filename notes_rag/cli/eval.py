@@ -252,6 +252,9 @@ def eval_cmd(
     reader_abstain: float = typer.Option(
         None, "--reader-abstain", help="No-answer probability at which the reader abstains (default: the chat's)."
     ),
+    reader_passages: int = typer.Option(
+        None, "--reader-passages", help="Top retrieved passages the reader reads (default: the chat's)."
+    ),
 ) -> None:
     """Score retrieval, an extractive baseline and the GPT's answers on a QA file.
 
@@ -263,6 +266,7 @@ def eval_cmd(
         "abstain_by": abstain_by,
         "answer_with": answer_with,
         "reader_abstain": reader_abstain,
+        "reader_passages": reader_passages,
     }
     overrides = {k_: v for k_, v in settings.items() if v is not None}
     backends = open_backends(index, model, k, mode, answers=not no_answers, overrides=overrides)

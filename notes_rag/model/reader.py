@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from notes_rag.model.gpt import GPT
 from notes_rag.model.kernels import linear_cross_entropy
 from notes_rag.model.tokenizer import Tokenizer
-from notes_rag.text import fold, sentence_spans
+from notes_rag.text import fold, sentence_spans, stems, words
 
 EXACT, LOWER, PREFIX, TRANSLATION = 1, 2, 4, 8
 KINDS = ("span", "yes", "no")
@@ -134,6 +134,24 @@ def sentence_units(text: str) -> list[tuple[int, int]]:
     return out
 
 
+MIN_ANSWER_WORDS = 3  # a shorter line (a slide title, "Zadanie:", a rule of dashes) answers nothing
+
+
+def can_answer(sentence: str, headings: set[str]) -> bool:
+    """May the pointer choose this sentence? Not a heading (a markdown `#` line, or the text of
+    one of the passage's headings: slides repeat their title as a line) and not a fragment of
+    fewer than MIN_ANSWER_WORDS words. Such lines stay in the input as context."""
+    text = sentence.strip()
+    if text.startswith("#") or len(words(text)) < MIN_ANSWER_WORDS:
+        return False
+    return fold(text).strip(" :.") not in headings
+
+
+def label_headings(label: str) -> set[str]:
+    """The folded headings of a passage label `file › heading › subheading`."""
+    return {fold(h).strip(" :.") for h in label.split(" › ")[1:]}
+
+
 def encode(
     tok: Tokenizer,
     question: str,
@@ -144,7 +162,8 @@ def encode(
 ) -> ReaderInput:
     """The reader input for a question over (label, text) passages, fitted into `max_len`:
     the longest passages lose their last sentences first (down to one each), then the
-    lowest-ranked passages are dropped; passage numbers stay those of `passages`."""
+    lowest-ranked passages are dropped; passage numbers stay those of `passages`. Only
+    sentences that `can_answer` become units the pointer can choose."""
     q = QuestionWords.of(question, translations)
     end = tok.special("end")
     head = [tok.special("bos")]
@@ -159,9 +178,9 @@ def encode(
         for a, b in sentence_units(text):
             ids, spans = _encode_chars(tok, text[a:b])
             units.append((ids, [(a + s, a + e) for s, e in spans], (a, b)))
-        blocks.append(((lids, _token_bits(lspans, text_flags(label_text, q))), units, text))
+        blocks.append(((lids, _token_bits(lspans, text_flags(label_text, q))), units, text, label_headings(label)))
     budget = max_len - len(head) - 1  # the closing <|assistant|>
-    sizes = [[len(u[0]) for u in units] for _, units, _ in blocks]
+    sizes = [[len(u[0]) for u in b[1]] for b in blocks]
 
     def total() -> int:
         return sum(2 + len(b[0][0]) + sum(s) for b, s in zip(blocks, sizes))
@@ -178,7 +197,7 @@ def encode(
     ids, match = list(head), [0] * len(head)
     offsets: list[tuple[int, int, int]] = [(0, 0, 0)] * len(head)
     units_out: list[Unit] = []
-    for n, ((label, units, text), keep) in enumerate(zip(blocks, sizes), 1):
+    for n, ((label, units, text, headings), keep) in enumerate(zip(blocks, sizes), 1):
         (lids, lbits) = label
         ids += [tok.special("passage"), *lids]
         match += [0, *lbits]
@@ -189,7 +208,8 @@ def encode(
             ids += uids
             match += _token_bits(uspans, flags)
             offsets += [(n, s, e) for s, e in uspans]
-            units_out.append(Unit(n, a, b, first, len(ids) - 1))
+            if can_answer(text[a:b], headings):
+                units_out.append(Unit(n, a, b, first, len(ids) - 1))
         ids.append(end)
         match.append(0)
         offsets.append((0, 0, 0))
@@ -346,9 +366,19 @@ def best_span(scores: torch.Tensor, max_tokens: int = 40) -> tuple[int, int]:
     return flat // n, flat % n
 
 
+def shared_stems(inp: ReaderInput, passages: list[str], query: str) -> list[int]:
+    """Per unit, how many word stems it shares with the query (the extractive baseline's rule)."""
+    q = stems(query)
+    return [len(q & stems(passages[u.passage - 1][u.start : u.end])) for u in inp.units]
+
+
 @torch.no_grad()
-def read(model: GPT, inp: ReaderInput, max_span_tokens: int = 40) -> Reading:
-    """Run the heads on one input: no-answer probability, answer kind, best sentence and span."""
+def read(model: GPT, inp: ReaderInput, max_span_tokens: int = 40, prior: list[float] | None = None) -> Reading:
+    """Run the heads on one input: no-answer probability, answer kind, best sentence and span.
+
+    `prior` (one value per unit) is added to the sentences' log-probabilities when choosing the
+    sentence, not to the no-answer decision: lexical evidence the assistant trusts besides the
+    heads (AnswerConfig.reader_overlap_weight × shared stems)."""
     x = collate([inp])
     _, tok_scores, cls, ptr = heads(model, x)
     probs = ptr[0].softmax(-1)
@@ -359,7 +389,10 @@ def read(model: GPT, inp: ReaderInput, max_span_tokens: int = 40) -> Reading:
         passage_probs[unit.passage - 1] += float(probs[u + 1])
     if not inp.units:
         return Reading(float(probs[0]), KINDS[k], float(kind_p[k]), None, 0.0, None, passage_probs)
-    best = int(probs[1:].argmax())
+    choice = probs[1:].log()
+    if prior is not None:
+        choice = choice + torch.tensor(prior, dtype=choice.dtype)
+    best = int(choice.argmax())
     unit = inp.units[best]
     a, b = best_span(tok_scores[0, unit.first : unit.last + 1], max_span_tokens)
     span = (inp.offsets[unit.first + a][1], inp.offsets[unit.first + b][2])
