@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from notes_rag.eval.sft_metrics import token_f1  # noqa: E402
 from notes_rag.model.checkpoint import load_model  # noqa: E402
-from notes_rag.model.reader import encode, read  # noqa: E402
+from notes_rag.model.reader import encode, read, shared_stems  # noqa: E402
 from notes_rag.sft.reader_data import labels, questions_of_record  # noqa: E402
 from notes_rag.text import stems  # noqa: E402
 
@@ -38,7 +38,7 @@ SPAN_SETS = {"squad2": "en", "xquad": "en", "xquad_dialog": "en", "poquad": "pl"
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 
 
-def collect(model, tok, records, limit):
+def collect(model, tok, records, limit, overlap_weight):
     rows = []
     for rec in records:
         for q in questions_of_record(rec):
@@ -51,7 +51,10 @@ def collect(model, tok, records, limit):
                 continue
             t = time.perf_counter()
             r = read(model, inp)
-            rows.append({"q": q, "inp": inp, "lab": lab, "r": r, "ms": (time.perf_counter() - t) * 1000})
+            ms = (time.perf_counter() - t) * 1000
+            overlap = shared_stems(inp, [t for _, t in q.passages], " ".join([*q.history[-1:], q.question]))
+            with_prior = read(model, inp, prior=[overlap_weight * n for n in overlap])
+            rows.append({"q": q, "inp": inp, "lab": lab, "r": r, "rp": with_prior, "ms": ms})
             if len(rows) >= limit:
                 return rows
     return rows
@@ -80,8 +83,8 @@ def dense_picks(rows) -> list[int]:
     return picks
 
 
-def reader_pick(row) -> int | None:
-    return None if row["r"].unit is None else row["inp"].units.index(row["r"].unit)
+def reader_pick(row, key="r") -> int | None:
+    return None if row[key].unit is None else row["inp"].units.index(row[key].unit)
 
 
 def score(rows, dense):
@@ -104,7 +107,7 @@ def score(rows, dense):
 def span_f1(rows, threshold):
     groups: dict[str, list[float]] = {}
     for row in rows:
-        q, r = row["q"], row["r"]
+        q, r = row["q"], row["rp"]
         if row["lab"][0] < 0 or q.source not in SPAN_SETS:
             continue
         f1 = 0.0
@@ -132,20 +135,26 @@ def abstention(rows, seed=0):
     return out, len(unans)
 
 
-def curve_png(metrics: Path, png: Path) -> None:
+def curve_png(metrics: list[Path], png: Path) -> None:
+    """Validation metrics against training minutes; later files continue earlier runs."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    recs = [json.loads(line) for line in metrics.read_text().splitlines()]
-    times = {r["step"]: r["elapsed"] for r in recs if "elapsed" in r}
-    evals = [r for r in recs if "sentence_acc" in r]
+    points: dict[str, list[tuple[float, float]]] = {}
+    offset = 0.0
+    for path in metrics:
+        recs = [json.loads(line) for line in path.read_text().splitlines()]
+        times = {r["step"]: r["elapsed"] for r in recs if "elapsed" in r}
+        for r in recs:
+            for key in ("sentence_acc", "span_f1", "abstain_acc", "false_abstain"):
+                if key in r:
+                    points.setdefault(key, []).append(((offset + times.get(r["step"], 0)) / 60, r[key]))
+        offset += max(times.values(), default=0.0)
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key in ("sentence_acc", "span_f1", "abstain_acc", "false_abstain"):
-        pts = [(times.get(r["step"], 0) / 60, r[key]) for r in evals if key in r]
-        if pts:
-            ax.plot(*zip(*pts), "o-", label=key)
+    for key, pts in points.items():
+        ax.plot(*zip(*pts), "o-", label=key)
     ax.set_xlabel("minutes of training (2-core CPU)")
     ax.set_ylabel("held-out validation")
     ax.set_ylim(0, 1)
@@ -162,7 +171,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("data/sft/val.jsonl"))
     ap.add_argument("--limit", type=int, default=1500)
     ap.add_argument("--threshold", type=float, default=0.5, help="no-answer probability that abstains")
-    ap.add_argument("--metrics", type=Path, help="metrics.jsonl of the run, for the learning curve")
+    ap.add_argument("--overlap-weight", type=float, default=1.0, help="weight of shared stems in the sentence choice")
+    ap.add_argument("--metrics", type=Path, nargs="+", help="metrics.jsonl of the run (and of the runs it continued)")
     ap.add_argument("--png", type=Path)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -170,7 +180,8 @@ def main() -> None:
     if not model.config.reader:
         sys.exit(f"{args.model} has no reader heads")
     records = [json.loads(line) for line in args.data.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows = collect(model, tok, records, args.limit)
+    np.random.default_rng(0).shuffle(records)  # the file is grouped by source; --limit takes a fair sample
+    rows = collect(model, tok, records, args.limit, args.overlap_weight)
     dense = dense_picks(rows)
     mix, n_unans = abstention(rows)
     report = {
