@@ -25,6 +25,7 @@ from notes_rag.chat.format import Conversation
 from notes_rag.errors import NotesRagError
 from notes_rag.model.reader import KINDS, ReaderInput, Unit, collate, encode
 from notes_rag.model.tokenizer import Tokenizer
+from notes_rag.train.batching import LengthBatches
 
 
 @dataclass
@@ -167,46 +168,16 @@ def _as_input(it: ReaderItem) -> ReaderInput:
     return ReaderInput(it.ids.tolist(), it.match.tolist(), units, [], 0)
 
 
-class ReaderBatches:
+class ReaderBatches(LengthBatches):
     """Seeded, resumable micro-batches of reader items of similar length (a BatchSource)."""
 
     def __init__(self, items: list[ReaderItem], micro_tokens: int, seed: int = 0, lm_frac: float = 0.25):
         if not items:
             raise NotesRagError("no reader items: check the finetuning data")
-        self.items, self.micro_tokens, self.seed, self.lm_frac = items, micro_tokens, seed, lm_frac
-        self.epoch, self.cursor = 0, 0
-        self._batches = self._plan()
-
-    def _plan(self) -> list[list[int]]:
-        rng = np.random.default_rng(self.seed + 7919 * self.epoch)
-        order = rng.permutation(len(self.items))
-        batches = []
-        for lo in range(0, len(order), 512):
-            chunk = sorted(order[lo : lo + 512], key=lambda i: len(self.items[i].ids))
-            cur: list[int] = []
-            for i in chunk:
-                longest = max([len(self.items[j].ids) for j in cur] + [len(self.items[i].ids)])
-                if cur and longest * (len(cur) + 1) > self.micro_tokens:
-                    batches.append(cur)
-                    cur = []
-                cur.append(int(i))
-            if cur:
-                batches.append(cur)
-        rng.shuffle(batches)
-        return batches
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "cursor": self.cursor}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
-        self._batches = self._plan()
+        self.items, self.lm_frac = items, lm_frac
+        super().__init__([len(it.ids) for it in items], micro_tokens, seed)
 
     def next_batch(self):
-        if self.cursor >= len(self._batches):
-            self.epoch, self.cursor = self.epoch + 1, 0
-            self._batches = self._plan()
-        idx = self._batches[self.cursor]
-        self.cursor += 1
-        rng = np.random.default_rng([self.seed, self.epoch, self.cursor])
+        idx = self.next_indices()
+        rng = np.random.default_rng([self.seed, self.epoch, self.cursor])  # the LM targets resume exactly too
         return batch_of([self.items[i] for i in idx], self.lm_frac, rng)

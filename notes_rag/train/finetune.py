@@ -24,6 +24,7 @@ from notes_rag.model.checkpoint import load_model
 from notes_rag.model.engine import SamplingConfig, generate
 from notes_rag.model.gpt import GPT
 from notes_rag.model.tokenizer import Tokenizer
+from notes_rag.train.batching import LengthBatches
 from notes_rag.train.distributed import setup_distributed
 from notes_rag.train.loop import TrainConfig, train
 
@@ -89,7 +90,7 @@ def encode_all(records: list[dict], tok: Tokenizer, seq_len: int) -> list[tuple[
     return out
 
 
-class ConversationBatches:
+class ConversationBatches(LengthBatches):
     """Seeded, resumable batches of padded conversations (x, y with -1 where not learned)."""
 
     def __init__(
@@ -102,36 +103,8 @@ class ConversationBatches:
     ):
         if not examples:
             raise NotesRagError("no conversation fits the context; check --seq-len and the data")
-        self.examples, self.micro_tokens = examples, micro_tokens
-        self.seed, self.rank, self.world = seed, rank, world
-        self.epoch, self.cursor = 0, 0
-        self._batches = self._plan()
-
-    def _plan(self) -> list[list[int]]:
-        """This epoch's micro-batches: shuffle, sort within chunks by length, cut by token budget."""
-        rng = np.random.default_rng(self.seed + 7919 * self.epoch)
-        order = rng.permutation(len(self.examples))
-        batches = []
-        for start in range(0, len(order), 512):
-            chunk = sorted(order[start : start + 512], key=lambda i: len(self.examples[i][0]))
-            cur: list[int] = []
-            for i in chunk:
-                longest = max([len(self.examples[j][0]) for j in cur] + [len(self.examples[i][0])]) - 1
-                if cur and longest * (len(cur) + 1) > self.micro_tokens:
-                    batches.append(cur)
-                    cur = []
-                cur.append(int(i))
-            if cur:
-                batches.append(cur)
-        rng.shuffle(batches)
-        return batches[self.rank :: self.world]
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "cursor": self.cursor}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
-        self._batches = self._plan()
+        self.examples = examples
+        super().__init__([len(ids) - 1 for ids, _ in examples], micro_tokens, seed, rank, world)
 
     def collate(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         T = max(len(self.examples[i][0]) for i in idx) - 1
@@ -145,15 +118,10 @@ class ConversationBatches:
         return torch.from_numpy(x), torch.from_numpy(y)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.cursor >= len(self._batches):
-            self.epoch, self.cursor = self.epoch + 1, 0
-            self._batches = self._plan()
-        idx = self._batches[self.cursor]
-        self.cursor += 1
-        return self.collate(idx)
+        return self.collate(self.next_indices())
 
     def all_batches(self):
-        for idx in self._plan():
+        for idx in self.all_indices():
             yield self.collate(idx)
 
 
