@@ -186,3 +186,12 @@ def test_ddp_two_cpu_processes_stay_in_sync_and_learn(corpus, tmp_path):
     losses = [r["loss"] for r in rows if "loss" in r]
     assert losses[-1] < losses[0] - 0.5
     assert len([r for r in rows if "val_loss" in r]) == 2  # only rank 0 writes
+
+
+def test_default_window_follows_the_preset(corpus, tmp_path):
+    from dataclasses import replace
+
+    out = tmp_path / "run"
+    pretrain([corpus], out, replace(tiny_cfg(steps=2), seq_len=None))  # tiny's context is 128 < 512
+    _, _, cfg = load_model(out / "best")
+    assert cfg["meta"]["seq_len"] == 128

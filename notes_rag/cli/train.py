@@ -68,7 +68,9 @@ def pretrain_cmd(
     vocab_size: int = typer.Option(
         _PRE.vocab_size, "--vocab-size", help="Tokenizer size when --out has no tokenizer yet."
     ),
-    seq_len: int = typer.Option(_PRE.seq_len, "--seq-len", help="Training window in tokens."),
+    seq_len: int = typer.Option(
+        None, "--seq-len", help="Training window in tokens (default: 512, or the preset's context when shorter)."
+    ),
     lr: float = typer.Option(
         _PRE.train.lr, "--lr", help="Peak AdamW learning rate (with --optimizer muon: embeddings only)."
     ),

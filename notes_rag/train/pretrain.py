@@ -25,13 +25,15 @@ from notes_rag.train.loop import TrainConfig, train
 from notes_rag.train.pretrain_data import DataConfig, find_data_files, tokenizer_texts
 from notes_rag.train.shards import TokenWindows, prepare_shards, read_shards
 
+DEFAULT_WINDOW = 512  # training window when none is given and the preset's context allows it
 SAMPLE_PROMPTS = ("Sieć neuronowa to", "A neural network is")
 
 
 @dataclass
 class PretrainConfig:
     model: str = "small"  # preset name from model.PRESETS
-    seq_len: int = 512  # training window; the model's context is set by the preset
+    # training window; None = 512 or the preset's context when shorter (tiny: 128)
+    seq_len: int | None = None
     vocab_size: int = 8192
     tokenizer_chars: int = 200_000_000  # characters of text used to train the tokenizer
     data: DataConfig = field(default_factory=DataConfig)
@@ -121,18 +123,17 @@ def pretrain(data: list[Path], out: Path, cfg: PretrainConfig, resume: bool = Fa
         torch.distributed.barrier()
     folder = prepare_shards(files, tok, out / TOKENIZER_FILE, out, cfg.data)  # cached: returns at once
     model_cfg = preset(cfg.model, vocab_size=tok.vocab_size)
-    if cfg.seq_len > model_cfg.seq_len:
-        raise NotesRagError(f"--seq-len {cfg.seq_len} exceeds the {cfg.model} model's context of {model_cfg.seq_len}")
+    seq_len = cfg.seq_len or min(DEFAULT_WINDOW, model_cfg.seq_len)
+    if seq_len > model_cfg.seq_len:
+        raise NotesRagError(f"--seq-len {seq_len} exceeds the {cfg.model} model's context of {model_cfg.seq_len}")
     tc = cfg.train
     torch.manual_seed(tc.seed)  # same seed, same initial weights
     model = GPT(model_cfg).to(device)
-    train_windows = TokenWindows(read_shards(folder, "train"), cfg.seq_len, tc.device_batch, tc.seed, d.rank, d.world)
+    train_windows = TokenWindows(read_shards(folder, "train"), seq_len, tc.device_batch, tc.seed, d.rank, d.world)
     # validation only needs one window somewhere (evaluate_bpb sums over ranks)
-    val_windows = TokenWindows(
-        read_shards(folder, "val"), cfg.seq_len, tc.device_batch, 0, d.rank, d.world, min_windows=1
-    )
+    val_windows = TokenWindows(read_shards(folder, "val"), seq_len, tc.device_batch, 0, d.rank, d.world, min_windows=1)
     lengths = token_byte_lengths(tok)
-    meta = {"stage": "pretrain", "data": [str(p) for p in data], "seq_len": cfg.seq_len, "shards": folder.name}
+    meta = {"stage": "pretrain", "data": [str(p) for p in data], "seq_len": seq_len, "shards": folder.name}
     return train(
         model,
         tok,
