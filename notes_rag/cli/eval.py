@@ -255,6 +255,11 @@ def eval_cmd(
     reader_passages: int = typer.Option(
         None, "--reader-passages", help="Top retrieved passages the reader reads (default: the chat's)."
     ),
+    reader_overlap_weight: float = typer.Option(
+        None,
+        "--reader-overlap-weight",
+        help="Weight of shared word stems in the reader's choice (default: the chat's).",
+    ),
 ) -> None:
     """Score retrieval, an extractive baseline and the GPT's answers on a QA file.
 
@@ -267,6 +272,7 @@ def eval_cmd(
         "answer_with": answer_with,
         "reader_abstain": reader_abstain,
         "reader_passages": reader_passages,
+        "reader_overlap_weight": reader_overlap_weight,
     }
     overrides = {k_: v for k_, v in settings.items() if v is not None}
     backends = open_backends(index, model, k, mode, answers=not no_answers, overrides=overrides)
