@@ -92,6 +92,7 @@ def score(rows, dense):
     answerable = [i for i, r in enumerate(rows) if r["lab"][0] >= 0]
     for name, pick in (
         ("reader", lambda i: reader_pick(rows[i])),
+        ("reader + shared stems", lambda i: reader_pick(rows[i], "rp")),
         ("word overlap", lambda i: overlap_pick(rows[i])),
         ("dense e5", lambda i: dense[i]),
     ):
@@ -170,7 +171,7 @@ def main() -> None:
     ap.add_argument("--model", type=Path, required=True)
     ap.add_argument("--data", type=Path, default=Path("data/sft/val.jsonl"))
     ap.add_argument("--limit", type=int, default=1500)
-    ap.add_argument("--threshold", type=float, default=0.5, help="no-answer probability that abstains")
+    ap.add_argument("--threshold", type=float, default=0.7, help="no-answer probability that abstains")
     ap.add_argument("--overlap-weight", type=float, default=1.0, help="weight of shared stems in the sentence choice")
     ap.add_argument("--metrics", type=Path, nargs="+", help="metrics.jsonl of the run (and of the runs it continued)")
     ap.add_argument("--png", type=Path)
