@@ -234,3 +234,41 @@ def test_lexical_prior_moves_the_choice_not_the_abstention(tok):
     pushed = read(model, inp, prior=prior)
     assert PASSAGES[0][1][pushed.unit.start : pushed.unit.end].startswith("W 1943")
     assert pushed.no_answer == plain.no_answer
+
+
+def test_train_reader_end_to_end_and_cli_errors(tok, tmp_path):
+    import json
+    from dataclasses import replace
+
+    from typer.testing import CliRunner
+
+    from notes_rag.cli.main import app
+    from notes_rag.train.loop import TrainConfig
+    from notes_rag.train.reader import ReaderTrainConfig, train_reader
+
+    torch.manual_seed(0)
+    write_checkpoint(tmp_path / "base", GPT(preset("tiny", vocab_size=tok.vocab_size, seq_len=256)), tok)
+    rec = {
+        "system": "",
+        "passages": [{"label": a, "text": b} for a, b in PASSAGES],
+        "task": "qa",
+        "source": "t",
+        "lang": "pl",
+        "turns": [
+            {"role": "user", "content": "Kto zaproponował model neuronu?"},
+            {"role": "assistant", "content": "…"},
+        ],
+        "golds": [{"passage": 1, "answer": "McCulloch i Pitts"}],
+    }
+    data = tmp_path / "sft"
+    data.mkdir()
+    (data / "train.jsonl").write_text("\n".join(json.dumps(rec, ensure_ascii=False) for _ in range(8)) + "\n")
+    cfg = replace(ReaderTrainConfig(seq_len=256, micro_tokens=1024), train=TrainConfig(max_steps=2, eval_every=2))
+    result = train_reader(tmp_path / "base", [data], tmp_path / "run", cfg)
+    assert result["step"] == 2 and "sentence_acc" in result and "span_f1" in result
+    model, _, config = load_model(tmp_path / "run" / "best")
+    assert model.config.reader and config["meta"]["stage"] == "reader"
+    runner = CliRunner()
+    args = ["train-reader", "--base", str(tmp_path / "base"), "--data", str(data), "--out", str(tmp_path / "r2")]
+    bad = runner.invoke(app, args)
+    assert bad.exit_code != 0 and "give --steps or --time-budget" in str(bad.exception)

@@ -1,4 +1,4 @@
-"""`notes-rag pretrain` and `notes-rag finetune`: parse options into the training configs, call the library."""
+"""`notes-rag pretrain`, `finetune` and `train-reader`: parse options into the training configs, call the library."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from notes_rag.errors import NotesRagError
 from notes_rag.train.finetune import FinetuneConfig, finetune
 from notes_rag.train.loop import TrainConfig
 from notes_rag.train.pretrain import PretrainConfig, pretrain
+from notes_rag.train.reader import ReaderTrainConfig, train_reader
 
 # Every option's default is read from these configs, so each default is written once.
-_PRE, _FT = PretrainConfig(), FinetuneConfig()
+_PRE, _FT, _RD = PretrainConfig(), FinetuneConfig(), ReaderTrainConfig()
 
 
 def parse_duration(text: str | None) -> float | None:
@@ -160,3 +161,28 @@ def finetune_cmd(
     cfg = replace(_FT, seq_len=seq_len, micro_tokens=micro_tokens, train=tc)
     result = finetune(base, data, out, cfg, resume=resume)
     typer.echo(f"done: step {result['step']}, best val loss {result['best_val']:.4f}; model in {out / 'best'}")
+
+
+@app.command("train-reader")
+def train_reader_cmd(
+    base: Path = typer.Option(
+        ..., "--base", help="Checkpoint to start from: a chat/base model, or a reader to continue."
+    ),
+    data: list[Path] = typer.Option(
+        ..., "--data", help="Conversation JSONL files, or folders with train.jsonl/val.jsonl."
+    ),
+    out: Path = typer.Option(..., "--out", help="Run folder for checkpoints, metrics and loss.png."),
+    time_budget: str = typer.Option(None, "--time-budget", help="Wall-clock budget, e.g. 70m."),
+    steps: int = _STEPS,
+    resume: bool = _RESUME,
+    lr: float = typer.Option(_RD.train.lr, "--lr", help="Peak learning rate."),
+    eval_every: int = typer.Option(_RD.train.eval_every, "--eval-every", help="Validate every N steps."),
+    threads: int = typer.Option(_RD.train.threads, "--threads", help="CPU threads (default: all cores)."),
+) -> None:
+    """Train the reader: match flags and pointer heads that make the GPT read the passages.
+
+    Example: notes-rag train-reader --base models/ --data data/sft --out runs/reader --time-budget 70m
+    """
+    tc = train_config(_RD.train, steps=steps, time_budget=time_budget, lr=lr, eval_every=eval_every, threads=threads)
+    result = train_reader(base, data, out, replace(_RD, train=tc), resume=resume)
+    typer.echo(f"done: step {result['step']}, best val loss {result['best_val']:.4f}; reader in {out / 'best'}")

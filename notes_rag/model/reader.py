@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn.functional as F
 
+from notes_rag.model.checkpoint import unwrap
 from notes_rag.model.gpt import GPT
 from notes_rag.model.kernels import linear_cross_entropy
 from notes_rag.model.tokenizer import Tokenizer
@@ -275,13 +276,20 @@ def heads(model: GPT, x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.T
 def reader_loss(
     model: GPT, x: dict[str, torch.Tensor], y: dict[str, torch.Tensor], cfg: ReaderLossConfig = ReaderLossConfig()
 ) -> torch.Tensor:
-    """Pointer + span + kind losses (+ auxiliary LM loss) of a batch, averaged over examples.
+    """Pointer + span + kind losses (+ auxiliary LM loss) of a batch, averaged over examples."""
+    model = unwrap(model)
+    return heads_loss(model, heads(model, x), x, y, cfg)
+
+
+def heads_loss(
+    model: GPT, out: tuple, x: dict[str, torch.Tensor], y: dict[str, torch.Tensor], cfg: ReaderLossConfig
+) -> torch.Tensor:
+    """`reader_loss` of the heads' outputs `out` (from `heads`), for callers that also use them.
 
     `y["unit"]`: gold sentence index, -1 = no answer, -2 = answerable but sentence unknown
     (yes/no items: the loss then asks only that the answer is *somewhere*).
     """
-    model = getattr(model, "_orig_mod", getattr(model, "module", model))
-    h, tok_scores, cls, ptr = heads(model, x)
+    h, tok_scores, cls, ptr = out
     logp = ptr.log_softmax(-1)
     unit = y["unit"]
     known = unit >= 0

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from notes_rag.errors import NotesRagError
-from notes_rag.model.checkpoint import load_model
-from notes_rag.model.reader import ReaderLossConfig, best_span, heads, reader_loss, with_reader_heads
+from notes_rag.model.checkpoint import load_model, unwrap
+from notes_rag.model.reader import ReaderLossConfig, best_span, heads, heads_loss, reader_loss, with_reader_heads
 from notes_rag.model.tokenizer import Tokenizer
 from notes_rag.sft.reader_data import ReaderBatches, ReaderItem, batch_of, build_items
 from notes_rag.train.finetune import load_sft_files
@@ -47,16 +47,17 @@ def reader_metrics(
     """Validation loss, sentence accuracy (answerable items with a known sentence), abstention
     on unanswerable items, false abstention on answerable ones, yes/no accuracy, and span F1
     over tokens (0 when the wrong sentence was chosen)."""
-    model = getattr(model, "_orig_mod", getattr(model, "module", model))
+    model = unwrap(model)
     total, n = 0.0, 0
     sent_ok = sent_n = abst_ok = abst_n = false_abst = ans_n = kind_ok = kind_n = 0
     f1s: list[float] = []
     for lo in range(0, len(items), batch_size):
         chunk = items[lo : lo + batch_size]
         x, y = batch_of(chunk, lm_frac=0.0)
-        total += float(reader_loss(model, x, y, loss_cfg)) * len(chunk)
+        out = heads(model, x)  # one forward for the loss and the choices
+        total += float(heads_loss(model, out, x, y, loss_cfg)) * len(chunk)
         n += len(chunk)
-        _, tok_scores, cls, ptr = heads(model, x)
+        _, tok_scores, cls, ptr = out
         pick = ptr.argmax(-1)
         for b, it in enumerate(chunk):
             if it.unit == -1:
