@@ -6,6 +6,10 @@ and `e5_convert` turn it into a sentence-transformers folder in the user's cache
 lock and atomically (built in a temporary folder beside the target, then renamed). `load_encoder(path)`
 loads any local sentence-transformers folder instead. Nothing here ever touches the network.
 
+`load_encoder` loads with sentence-transformers (indexing); `load_query_encoder` loads the same
+folder for searching, with index/bert_encoder.py when it computes the folder exactly (the
+default model: no sentence-transformers, transformers or torch import, ready in about a second).
+
 `encode_queries` / `encode_passages` return float32, L2-normalized rows and apply the model's
 "query" / "passage" prompts when it has them (e5 needs "query: " / "passage: "). `encoder_id`
 names a model folder by content so an index can tell when its encoder changed.
@@ -26,7 +30,7 @@ import logging  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
@@ -37,6 +41,8 @@ from notes_rag.fileio import atomic_write_json  # noqa: E402
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+    from notes_rag.index.bert_encoder import BertEncoder
 
 log = logging.getLogger(__name__)
 
@@ -234,25 +240,47 @@ def ensure_default_model(rebuild: bool = False) -> Path:
 
 
 def load_encoder(model: str | Path | None = None, device: str | None = None) -> SentenceTransformer:
-    """The default multilingual-e5-small (None) or a local sentence-transformers folder.
+    """The default multilingual-e5-small (None) or a local sentence-transformers folder, loaded
+    with sentence-transformers: what `notes-rag index` embeds the notes with.
 
     The result has `max_seq_length`, `tokenizer` (to count the encoder's own tokens) and
     `notes_rag_folder` (what `encoder_id` names)."""
+    return _load(model, lambda folder: _load_folder(folder, device))
+
+
+def load_query_encoder(model: str | Path | None = None) -> BertEncoder | SentenceTransformer:
+    """The same model for searching, ready in a second: `BertEncoder` (numpy, no
+    sentence-transformers or torch) when it computes the folder exactly, which it does for the
+    default model; sentence-transformers otherwise. Either gives `load_encoder`'s vectors."""
+    return _load(model, _load_query_folder)
+
+
+def _load(model: str | Path | None, load_folder: Callable[[Path], object]):
     if model is None:
         folder = ensure_default_model()
         try:
-            return _load_folder(folder, device)
+            return load_folder(folder)
         except ImportError:
             raise  # a broken install, not a broken cache
         except Exception as e:  # noqa: BLE001 - sizes matched but content did not: convert once more
             log.warning("encoder cache %s failed to load (%s); converting again", folder, e)
-            return _load_folder(ensure_default_model(rebuild=True), device)
+            return load_folder(ensure_default_model(rebuild=True))
     folder = Path(model).expanduser()
     if not folder.is_dir():
         raise NotesRagError(f"encoder folder not found: {folder} (--encoder takes a local folder)")
     if not (folder / "modules.json").is_file() and not (folder / "config.json").is_file():
         raise NotesRagError(f"{folder} is not a sentence-transformers model folder (no modules.json)")
-    return _load_folder(folder, device)
+    return load_folder(folder)
+
+
+def _load_query_folder(folder: Path) -> BertEncoder | SentenceTransformer:
+    from notes_rag.index.bert_encoder import BertEncoder, unsupported
+
+    reason = unsupported(folder)
+    if reason is None:
+        return BertEncoder(folder)
+    log.info("encoder %s: %s; loading it with sentence-transformers", folder, reason)
+    return _load_folder(folder, None)
 
 
 def _load_folder(folder: Path, device: str | None) -> SentenceTransformer:

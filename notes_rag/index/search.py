@@ -27,7 +27,7 @@ from notes_rag.errors import NotesRagError
 from notes_rag.index import store
 from notes_rag.index.bilingual import Bilingual
 from notes_rag.index.config import MODES, IndexConfig, RetrievalConfig
-from notes_rag.index.encoder import encode_queries, encoder_id, load_encoder
+from notes_rag.index.encoder import encode_queries, encoder_id, load_query_encoder
 from notes_rag.index.lexical import LexicalIndex
 from notes_rag.lang import detect_lang
 
@@ -132,7 +132,7 @@ class Retriever:
         )
         self.lexical = LexicalIndex.load(gen / "bm25")
         self.bilingual = Bilingual.load(Path(cfg.dict_dir)) if cfg.bilingual else None
-        self.encoder = encoder if encoder is not None else load_encoder(self.meta["encoder_path"])
+        self.encoder = encoder if encoder is not None else load_query_encoder(self.meta["encoder_path"])
         if encoder_id(self.encoder) != self.meta["encoder"]:
             raise NotesRagError(
                 f"the index was built with encoder {self.meta['encoder']}, not {encoder_id(self.encoder)}; "
