@@ -125,5 +125,5 @@ class Answer:
             "answered_by": self.answered_by,
             "span": list(self.span) if self.span else None,
             "no_answer": self.no_answer,
-            "ungrounded_model_answer": self.ungrounded_text,
+            "model_text": self.ungrounded_text,  # generated but not shown
         }

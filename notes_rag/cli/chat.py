@@ -7,12 +7,14 @@ import json
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
 from notes_rag.chat.assistant import AnswerConfig, Assistant
 from notes_rag.chat.format import Turn
 from notes_rag.chat.sessions import History, load_session, read_session_file
 from notes_rag.cli import options
 from notes_rag.cli.app import app
+from notes_rag.cli.markup import note_text
 from notes_rag.cli.repl import ChatState, answer_text, console, debug_report, read_system, repl, sources_table
 from notes_rag.errors import NotesRagError
 from notes_rag.fileio import read_json
@@ -98,5 +100,6 @@ def ask_cmd(
         console.print(debug_report(answer))
 
 
-def _exchanges_text(turns: list[Turn]) -> list[str]:
-    return [("» " if t.role == "user" else "  ") + t.content for t in turns]
+def _exchanges_text(turns: list[Turn]) -> list[Text]:
+    """The earlier exchanges of `--turns`: questions as typed, answers with markdown rendered."""
+    return [Text("» " + t.content) if t.role == "user" else Text("  ").append_text(note_text(t.content)) for t in turns]

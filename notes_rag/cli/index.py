@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
+from rich.padding import Padding
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from notes_rag.cli import options
 from notes_rag.cli.app import app
+from notes_rag.cli.markup import note_text
 from notes_rag.errors import NotesRagError
 from notes_rag.index.config import RetrievalConfig
+
+if TYPE_CHECKING:  # the index code loads FAISS
+    from notes_rag.index.search import Hit
 
 console = Console()
 err_console = Console(stderr=True)
@@ -86,9 +93,24 @@ def index(
     console.print(table)
 
 
-def _snippet(text: str, width: int = 90) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
+def _snippet(text: str, width: int = 160) -> Text:
+    """The chunk's beginning, markdown rendered, at most `width` cells with its lines joined."""
+    shown = note_text(text)
+    shown.plain = shown.plain.replace("\n", " ")  # same length: the styles stay in place
+    shown.truncate(width, overflow="ellipsis")
+    return shown
+
+
+def search_listing(title: str, hits: list[Hit]) -> Group:
+    """Each hit as a block: rank, score and file:lines on one line, never cut (file:lines is how
+    a hit is found), then its heading path (bold) and the beginning of its text, indented and
+    wrapped. A table would squeeze heading and text into a few columns at 80."""
+    blocks: list[RenderableType] = [Text(title, style="bold")]
+    for h in hits:
+        blocks.append(Text.assemble((f"{h.rank:>2}", "cyan"), f"  {h.score:.3f}  {h.citation}"))
+        body = Text(" > ".join(h.heading_path) or "–", style="bold").append("\n").append_text(_snippet(h.text))
+        blocks.append(Padding(body, (0, 0, 0, 4)))
+    return Group(*blocks)
 
 
 @app.command()
@@ -133,18 +155,7 @@ def search(
             )
         )
         return
-    table = Table(title=f"{mode} search: {query}", title_justify="left")
-    for name, justify in (
-        ("rank", "right"),
-        ("score", "right"),
-        ("file:lines", "left"),
-        ("heading", "left"),
-        ("snippet", "left"),
-    ):
-        table.add_column(name, justify=justify, overflow="fold")
-    for h in result.hits:
-        table.add_row(str(h.rank), f"{h.score:.3f}", h.citation, " > ".join(h.heading_path), _snippet(h.text))
-    console.print(table)
+    console.print(search_listing(f"{mode} search: {query}", result.hits))
     threshold = retriever.abstain_threshold
     note = (
         ""

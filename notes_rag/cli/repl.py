@@ -13,12 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console, Group
+from rich.padding import Padding
+from rich.styled import Styled
 from rich.table import Table
 from rich.text import Text
 
 from notes_rag.chat.answer import Answer
 from notes_rag.chat.assistant import AnswerConfig, Assistant
 from notes_rag.chat.sessions import History, input_history_file, load_session, save_session
+from notes_rag.cli.markup import note_text
 from notes_rag.errors import NotesRagError
 from notes_rag.index.config import MODES
 
@@ -45,26 +48,38 @@ def settings(cfg: AnswerConfig) -> dict:
 # -- rendering -----------------------------------------------------------------------------------
 
 
-def sources_table(answer: Answer, full: bool = False) -> Table:
-    """Compact panel: number, file:lines, heading (+ score and text with `full`); cited in bold.
-    Number and file:lines are never cut (they are how a citation is found); headings wrap."""
+def _row_style(answer: Answer, rank: int) -> str:
+    """Cited passages bold; passages that did not reach the prompt (or the reader) dim."""
+    used = 0 if answer.abstain_reason == "retrieval" else len(answer.prompt_passages)
+    return "bold" if rank in answer.cited else ("dim" if rank > used else "")
+
+
+def sources_table(answer: Answer) -> Table:
+    """Compact panel: number, file:lines, heading; cited in bold. Number and file:lines are never
+    cut (they are how a citation is found): their columns take their whole width, headings wrap."""
     title = "closest passages (not used)" if answer.abstain_reason == "retrieval" else "sources"
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, box=None)
     places = [f"{s.file}:{s.lines}" for s in answer.sources]
-    table.add_column("#", justify="right", style="cyan", no_wrap=True, min_width=1)
+    ranks = [str(s.rank) for s in answer.sources]
+    table.add_column("#", justify="right", style="cyan", no_wrap=True, min_width=max(map(len, ranks), default=1))
     table.add_column("file:lines", no_wrap=True, min_width=max(map(len, places), default=10))
     table.add_column("heading", overflow="fold", ratio=1)
-    if full:
-        table.add_column("score", justify="right", no_wrap=True)
-        table.add_column("text", overflow="fold", ratio=2)
-    used = 0 if answer.abstain_reason == "retrieval" else len(answer.prompt_passages)
-    for s, place in zip(answer.sources, places):
-        style = "bold" if s.rank in answer.cited else ("dim" if s.rank > used else "")
-        row = [str(s.rank), place, s.heading or "–"]
-        if full:
-            row += [f"{s.score:.3f}", s.text]
-        table.add_row(*row, style=style)
+    for s, rank, place in zip(answer.sources, ranks, places):
+        table.add_row(rank, place, s.heading or "–", style=_row_style(answer, s.rank))
     return table
+
+
+def source_text(answer: Answer, rank: int) -> Group:
+    """One passage whole: its number, place, score and heading, then its text (markdown rendered)."""
+    s = answer.sources[rank - 1]
+    head = Text(f"[{s.rank}] {s.file}:{s.lines} · {s.score:.3f} · {s.heading or '–'}", style="bold")
+    return Group(head, Padding(note_text(s.text), (0, 0, 0, 4)))
+
+
+def sources_text(answer: Answer) -> Group:
+    """`/sources`: every passage whole, one after another (a table would squeeze the text into a
+    narrow column at 80 columns); cited ones bold, unused ones dim."""
+    return Group(*(Styled(source_text(answer, s.rank), _row_style(answer, s.rank)) for s in answer.sources))
 
 
 def debug_report(answer: Answer) -> Group | str:
@@ -110,13 +125,11 @@ def cmd_help(state: ChatState, arg: str) -> str:
 def cmd_sources(state: ChatState, arg: str):
     if state.last is None:
         return "no answer yet"
-    if arg:
-        try:
-            s = state.last.sources[int(arg) - 1]
-        except (ValueError, IndexError):
-            return f"no passage {arg}; there are {len(state.last.sources)}"
-        return Group(Text(f"[{s.rank}] {s.file}:{s.lines} › {s.heading}", style="bold"), Text(s.text))
-    return sources_table(state.last, full=True)
+    if not arg:
+        return sources_text(state.last)
+    if not arg.isdigit() or not 1 <= int(arg) <= len(state.last.sources):
+        return f"no passage {arg}; there are {len(state.last.sources)}"
+    return source_text(state.last, int(arg))
 
 
 def cmd_k(state: ChatState, arg: str) -> str:
@@ -196,7 +209,7 @@ def cmd_exit(state: ChatState, arg: str) -> str:
 
 HELP = [
     ("/help", "this list"),
-    ("/sources [N]", "passages of the last answer (N: the whole passage)"),
+    ("/sources [N]", "passages of the last answer, whole (N: only that one)"),
     ("/k N", "number of passages to retrieve"),
     ("/mode M", "retrieval mode: hybrid, dense or bm25"),
     ("/temp X", "sampling temperature (0 = greedy)"),
@@ -239,11 +252,9 @@ def run_command(state: ChatState, line: str):
 
 
 def answer_text(answer: Answer) -> Text:
-    """The answer as shown: the note's words as they are, the reader's answer span in bold."""
-    text = Text(answer.text)
-    if answer.span:
-        text.stylize("bold", *answer.span)
-    return text
+    """The answer as shown: the note's words with their markdown rendered, the reader's answer
+    span in bold."""
+    return note_text(answer.text, answer.span)
 
 
 def answer_turn(state: ChatState, question: str) -> Answer | None:
@@ -256,7 +267,9 @@ def answer_turn(state: ChatState, question: str) -> Answer | None:
             if isinstance(item, Answer):
                 answer = item
             elif not state.assistant.reads:
-                console.print(item, end="", markup=False, soft_wrap=True)
+                # checked answers arrive whole; unchecked ones stream, and markup split across
+                # two pieces stays as written
+                console.print(note_text(item), end="", soft_wrap=True)
     except KeyboardInterrupt:
         console.print(" [yellow]\\[stopped][/]")
         return None
