@@ -7,7 +7,6 @@ offsets, gzip-compressed data, which is what dictzip is to a reader); nothing re
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 from pathlib import Path
 
@@ -108,7 +107,7 @@ def test_lookup_handles_inflection(dict_dir):
 
 
 def test_translate_groups_words_and_keeps_untranslatable_terms(dict_dir):
-    bi = Bilingual.load(dict_dir)
+    bi = Bilingual.load(dict_dir, lexicon=False)
     assert bi.translate("Czy głowice uwagi trenowano na BERT?", "pl") == [
         ["head"],
         ["attention", "remark", "comment"],
@@ -123,18 +122,18 @@ def test_translate_groups_words_and_keeps_untranslatable_terms(dict_dir):
 
 
 def test_missing_dictionaries_disable_expansion(tmp_path, dict_dir):
-    assert Bilingual.load(tmp_path / "nowhere") is None
-    assert Bilingual.load(tmp_path) is None
+    assert Bilingual.load(tmp_path / "nowhere", lexicon=False) is None
+    assert Bilingual.load(tmp_path, lexicon=False) is None
     only_pl = tmp_path / "only-pl"
     only_pl.mkdir()
     write_dictd(only_pl, "freedict-pol-eng", POL_ENG)
-    bi = Bilingual.load(only_pl)
+    bi = Bilingual.load(only_pl, lexicon=False)
     assert bi.translate("What is attention?", "en") == []
     assert bi.translate("Czym jest uwaga?", "pl") == [["attention", "remark", "comment"]]
 
 
 def test_english_words_missing_from_eng_pol_are_found_through_pol_eng(dict_dir):
-    bi = Bilingual.load(dict_dir)
+    bi = Bilingual.load(dict_dir, lexicon=False)
     assert bi.by_source["en"].lookup("flaw") == []  # not an eng-pol headword
     assert bi.translate("Which flaws does it have?", "en") == [["wada"]]  # "flaws" -> flaw -> wada
     assert bi.reverse_lookup("comment", "en") == ["uwaga"]
@@ -144,7 +143,7 @@ def test_english_words_missing_from_eng_pol_are_found_through_pol_eng(dict_dir):
 def test_broken_dictionary_is_one_readable_error(dict_dir):
     (dict_dir / "freedict-pol-eng.dict.dz").write_bytes(b"not gzip at all")
     with pytest.raises(NotesRagError, match="freedict-pol-eng.*reinstall"):
-        Bilingual.load(dict_dir)
+        Bilingual.load(dict_dir, lexicon=False)
 
 
 def test_search_groups_scores_the_best_alternative_once():
@@ -207,12 +206,10 @@ def test_hybrid_also_embeds_the_translated_words(tiny_index, dict_dir, monkeypat
     assert len(seen[-1]) == 1  # bm25 mode encodes the question only (for the abstention cosine)
 
 
-def test_retrieval_without_dictionaries_is_unchanged(tiny_index, tmp_path):
+def test_retrieval_without_dictionaries_uses_the_packaged_lexicon_alone(tiny_index, tmp_path):
     index_dir, encoder = tiny_index
     absent = Retriever(index_dir, encoder, RetrievalConfig(dict_dir=str(tmp_path / "no-dictd")))
-    off = Retriever(index_dir, encoder, dataclasses.replace(RetrievalConfig(), bilingual=False))
-    assert absent.bilingual is None
+    assert absent.bilingual is not None and absent.bilingual.by_source == {}
     for mode in ("hybrid", "bm25", "dense"):
         for q in ("Czym jest głowica uwagi?", "How are tokens split before training?"):
-            a, b = absent.search(q, k=3, mode=mode), off.search(q, k=3, mode=mode)
-            assert [(h.chunk_id, round(h.score, 6)) for h in a] == [(h.chunk_id, round(h.score, 6)) for h in b]
+            assert absent.search(q, k=3, mode=mode).hits  # bm25 lists only chunks sharing a word

@@ -28,10 +28,12 @@ from pathlib import Path
 from notes_rag.errors import NotesRagError
 from notes_rag.index.config import DEFAULT_DICT_DIR
 from notes_rag.index.lexical import STOPWORDS
+from notes_rag.index.lexicon import Lexicon
 from notes_rag.text import lowercase_words
 
 # dictd file name -> (source language, target language)
 DICTIONARIES = {"freedict-eng-pol": ("en", "pl"), "freedict-pol-eng": ("pl", "en")}
+DIRECTIONS = {source for source, _target in DICTIONARIES.values()}
 
 _B64 = {ch: i for i, ch in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")}
 # Polish inflected forms are looked up by cutting up to this many letters off the end, never below
@@ -227,20 +229,23 @@ class Dictionary:
 
 @dataclass
 class Bilingual:
-    """Both directions; `translate` picks the one for the question's language."""
+    """Both directions; `translate` picks the one for the question's language. The packaged
+    lexicon (`lexicon`) is always there; the FreeDict dictionaries add to it when installed."""
 
     by_source: dict[str, Dictionary]
+    lexicon: Lexicon | None = None
     _english_to_polish: dict[str, list[str]] | None = None  # pol-eng read backwards, built at first need
 
     @classmethod
-    def load(cls, dict_dir: Path = DEFAULT_DICT_DIR) -> Bilingual | None:
-        """The dictionaries in `dict_dir`, or None when neither is installed there."""
+    def load(cls, dict_dir: Path = DEFAULT_DICT_DIR, lexicon: bool = True) -> Bilingual | None:
+        """The dictionaries in `dict_dir` and the packaged lexicon; None when neither is there."""
         found = {}
         for name, (source, _target) in DICTIONARIES.items():
             d = Dictionary.read(Path(dict_dir), name)
             if d is not None:
                 found[source] = d
-        return cls(found) if found else None
+        lex = Lexicon.load() if lexicon else None
+        return cls(found, lex) if found or lex else None
 
     def reverse_lookup(self, word: str, lang: str) -> list[str]:
         """Translations of an English word found through the pol-eng dictionary read backwards:
@@ -262,20 +267,27 @@ class Bilingual:
         form = next((w for w in [word, *_english_lemmas(word)] if w in rev), None)
         return rev[form][:MAX_ALTERNATIVES] if form else []
 
+    def lookup(self, word: str, lang: str) -> list[str]:
+        """Translations of one lowercased word: the dictionary's (or, lacking them, pol-eng's read
+        backwards), then the lexicon's, de-duplicated."""
+        dictionary = self.by_source.get(lang)
+        found = (dictionary.lookup(word) or self.reverse_lookup(word, lang)) if dictionary is not None else []
+        if self.lexicon is not None:
+            found += [t for t in self.lexicon.lookup(word, lang) if t not in found]
+        return found[: 2 * MAX_ALTERNATIVES]
+
     def translate(self, text: str, lang: str) -> list[list[str]]:
         """One group of alternatives per content word of `text` (in `lang`): its translations,
-        or the word itself when the dictionary lacks it (names, numbers and technical terms are
-        mostly the same in both languages: GPT-3, BERT, batch). [] when the dictionary for
-        `lang` is not installed or no word is translated."""
-        dictionary = self.by_source.get(lang)
-        if dictionary is None:
+        or the word itself when none is known (names, numbers and technical terms are mostly
+        the same in both languages: GPT-3, BERT, batch). [] when no word is translated."""
+        if lang not in DIRECTIONS:
             return []
         groups, translated = [], False
         for word in dict.fromkeys(lowercase_words(text)):
             if word in STOPWORDS:
                 continue
             # One- and two-letter tokens are symbols and pieces ("s" of "model's", "Wq").
-            alternatives = (dictionary.lookup(word) or self.reverse_lookup(word, lang)) if len(word) > 2 else []
+            alternatives = self.lookup(word, lang) if len(word) > 2 else []
             translated |= bool(alternatives)
             groups.append(alternatives or [word])
         return groups if translated else []

@@ -79,3 +79,7 @@ class RetrievalConfig:
     # within one. Same weight as the translated BM25 ranking; on the dev questions it adds
     # cross-lingual hit@5 0.82 -> 0.91 and changes no other group's hit@1/hit@5.
     translated_dense_weight: float = 0.5
+    # Second stage (`rerank`): the fused top `rerank_depth` reordered by the learned reranker
+    # (hybrid mode only; dense and bm25 stay single-signal rankings for comparison).
+    rerank: bool = True
+    rerank_depth: int = 20

@@ -37,6 +37,11 @@ shall may might must has have had not no yes if so such mentioned notes note
 ) | frozenset(STOPWORDS_EN_PLUS)
 
 
+def stem(word: str) -> str:
+    """A lowercased word's crude stem: diacritics folded, cut to `PREFIX` letters."""
+    return strip_diacritics(word)[:PREFIX]
+
+
 def analyze(text: str) -> list[str]:
     """Terms of a text: word, folded word and prefix stem (distinct kinds never collide)."""
     terms = []
@@ -48,7 +53,7 @@ def analyze(text: str) -> list[str]:
         if folded != word:
             terms.append("~" + folded)
         if len(folded) > PREFIX:
-            terms.append(folded[:PREFIX] + "*")
+            terms.append(stem(word) + "*")
     return terms
 
 
@@ -98,6 +103,21 @@ class LexicalIndex:
                     np.maximum(best, scores, out=best)
             total += best
         return self._top(total, k)
+
+    def word_docs(self, text: str) -> list[tuple[float, frozenset[int]]]:
+        """For each distinct content word of `text`: its BM25 idf and the chunk ids holding it
+        in any of its forms (word, folded or stem). Read from the index's term-document matrix,
+        so no chunk text is needed."""
+        scores, n = self.bm25.scores, max(len(self.ids), 1)
+        out = []
+        for word in dict.fromkeys(w for w in lowercase_words(text) if w not in STOPWORDS):
+            rows: set[int] = set()
+            for t in self.bm25.get_tokens_ids(analyze(word)):
+                rows.update(scores["indices"][scores["indptr"][t] : scores["indptr"][t + 1]].tolist())
+            df = len(rows)
+            idf = float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
+            out.append((idf, frozenset(int(self.ids[r]) for r in rows)))
+        return out
 
     def _top(self, scores: np.ndarray, k: int) -> list[tuple[int, float]]:
         k = min(k, len(scores))

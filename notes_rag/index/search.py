@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from notes_rag.errors import NotesRagError
-from notes_rag.index import store
+from notes_rag.index import rerank, store
 from notes_rag.index.bilingual import Bilingual
 from notes_rag.index.config import MODES, IndexConfig, RetrievalConfig
 from notes_rag.index.encoder import encode_queries, encoder_id, load_query_encoder
 from notes_rag.index.lexical import LexicalIndex
+from notes_rag.index.rerank import Reranker, Signals
 from notes_rag.lang import detect_lang
 
 
@@ -132,6 +133,7 @@ class Retriever:
         )
         self.lexical = LexicalIndex.load(gen / "bm25")
         self.bilingual = Bilingual.load(Path(cfg.dict_dir)) if cfg.bilingual else None
+        self.reranker = Reranker.load() if cfg.rerank else None
         self.encoder = encoder if encoder is not None else load_query_encoder(self.meta["encoder_path"])
         if encoder_id(self.encoder) != self.meta["encoder"]:
             raise NotesRagError(
@@ -184,16 +186,16 @@ class Retriever:
 
     def _fuse_query(
         self, query: str, dense: dict[int, float], mode: str, groups: list[list[str]], tdense: dict[int, float]
-    ) -> dict[int, float]:
-        """Score of each candidate chunk for one query string; `groups` are its translated words,
-        `tdense` the dense ranking of their text."""
+    ) -> tuple[dict[int, float], dict[int, float], dict[int, float]]:
+        """(fused score, BM25 score, translated BM25 score) of each candidate chunk for one query
+        string; `groups` are its translated words, `tdense` the dense ranking of their text."""
         if mode == "dense":
-            return dense
+            return dense, {}, {}
         bm25 = dict(self.lexical.search(query, self.cfg.candidates))
         translated = dict(self.lexical.search_groups(groups, self.cfg.candidates)) if groups else {}
         c = self.cfg
         if mode == "bm25":
-            return _zfuse([(bm25, 1.0), (translated, c.translated_weight)]) if translated else bm25
+            return (_zfuse([(bm25, 1.0), (translated, c.translated_weight)]) if translated else bm25), bm25, translated
         rankings = [
             (dense, c.dense_weight),
             (bm25, c.bm25_weight),
@@ -201,8 +203,8 @@ class Retriever:
             (tdense, c.translated_dense_weight),
         ]
         if c.fusion == "rrf":
-            return _rrf([(list(r), w) for r, w in rankings], c.rrf_k)
-        return _zfuse(rankings)
+            return _rrf([(list(r), w) for r, w in rankings], c.rrf_k), bm25, translated
+        return _zfuse(rankings), bm25, translated
 
     def _result(self, scores: dict[int, float], k: int, top_cosine: float) -> SearchResult:
         best = sorted(scores, key=lambda cid: (-scores[cid], cid))[:k]
@@ -237,6 +239,26 @@ class Retriever:
     def search_conversation(self, turns: list[str], k: int = 5, mode: str = "hybrid") -> SearchResult:
         """The k best chunks for the last of the user's `turns`, informed by the earlier ones."""
         self._check(mode, k)
+        scores, top_cosine, signals = self._first_stage(turns, max(k, self.cfg.rerank_depth), mode)
+        if self.reranker is not None and mode == "hybrid":
+            ids, x = self.rerank_features(signals)
+            scores = dict(zip(ids, self.reranker.scores(x).tolist()))
+        return self._result(scores, k, top_cosine)
+
+    def rerank_features(self, signals: Signals) -> tuple[list[int], np.ndarray]:
+        """The first stage's top `rerank_depth` chunk ids and their reranking features."""
+        ids = sorted(signals.fused, key=lambda cid: (-signals.fused[cid], cid))[: self.cfg.rerank_depth]
+        # A chunk holding one of the question's rare words is always a candidate, however low
+        # fusion put it: an exact match of a rare term (acronym, name, number) must get a hearing.
+        ids += sorted({c for _, docs in rerank.rare_words(signals.words) for c in docs} - set(ids))
+        rows = store.fetch_chunks(self.conn, ids)
+        texts = {c: r.text for c, r in rows.items()}
+        headings = {c: " ".join(r.heading_path) for c, r in rows.items()}
+        return ids, rerank.features(signals, ids, texts, headings)
+
+    def _first_stage(self, turns: list[str], n: int, mode: str) -> tuple[dict[int, float], float, Signals]:
+        """Fused scores of the candidates for the last of `turns`, the dense top-1 cosine, and
+        the current question's own signals for the reranker."""
         turns = [t for t in turns if t.strip()]
         if not turns:
             raise NotesRagError("empty question")
@@ -249,17 +271,19 @@ class Retriever:
         groups = [self._translate(q, detect_lang(q, default=lang)) for q in queries]
         use_tdense = mode == "hybrid" and self.cfg.translated_dense_weight > 0
         ttexts = [" ".join(g[0] for g in gs) if use_tdense else "" for gs in groups]
-        ranked = self._dense(queries + [t for t in ttexts if t], max(self.cfg.candidates, k))
+        ranked = self._dense(queries + [t for t in ttexts if t], max(self.cfg.candidates, n))
         dense, extra = ranked[: len(queries)], iter(ranked[len(queries) :])
         tdense = [next(extra) if t else {} for t in ttexts]
         top_cosine = max((max(d.values()) for d in dense if d), default=0.0)
         per_query = [self._fuse_query(q, d, mode, g, td) for q, d, g, td in zip(queries, dense, groups, tdense)]
-        if len(per_query) == 1:
-            return self._result(per_query[0], k, top_cosine)
-        # The current question alone, and joined to the previous turns: a self-contained question
-        # wins on its own, an elliptical follow-up through the joined one.
-        fused: dict[int, float] = {}
-        for scores, w in zip(per_query, (1.0, self.cfg.history_weight)):
-            for c, z in _zscores(scores).items():
-                fused[c] = fused.get(c, 0.0) + w * z
-        return self._result(fused, k, top_cosine)
+        fused = per_query[0][0]
+        if len(per_query) > 1:
+            # The current question alone, and joined to the previous turns: a self-contained
+            # question wins on its own, an elliptical follow-up through the joined one.
+            fused = {}
+            for (scores, _, _), w in zip(per_query, (1.0, self.cfg.history_weight)):
+                for c, z in _zscores(scores).items():
+                    fused[c] = fused.get(c, 0.0) + w * z
+        _, bm25, translated = per_query[0]
+        words = self.lexical.word_docs(turns[-1]) if mode == "hybrid" else []
+        return fused, top_cosine, Signals(fused, dense[0], bm25, translated, tdense[0], words, turns[-1])

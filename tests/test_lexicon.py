@@ -1,0 +1,94 @@
+"""The packaged English–Polish lexicon: induction (IBM Model 1), loading, inflected lookup, and
+cross-lingual retrieval with no dictionary folder present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tiny_encoder import build_tiny_encoder
+
+from notes_rag.errors import NotesRagError
+from notes_rag.index.bilingual import Bilingual
+from notes_rag.index.build import update_index
+from notes_rag.index.encoder import load_encoder
+from notes_rag.index.lexicon import PACKAGED, Lexicon
+from notes_rag.index.lexicon_induction import induce
+from notes_rag.index.search import RetrievalConfig, Retriever
+
+PAIRS = [
+    ("The dog sleeps.", "Pies śpi."),
+    ("I see the dog.", "Widzę psa."),
+    ("The dog eats meat.", "Pies je mięso."),
+    ("The cat sleeps.", "Kot śpi."),
+    ("I see the cat.", "Widzę kota."),
+    ("The cat eats fish.", "Kot je rybę."),
+    ("Birds eat fish.", "Ptaki jedzą rybę."),
+    ("Birds sleep.", "Ptaki śpią."),
+]
+
+
+def test_ibm_model_1_aligns_words_and_pools_inflected_forms():
+    lex = induce(PAIRS)
+    assert lex["en"]["dog"][0] in ("pies", "psa")  # 'pies' and 'psa' are different stems: both kept
+    assert set(lex["en"]["dog"]) <= {"pies", "psa"}
+    assert lex["en"]["cat"][0] in ("kot", "kota") and "pies" not in lex["en"]["cat"]
+    assert lex["pl"]["kot"] == ["cat"]
+    assert "sleeps" not in lex["en"].get("dog", [])  # companions the other direction rejects
+
+
+def test_lexicon_round_trip_and_inflected_lookup(tmp_path):
+    path = tmp_path / "lex.tsv"
+    Lexicon({"en": {"train": ["trenować", "pociąg"]}, "pl": {"treno": ["train"]}}).save(path)
+    assert path.read_text(encoding="utf-8").startswith("# English-Polish word lexicon")
+    lex = Lexicon.load(path)
+    assert lex.lookup("trenowania", "pl") == ["train"]  # any form with the stem 'treno'
+    assert lex.lookup("trains", "en") == ["trenować", "pociąg"]
+    assert lex.lookup("cat", "en") == [] and lex.lookup("train", "de") == []
+
+
+def test_broken_lexicon_is_one_readable_error(tmp_path):
+    bad = tmp_path / "lex.tsv"
+    bad.write_text("en\tonly two fields\n", encoding="utf-8")
+    with pytest.raises(NotesRagError, match="not a lexicon line"):
+        Lexicon.load(bad)
+    bad.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(NotesRagError, match="cannot read the lexicon"):
+        Lexicon.load(bad)
+
+
+def test_packaged_lexicon_carries_its_attribution_and_everyday_words():
+    assert "Tatoeba" in PACKAGED.read_text(encoding="utf-8").splitlines()[1]
+    lex = Lexicon.load()
+    assert {"psy", "psów"} & set(lex.lookup("dogs", "en"))
+    assert "house" in lex.lookup("domu", "pl")
+
+
+def test_without_dictionaries_the_lexicon_still_translates(tmp_path):
+    bi = Bilingual.load(tmp_path / "no-dictd")
+    assert bi is not None and bi.by_source == {}
+    groups = bi.translate("Where does the dog sleep?", "en")
+    assert any({"pies", "psa"} & set(g) for g in groups)
+    assert Bilingual.load(tmp_path / "no-dictd", lexicon=False) is None
+
+
+NOTES = {
+    "psy.md": "# Zwierzęta\n\nPies śpi w domu, a kot łowi ryby nad wodą.\n",
+    "gpu.md": "# Hardware\n\nA GPU multiplies matrices quickly; memory bandwidth limits it.\n",
+    "tok.md": "# Tokens\n\nA tokenizer splits text into tokens before training starts.\n",
+}
+
+
+def test_english_question_finds_polish_note_with_no_dictionary_folder(tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    for name, text in NOTES.items():
+        (notes / name).write_text(text, encoding="utf-8")
+    encoder = load_encoder(build_tiny_encoder(tmp_path / "encoder"))
+    update_index(notes, tmp_path / "index", encoder)
+    cfg = RetrievalConfig(dict_dir=str(Path(tmp_path) / "nowhere"))
+    r = Retriever(tmp_path / "index", encoder, cfg)
+    # BM25 alone: the question shares no word with the Polish note, only its translation does
+    assert r.search("Where does the dog sleep?", k=1, mode="bm25")[0].file == "psy.md"
+    off = Retriever(tmp_path / "index", encoder, RetrievalConfig(bilingual=False))
+    assert all(h.file != "psy.md" for h in off.search("Where does the dog sleep?", k=3, mode="bm25"))
