@@ -111,3 +111,13 @@ def test_default_encoder_vectors_match_sentence_transformers():
     note = (CORPUS / "004_c37a24b139456986.txt").read_text(encoding="utf-8")
     chunks = [c for c in note.split("\n\n") if c.strip()][:40]
     assert_same_vectors(ours, E.load_encoder(), TEXTS[:-1] + chunks)
+
+
+def test_preloaded_encoder_is_taken_over_with_its_errors(tiny, tmp_path):
+    E.preload_query_encoder(str(tiny))
+    taken = E.load_query_encoder(str(tiny))
+    assert isinstance(taken, BertEncoder) and str(tiny) not in E._preloads
+    assert np.allclose(E.encode_queries(taken, TEXTS[:2]), E.encode_queries(BertEncoder(tiny), TEXTS[:2]))
+    E.preload_query_encoder(tmp_path / "missing")
+    with pytest.raises(E.NotesRagError, match="encoder folder not found"):
+        E.load_query_encoder(tmp_path / "missing")

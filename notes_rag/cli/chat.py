@@ -46,11 +46,22 @@ def chat_cmd(
     cfg = _config(k, mode, temp, system)
     history = load_session(resume).history if resume else History()
     with console.status("loading the model and the index…"):
-        assistant = Assistant.open(index, model, cfg)
+        assistant = _open(index, model, cfg)
     console.print(f"[dim]model {assistant.model_id} · index {assistant.index_id}[/]")
     if resume:
         console.print(f"[dim]resumed {resume}: {len(history) // 2} exchanges[/]")
     repl(ChatState(assistant, history, verbose=verbose))
+
+
+def _open(index: Path | None, model: Path | None, cfg: AnswerConfig) -> Assistant:
+    """The assistant, with the index's encoder loading on the second core while the model loads."""
+    from notes_rag.index.encoder import preload_query_encoder
+    from notes_rag.index.search import resolve_index
+    from notes_rag.index.store import encoder_path
+
+    index_dir = resolve_index(index)
+    preload_query_encoder(encoder_path(index_dir))
+    return Assistant.open(index_dir, model, cfg)
 
 
 def read_turns(path: Path) -> list[str]:
@@ -85,7 +96,7 @@ def ask_cmd(
     if not questions:
         raise NotesRagError('give a question: notes-rag ask "your question" (or --turns FILE)')
     history = read_session_file(history_file).history.turns if history_file else []
-    assistant = Assistant.open(index, model, _config(k, mode, temp, system))
+    assistant = _open(index, model, _config(k, mode, temp, system))
     turns, answer = assistant.ask_turns(questions, history)
     if json_out:
         out = answer.to_dict()

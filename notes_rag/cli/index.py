@@ -134,9 +134,13 @@ def search(
 
     Example: notes-rag search "Ile kosztował trening GPT-3?" -k 3
     """
-    from notes_rag.index.search import Retriever
+    from notes_rag.index.encoder import preload_query_encoder
+    from notes_rag.index.search import Retriever, resolve_index
+    from notes_rag.index.store import encoder_path
 
-    retriever = Retriever.open(index_dir, cfg=RetrievalConfig(bilingual=bilingual, dict_dir=str(dict_dir)))
+    index_dir = resolve_index(index_dir)
+    preload_query_encoder(encoder_path(index_dir))  # loads while the index does
+    retriever = Retriever(index_dir, cfg=RetrievalConfig(bilingual=bilingual, dict_dir=str(dict_dir)))
     try:
         result = retriever.search(query, k=k, mode=mode)
     finally:

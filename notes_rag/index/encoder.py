@@ -29,8 +29,10 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
+from concurrent.futures import Future  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
@@ -251,8 +253,33 @@ def load_encoder(model: str | Path | None = None, device: str | None = None) -> 
 def load_query_encoder(model: str | Path | None = None) -> BertEncoder | SentenceTransformer:
     """The same model for searching, ready in a second: `BertEncoder` (numpy, no
     sentence-transformers or torch) when it computes the folder exactly, which it does for the
-    default model; sentence-transformers otherwise. Either gives `load_encoder`'s vectors."""
+    default model; sentence-transformers otherwise. Either gives `load_encoder`'s vectors.
+    Takes over a `preload_query_encoder(model)` started earlier."""
+    preloaded = _preloads.pop(model, None)
+    if preloaded is not None:
+        return preloaded.result()
     return _load(model, _load_query_folder)
+
+
+_preloads: dict[str | Path | None, Future] = {}
+
+
+def preload_query_encoder(model: str | Path | None = None) -> None:
+    """Start `load_query_encoder(model)` on a background thread, so that a one-shot command has
+    it loaded on the second core while it loads the index and the answering model (-0.5 s of
+    `ask` on two cores). A daemon thread: an error elsewhere need not wait for it to exit."""
+    if model in _preloads:
+        return
+    future: Future = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(_load(model, _load_query_folder))
+        except BaseException as e:  # noqa: BLE001 - handed to whoever takes the encoder
+            future.set_exception(e)
+
+    _preloads[model] = future
+    threading.Thread(target=run, name="preload-encoder", daemon=True).start()
 
 
 def _load(model: str | Path | None, load_folder: Callable[[Path], object]):

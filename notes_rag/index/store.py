@@ -188,6 +188,16 @@ def read_meta(conn: sqlite3.Connection) -> dict:
     return {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")}
 
 
+def encoder_path(index_dir: Path) -> str | None:
+    """The encoder folder the live generation was built with (`notes-rag index --encoder`);
+    None for the default encoder."""
+    gen = current_generation(Path(index_dir))
+    if gen is None:
+        raise NotesRagError(f"no index at {index_dir}; build it with: notes-rag index NOTES_FOLDER")
+    with closing(open_db(gen / "chunks.sqlite")) as conn:
+        return read_meta(conn).get("encoder_path")
+
+
 def write_meta(conn: sqlite3.Connection, meta: dict) -> None:
     conn.executemany(
         "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
