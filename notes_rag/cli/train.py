@@ -60,7 +60,7 @@ _COMPILE = typer.Option(TrainConfig.compile, "--compile/--no-compile", help="tor
 def pretrain_cmd(
     data: list[Path] = typer.Option(..., "--data", help="Files or folders of .txt/.md/.jsonl (optionally .gz/.xz)."),
     out: Path = typer.Option(..., "--out", help="Run folder: tokenizer, shards, checkpoints, metrics, loss.png."),
-    config: str = typer.Option(_PRE.model, "--config", help="Model preset: tiny, small, base, medium."),
+    config: str = typer.Option(_PRE.model, "--config", help="Model preset: tiny, small, base, medium, large."),
     time_budget: str = typer.Option(
         None, "--time-budget", help="Wall-clock budget, e.g. 90m or 2h; the schedule fits it."
     ),

@@ -1,6 +1,6 @@
 """Model checkpoints: one folder = safetensors weights + JSON config + tokenizer file.
 
-    model.safetensors   weights (no pickle: safetensors only)
+    model.safetensors   weights (no pickle: safetensors only), or shards + their index (model/sharding.py)
     config.json         {"format", "model": GPTConfig, "tokenizer": fingerprint, "meta": {...}}
     tokenizer.json      the vocabulary the weights were trained with
 
@@ -18,11 +18,12 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from notes_rag.errors import NotesRagError
 from notes_rag.fileio import atomic_write_json
 from notes_rag.model.gpt import GPT, GPTConfig
+from notes_rag.model.sharding import INDEX_FILE, read_weights, write_shards
 from notes_rag.model.tokenizer import TOKENIZER_FILE, Tokenizer, TokenizerError, load_tokenizer
 
 FORMAT = "notes-rag-gpt/1"
@@ -54,18 +55,23 @@ def write_checkpoint(
     tok: Tokenizer,
     meta: dict | None = None,
     extra_files: dict[str, dict[str, torch.Tensor] | dict] | None = None,
+    shards: tuple[str, int] | None = None,
 ) -> None:
     """Write a complete checkpoint folder atomically (old folder stays valid until the swap).
 
     `extra_files` maps file names to tensors (saved as safetensors) or JSON-able dicts, e.g. the
-    optimizer and data-loader state of a training run.
+    optimizer and data-loader state of a training run. `shards` = (dtype, max bytes per file)
+    writes the weights as shards (a release) instead of one fp32 `model.safetensors`.
     """
     folder = Path(folder)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        save_file(model_state(model), str(tmp / WEIGHTS_FILE))
+        if shards is None:
+            save_file(model_state(model), str(tmp / WEIGHTS_FILE))
+        else:
+            write_shards(tmp, model_state(model), *shards)
         tok.save(tmp / TOKENIZER_FILE)
         for name, content in (extra_files or {}).items():
             if name.endswith(".safetensors"):
@@ -147,12 +153,12 @@ def load_model(folder: Path, device: str | torch.device = "cpu") -> tuple[GPT, T
     if tok.vocab_size != cfg.vocab_size:
         raise CheckpointError(f"tokenizer has {tok.vocab_size} tokens but the model expects {cfg.vocab_size}")
     weights = folder / WEIGHTS_FILE
-    if not weights.is_file():
+    if not weights.is_file() and not (folder / INDEX_FILE).is_file():
         raise CheckpointError(f"missing weights file {weights}")
     try:
-        state = load_file(str(weights), device=str(device))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"corrupt or truncated weights {weights}: {e}") from None
+        state = read_weights(folder, device=str(device))
+    except (SafetensorError, OSError, ValueError, KeyError) as e:
+        raise CheckpointError(f"corrupt or truncated weights in {folder}: {e}") from None
     model = GPT(cfg).to(device)
     load_weights(model, state, str(weights))
     model.eval()

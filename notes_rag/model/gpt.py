@@ -76,6 +76,7 @@ PRESETS: dict[str, GPTConfig] = {
     "small": GPTConfig(n_layer=4, n_head=4, n_kv_head=4, n_embd=192),  # ~3M params at 8k vocab
     "base": GPTConfig(n_layer=6, n_head=4, n_kv_head=4, n_embd=256),  # ~7M
     "medium": GPTConfig(n_layer=8, n_head=6, n_kv_head=6, n_embd=384),  # ~17M
+    "large": GPTConfig(n_layer=8, n_head=8, n_kv_head=8, n_embd=512),  # ~29M: the GPU speedrun's shape
 }
 
 

@@ -2,7 +2,7 @@
 
 It owns everything that is not about the data: the optimizer and its schedule (train/optim.py),
 fitted to a step count or a wall-clock budget, gradient accumulation to a batch in tokens,
-clipping, bf16 autocast on GPU (fp32 on CPU: these CPUs have no native bf16), DDP under
+clipping, the precision (`TrainConfig.precision`: bf16 autocast or fp32, train/precision.py), DDP under
 `torchrun` (train/distributed.py), periodic validation and samples, metrics.jsonl + loss-curve
 PNG (train/plot.py), atomic checkpoints (`last/` with the full training state, `best/` with
 weights only), exact `--resume`, and Ctrl-C (checkpoint, then KeyboardInterrupt for the CLI to
@@ -40,6 +40,7 @@ from notes_rag.train.distributed import (  # noqa: F401  (setup_distributed: cal
 from notes_rag.train.interrupt import GracefulStop, StopFlag
 from notes_rag.train.optim import lr_factor, make_optimizer
 from notes_rag.train.plot import plot_losses
+from notes_rag.train.precision import autocast, uses_bf16
 from notes_rag.train.speed import StepLog, measure_matmul_flops
 from notes_rag.train.state import Progress, Run, restore, save_state
 
@@ -65,6 +66,8 @@ class TrainConfig:
     seed: int = 1337
     compile: bool = False
     threads: int | None = None
+    # "auto": bf16 autocast on GPU, fp32 on CPU; "bf16" / "fp32" as measured by train/precision.py
+    precision: str = "auto"
 
 
 Batch = torch.Tensor | dict[str, torch.Tensor]
@@ -149,12 +152,15 @@ class _Loop:
         micro_tokens = getattr(self.source, "micro_tokens", x0.numel())
         self.accum = max(1, round(self.cfg.batch_tokens / (micro_tokens * self.d.world)))
         self.flops_tok = self.raw.flops_per_token(x0.size(1))
-        self.peak = measure_matmul_flops(self.device)
+        # MFU against the matmul rate of the precision the steps run in
+        bf16 = uses_bf16(self.device, self.cfg.precision)
+        self.peak = measure_matmul_flops(self.device, dtype=torch.bfloat16 if bf16 else torch.float32)
         if self.d.master:
             self.console.print(
                 f"model {self.raw.num_params() / 1e6:.2f}M params | {self.flops_tok / 1e6:.1f} MFLOP/token | "
                 f"batch {micro_tokens * self.accum * self.d.world:,} tokens ({self.d.world} rank × {self.accum} "
-                f"accum × {micro_tokens:,}) | device {self.device} | matmul peak {self.peak / 1e9:.0f} GFLOP/s"
+                f"accum × {micro_tokens:,}) | device {self.device} {'bf16' if bf16 else 'fp32'} | "
+                f"matmul peak {self.peak / 1e9:.0f} GFLOP/s"
             )
 
     def progress(self) -> float:
@@ -195,7 +201,6 @@ class _Loop:
         factor = lr_factor(self.p.step, self.progress(), cfg)
         for g in self.opt.param_groups:
             g["lr"] = g.get("base_lr", cfg.lr) * factor
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
         loss_sum = torch.zeros((), device=self.device)
         step_tokens = 0
         for micro in range(self.accum):
@@ -204,7 +209,7 @@ class _Loop:
             x, y = _to(x, self.device), _to(y, self.device)
             sync = d.world == 1 or micro == self.accum - 1
             no_sync = not sync and hasattr(self.model, "no_sync")
-            with self.model.no_sync() if no_sync else nullcontext(), autocast:
+            with self.model.no_sync() if no_sync else nullcontext(), autocast(self.device, cfg.precision):
                 loss = self.loss_fn(self.model, x, y) / self.accum
             loss.backward()
             loss_sum += loss.detach()
@@ -217,7 +222,8 @@ class _Loop:
     def evaluate(self, evaluate: Callable, sample: Callable | None) -> dict:
         """Validate (and sample), keep `best/` when validation improved, save `last/`."""
         self.raw.eval()
-        metrics = evaluate(self.model)
+        # the plain module: a compiled one would recompile for every evaluation shape
+        metrics = evaluate(self.raw)
         self.raw.train()
         text = sample(self.raw) if (sample and self.d.master) else ""
         result = {"step": self.p.step, "tokens": self.p.tokens, **metrics}

@@ -4,7 +4,8 @@
 
 Trains the tokenizer when the output folder has none, tokenizes the data into cached shards
 (train/shards.py), builds the GPT (model/gpt.py) and runs the shared training loop (train/loop.py),
-reporting validation loss and tokenizer-independent bits per byte.
+reporting validation loss, tokenizer-independent bits per byte and the in-context copying probe
+(train/copy_probe.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from notes_rag.errors import NotesRagError
 from notes_rag.model.engine import SamplingConfig, generate
 from notes_rag.model.gpt import GPT, preset
 from notes_rag.model.tokenizer import TOKENIZER_FILE, Tokenizer, load_tokenizer, train_tokenizer
+from notes_rag.train.copy_probe import copy_probe
 from notes_rag.train.distributed import setup_distributed
 from notes_rag.train.loop import TrainConfig, train
 from notes_rag.train.pretrain_data import DataConfig, find_data_files, tokenizer_texts
@@ -34,6 +36,7 @@ class PretrainConfig:
     model: str = "small"  # preset name from model.PRESETS
     # training window; None = 512 or the preset's context when shorter (tiny: 128)
     seq_len: int | None = None
+    context: int | None = None  # the model's context (RoPE table); None = the preset's
     vocab_size: int = 8192
     tokenizer_chars: int = 200_000_000  # characters of text used to train the tokenizer
     data: DataConfig = field(default_factory=DataConfig)
@@ -122,7 +125,7 @@ def pretrain(data: list[Path], out: Path, cfg: PretrainConfig, resume: bool = Fa
     if d.world > 1:
         torch.distributed.barrier()
     folder = prepare_shards(files, tok, out / TOKENIZER_FILE, out, cfg.data)  # cached: returns at once
-    model_cfg = preset(cfg.model, vocab_size=tok.vocab_size)
+    model_cfg = preset(cfg.model, vocab_size=tok.vocab_size, **({"seq_len": cfg.context} if cfg.context else {}))
     seq_len = cfg.seq_len or min(DEFAULT_WINDOW, model_cfg.seq_len)
     if seq_len > model_cfg.seq_len:
         raise NotesRagError(f"--seq-len {seq_len} exceeds the {cfg.model} model's context of {model_cfg.seq_len}")
@@ -133,6 +136,11 @@ def pretrain(data: list[Path], out: Path, cfg: PretrainConfig, resume: bool = Fa
     # validation only needs one window somewhere (evaluate_bpb sums over ranks)
     val_windows = TokenWindows(read_shards(folder, "val"), seq_len, tc.device_batch, 0, d.rank, d.world, min_windows=1)
     lengths = token_byte_lengths(tok)
+    n_ids = min(tok.special_ids.values())  # the probe's random sequences use ordinary tokens only
+
+    def evaluate(m) -> dict:
+        return {**evaluate_bpb(m, val_windows, lengths, tc.eval_batches, device), **copy_probe(m, n_ids, seq_len)}
+
     meta = {"stage": "pretrain", "data": [str(p) for p in data], "seq_len": seq_len, "shards": folder.name}
     return train(
         model,
@@ -140,7 +148,7 @@ def pretrain(data: list[Path], out: Path, cfg: PretrainConfig, resume: bool = Fa
         WindowSource(train_windows),
         tc,
         out,
-        evaluate=lambda m: evaluate_bpb(m, val_windows, lengths, tc.eval_batches, device),
+        evaluate=evaluate,
         sample=lambda m: sample_text(m, tok),
         meta=meta,
         resume=resume,

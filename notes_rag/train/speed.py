@@ -10,13 +10,17 @@ import torch
 from notes_rag.train.state import Progress, Run
 
 
-def measure_matmul_flops(device: torch.device, n: int = 2048, trials: int = 5) -> float:
-    """Best-of-`trials` FLOP/s of a square matmul on this device (the MFU denominator).
+def measure_matmul_flops(
+    device: torch.device, n: int = 2048, trials: int = 5, dtype: torch.dtype | None = None
+) -> float:
+    """Best-of-`trials` FLOP/s of a square matmul on this device (the MFU denominator), in
+    `dtype` (default: bf16 on a GPU, fp32 on a CPU).
 
     Best, not mean: a busy machine at start-up would otherwise understate the peak and
     overstate MFU for the whole run.
     """
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype is None:
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     if device.type == "cuda":
         n = 8192
     a = torch.randn(n, n, device=device, dtype=dtype)

@@ -1,0 +1,114 @@
+"""Training precision: fp32, or bf16 autocast over fp32 master weights, chosen by measuring.
+
+Whether bf16 pays depends on the machine, not the device type: on one of our 2-core CPUs (AMD,
+native bf16) a bf16 matmul ran at twice the fp32 rate, on another (Intel) at half of it. So
+`choose_precision` times a bf16 and an fp32 matmul on the device, and when bf16 wins also a few
+training steps of the model under both, and picks bf16 only when both say it is faster.
+Autocast keeps the weights, gradients and optimizer state in fp32; only the matmuls run in bf16,
+and the loop's non-finite-loss check still guards every step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass
+
+import torch
+
+from notes_rag.errors import NotesRagError
+from notes_rag.train.speed import measure_matmul_flops
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def autocast(device: torch.device, precision: str) -> AbstractContextManager:
+    """The context a training step runs in: bf16 autocast, or nothing (fp32).
+
+    "auto" keeps the long-standing default: bf16 on a GPU, fp32 on a CPU."""
+    if precision not in PRECISIONS:
+        raise NotesRagError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if uses_bf16(device, precision):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def uses_bf16(device: torch.device, precision: str) -> bool:
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
+@dataclass
+class PrecisionChoice:
+    """What was measured at start and what was chosen ("bf16" or "fp32"), for the report."""
+
+    precision: str
+    device: str
+    reason: str = ""
+    fp32_gflops: float | None = None
+    bf16_gflops: float | None = None
+    fp32_step_s: float | None = None  # only measured when the bf16 matmul was faster
+    bf16_step_s: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def time_step(step: Callable[[], None], trials: int = 3) -> float:
+    """Best-of-`trials` seconds of one call of `step`, after one warm-up call."""
+    step()
+    best = float("inf")
+    for _ in range(trials):
+        t = time.perf_counter()
+        step()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def choose_precision(
+    device: torch.device, train_step: Callable[[str], Callable[[], None]] | None = None, n: int = 1024
+) -> PrecisionChoice:
+    """Measure bf16 against fp32 on `device` and pick the faster.
+
+    `train_step(precision)` returns a function running one training step under that precision;
+    it breaks the tie only when the bf16 matmul is faster (a matmul alone flattered bf16 on
+    CPUs where whole steps were slower)."""
+    fp32 = measure_matmul_flops(device, n=n, dtype=torch.float32)
+    try:
+        bf16 = measure_matmul_flops(device, n=n, dtype=torch.bfloat16)
+    except RuntimeError:  # a device without bf16 kernels
+        bf16 = 0.0
+    choice = PrecisionChoice("fp32", str(device), fp32_gflops=fp32 / 1e9, bf16_gflops=bf16 / 1e9)
+    if bf16 <= fp32:
+        choice.reason = f"bf16 matmul {bf16 / 1e9:.0f} GFLOP/s is not faster than fp32 {fp32 / 1e9:.0f}"
+        return choice
+    if train_step is None:
+        choice.precision, choice.reason = "bf16", "bf16 matmul faster"
+        return choice
+    choice.fp32_step_s = time_step(train_step("fp32"))
+    choice.bf16_step_s = time_step(train_step("bf16"))
+    faster = choice.bf16_step_s < choice.fp32_step_s
+    choice.precision = "bf16" if faster else "fp32"
+    choice.reason = (
+        f"bf16 matmul {bf16 / fp32:.2f}× fp32; a training step {choice.fp32_step_s / choice.bf16_step_s:.2f}× fp32"
+    )
+    return choice
+
+
+def model_step(model: torch.nn.Module, batch: int, seq_len: int, device: torch.device):
+    """`train_step` for `choose_precision`: forward + backward of `model` on random ids."""
+    vocab = model.config.vocab_size
+    x = torch.randint(0, vocab, (batch, seq_len), device=device)
+
+    def make(precision: str) -> Callable[[], None]:
+        def step() -> None:
+            with autocast(device, precision):
+                loss = model(x, targets=x)
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+
+        return step
+
+    return make
