@@ -1,10 +1,9 @@
 """SFT data: text surgery, kit converters on inline records, and an end-to-end build on a tiny kit."""
 
-import json
-import lzma
 import random
 
 import pytest
+from tiny_kit import EN_TOPICS, TOPICS, write_kit
 
 from notes_rag.chat.format import ABSTAIN, Conversation, extract_citations, is_abstention, parse, render
 from notes_rag.model.tokenizer import train_tokenizer
@@ -12,7 +11,6 @@ from notes_rag.sft.build import build_sft, summary
 from notes_rag.sft.clauses import answer_clause, n_words, sentence_spans, trim_around
 from notes_rag.sft.config import DEFAULT_MIX, BuildConfig
 from notes_rag.sft.kit import (
-    KIT_FILES,
     convert_boolq,
     convert_extractive,
     convert_instructions,
@@ -120,131 +118,10 @@ def test_convert_other_sources():
 
 # ---- end-to-end build on a tiny kit written to a tmp dir --------------------------------------
 
-TOPICS = [
-    ("Rzym", "Rzym jest stolicą Włoch i leży nad Tybrem. Miasto założono według legendy w 753 roku p.n.e."),
-    ("Kraków", "Kraków leży nad Wisłą. Był stolicą Polski do 1596 roku, gdy dwór przeniósł się do Warszawy."),
-    ("Gdańsk", "Gdańsk jest miastem portowym nad Morzem Bałtyckim. Słynie z bursztynu i Długiego Targu."),
-    ("Wrocław", "Wrocław leży nad Odrą i ma ponad sto mostów. Jest stolicą Dolnego Śląska."),
-    ("Poznań", "Poznań leży nad Wartą. Na Starym Rynku codziennie w południe trykają się koziołki."),
-    ("Lublin", "Lublin jest największym miastem wschodniej Polski. Działa tam Uniwersytet Marii Curie-Skłodowskiej."),
-]
-EN_TOPICS = [
-    ("Paris", "Paris is the capital of France. The Eiffel Tower was completed in 1889 for the World Fair."),
-    ("Berlin", "Berlin is the capital of Germany. The Berlin Wall fell in November 1989."),
-    ("Madrid", "Madrid is the capital of Spain. The Prado Museum opened to the public in 1819."),
-    ("Rome", "Rome is the capital of Italy. The Colosseum could hold about fifty thousand spectators."),
-    ("Vienna", "Vienna is the capital of Austria. It is famous for its coffee houses and classical music."),
-    ("Prague", "Prague is the capital of Czechia. Charles Bridge crosses the Vltava river."),
-]
-
-
-def _write(path, records):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with lzma.open(path, "wt", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-
-
-def _extractive(topics, lang):
-    out = []
-    for title, ctx in topics:
-        word = ctx.split(". ")[1].split()[1]
-        out.append(
-            {
-                "lang": lang,
-                "title": title,
-                "context": ctx,
-                "question": f"{title}: {word}?",
-                "answerable": True,
-                "answers": [{"text": word, "answer_start": ctx.index(word)}],
-            }
-        )
-        out.append(
-            {
-                "lang": lang,
-                "title": title,
-                "context": ctx,
-                "question": f"{title} i księżyc?",
-                "answerable": False,
-                "answers": [],
-            }
-        )
-    return out
-
 
 @pytest.fixture(scope="module")
 def tiny_kit(tmp_path_factory):
-    root = tmp_path_factory.mktemp("kit")
-    en, pl = _extractive(EN_TOPICS, "en"), _extractive(TOPICS, "pl")
-    files = {
-        "en_qa_xquad": [r for r in en if r["answerable"]],
-        "en_qa_xquad_negatives": [
-            {
-                **r,
-                "context": EN_TOPICS[(i + 1) % 6][1],
-                "title": EN_TOPICS[(i + 1) % 6][0],
-                "answers": [],
-                "answerable": False,
-            }
-            for i, r in enumerate(en[::2])
-        ],
-        "en_dialogqa_xquad_grouped": [
-            {
-                "lang": "en",
-                "title": t,
-                "context": c,
-                "turns": [
-                    {
-                        "question": f"Capital of {t}?",
-                        "answers": [{"text": "capital", "answer_start": c.index("capital")}],
-                        "answerable": True,
-                    },
-                    {"question": "Moon?", "answers": [], "answerable": False},
-                ],
-            }
-            for t, c in EN_TOPICS
-        ],
-        "en_qa_squad2_devhalf": en,
-        "en_qa_squad2_subset": en[:2],
-        "en_qa_boolq": [
-            {
-                "title": t,
-                "context": c,
-                "question": f"Is {t} a capital?",
-                "answers": [{"text": "yes", "answer_start": -1}],
-            }
-            for t, c in EN_TOPICS
-        ],
-        "en_qa_ropes": [
-            {
-                "title": "",
-                "context": c + "\n\nSituation: A visits " + t + ".",
-                "question": "Who visits?",
-                "answers": [{"text": "A", "answer_start": -1}],
-            }
-            for t, c in EN_TOPICS
-        ],
-        "pl_qa_poquad": pl,
-        "en_instructions_rasbt": [
-            {"lang": "en", "instruction": f"Say {t}.", "input": "", "output": t} for t, _ in EN_TOPICS
-        ],
-        "enpl_parallel_tatoeba": [
-            {"en": f"I like the city of {t} a lot.", "pl": f"Bardzo lubię miasto {p}."}
-            for (t, _), (p, _) in zip(EN_TOPICS, TOPICS)
-        ],
-    }
-    assert set(files) == set(KIT_FILES)
-    for name, recs in files.items():
-        _write(root / "sft" / f"{name}.jsonl.xz", recs)
-    _write(
-        root / "pretrain" / "pl_test.jsonl.xz",
-        [{"source": f"x/notes/{t}.md", "lang": "pl", "text": c} for t, c in TOPICS],
-    )
-    _write(
-        root / "pretrain" / "en_test.jsonl.xz",
-        [{"source": f"x/notes/{t}.md", "lang": "en", "text": c} for t, c in EN_TOPICS],
-    )
-    return root
+    return write_kit(tmp_path_factory.mktemp("kit"))
 
 
 @pytest.fixture(scope="module")

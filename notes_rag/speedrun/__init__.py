@@ -1,0 +1,1 @@
+"""One command from raw text to a released model: profiles, stages, report, promotion."""
