@@ -47,7 +47,16 @@ def collect(r: Retriever, items) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
+def identity() -> np.ndarray:
+    """The weights that keep the first stage's order."""
+    w = np.zeros(len(rerank.FEATURES))
+    w[rerank.FEATURES.index("fused")] = 1.0
+    return w
+
+
 def loss_and_grad(w: np.ndarray, data, l2: float) -> tuple[float, np.ndarray]:
+    """Listwise loss, regularized toward `identity()`: without evidence the reranker keeps the
+    first stage's order rather than drifting to zero weights."""
     total, grad = 0.0, np.zeros_like(w)
     for x, gold in data:
         s = x @ w
@@ -57,13 +66,12 @@ def loss_and_grad(w: np.ndarray, data, l2: float) -> tuple[float, np.ndarray]:
         total -= np.log(pg)
         # d(-log sum_gold p)/dw = E_p[x] - E_{p|gold}[x]
         grad += p @ x - (p * gold) @ x / pg
-    n = len(data)
-    return total / n + l2 * (w @ w), grad / n + 2 * l2 * w
+    n, d = len(data), w - identity()
+    return total / n + l2 * (d @ d), grad / n + 2 * l2 * d
 
 
-def fit(data, l2: float = 1e-3, steps: int = 3000, lr: float = 0.1) -> np.ndarray:
-    w = np.zeros(len(rerank.FEATURES))
-    w[rerank.FEATURES.index("fused")] = 1.0  # start from the first stage's own order
+def fit(data, l2: float, steps: int = 3000, lr: float = 0.1) -> np.ndarray:
+    w = identity()
     m, v = np.zeros_like(w), np.zeros_like(w)
     for t in range(1, steps + 1):  # Adam
         _, g = loss_and_grad(w, data, l2)
@@ -81,7 +89,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--qa", type=Path, default=Path("runs/rerank-train/qa.jsonl"))
     ap.add_argument("--index", type=Path, default=Path("runs/rerank-train/index"))
-    ap.add_argument("--l2", type=float, default=1e-3)
+    ap.add_argument("--l2", type=float, default=0.01)
     ap.add_argument("--out", type=Path, default=rerank.PACKAGED)
     args = ap.parse_args()
 
@@ -91,8 +99,7 @@ def main() -> None:
     order = rng.permutation(len(data))
     cut = len(data) // 5
     held, train = [data[i] for i in order[:cut]], [data[i] for i in order[cut:]]
-    base = np.zeros(len(rerank.FEATURES))
-    base[rerank.FEATURES.index("fused")] = 1.0
+    base = identity()
     w = fit(train, args.l2)
     print(
         f"{len(data)} questions with a gold candidate; held-out fifth: top-1 first stage {top1(base, held):.3f}"

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import statistics
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -85,8 +86,11 @@ def main() -> None:
         stats: dict[str, list[int | None]] = {}
         pos, neg = [], []
         misses = []
+        latency: list[float] = []
         for item in items:
+            t0 = time.perf_counter()
             res = r.search_conversation(item.turns, k=RETRIEVAL_DEPTH, mode=mode)
+            latency.append(time.perf_counter() - t0)
             if not item.answerable:
                 neg.append(res.top_cosine)
                 continue
@@ -109,6 +113,8 @@ def main() -> None:
             mrr = sum(1 / x for x in ranks if x) / len(ranks)
             out[mode][g] = {"n": len(ranks), "hit@1": h1, "hit@5": h5, "mrr": mrr}
             print(f"{g:<14}{len(ranks):>4}{h1:>8.3f}{h5:>8.3f}{mrr:>8.3f}")
+        print(f"query latency p50 {1000 * statistics.median(latency):.1f} ms over {len(latency)} questions")
+        out[mode]["latency_p50_ms"] = 1000 * statistics.median(latency)
         if args.misses:
             for m in misses:
                 print("  miss", *m)

@@ -57,6 +57,9 @@ class RetrievalConfig:
     rrf_k: int = 60
     # Candidates taken from each ranking before fusion.
     candidates: int = 50
+    # A BM25 list shorter than `candidates` is z-scored as if padded with zero scores, so the
+    # one chunk holding a rare term ("RoPE") stands out instead of scoring +1 in a list of two.
+    pad_lexical: bool = True
     # Conversation: how many previous user turns join the current question, and the weight of that
     # joined query's ranking relative to the current question's own (1.0).
     history_turns: int = 2
@@ -83,3 +86,6 @@ class RetrievalConfig:
     # (hybrid mode only; dense and bm25 stay single-signal rankings for comparison).
     rerank: bool = True
     rerank_depth: int = 20
+    # In a conversation the reranker also counts the previous turns' words, at this share of
+    # their weight (the first stage likewise joins them to the question).
+    history_word_weight: float = 0.5

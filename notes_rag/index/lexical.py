@@ -12,6 +12,7 @@ The index is saved with bm25s' own numpy/json format (loaded with allow_pickle=F
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import bm25s
@@ -55,6 +56,14 @@ def analyze(text: str) -> list[str]:
         if len(folded) > PREFIX:
             terms.append(stem(word) + "*")
     return terms
+
+
+@dataclass(frozen=True)
+class QueryWord:
+    word: str
+    terms: frozenset[str]  # its BM25 terms (`analyze`)
+    idf: float
+    chunks: frozenset[int]  # the chunks holding it
 
 
 class LexicalIndex:
@@ -104,19 +113,19 @@ class LexicalIndex:
             total += best
         return self._top(total, k)
 
-    def word_docs(self, text: str) -> list[tuple[float, frozenset[int]]]:
-        """For each distinct content word of `text`: its BM25 idf and the chunk ids holding it
-        in any of its forms (word, folded or stem). Read from the index's term-document matrix,
-        so no chunk text is needed."""
+    def query_words(self, text: str, weight: float = 1.0) -> list[QueryWord]:
+        """The distinct content words of `text` with their BM25 idf (times `weight`) and the
+        chunk ids holding them in any form (word, folded or stem), read from the index's
+        term-document matrix: no chunk text is needed."""
         scores, n = self.bm25.scores, max(len(self.ids), 1)
         out = []
         for word in dict.fromkeys(w for w in lowercase_words(text) if w not in STOPWORDS):
+            terms = analyze(word)
             rows: set[int] = set()
-            for t in self.bm25.get_tokens_ids(analyze(word)):
+            for t in self.bm25.get_tokens_ids(terms):
                 rows.update(scores["indices"][scores["indptr"][t] : scores["indptr"][t + 1]].tolist())
-            df = len(rows)
-            idf = float(np.log(1 + (n - df + 0.5) / (df + 0.5)))
-            out.append((idf, frozenset(int(self.ids[r]) for r in rows)))
+            idf = float(np.log(1 + (n - len(rows) + 0.5) / (len(rows) + 0.5)))
+            out.append(QueryWord(word, frozenset(terms), weight * idf, frozenset(int(self.ids[r]) for r in rows)))
         return out
 
     def _top(self, scores: np.ndarray, k: int) -> list[tuple[int, float]]:

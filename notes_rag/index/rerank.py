@@ -30,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from notes_rag.index.lexical import STOPWORDS, analyze
-from notes_rag.text import lowercase_words, sentence_spans
+from notes_rag.errors import NotesRagError
+from notes_rag.index.lexical import QueryWord, analyze
+from notes_rag.text import sentence_spans
 
 PACKAGED = Path(__file__).with_name("rerank-weights.json")
 FEATURES = ("fused", "dense", "bm25", "translated", "tdense", "coverage", "rare", "heading", "sentence")
@@ -47,22 +48,20 @@ class Signals:
     bm25: dict[int, float]
     translated: dict[int, float]
     tdense: dict[int, float]
-    words: list[tuple[float, frozenset[int]]]  # per question word: idf, chunks holding it
-    query: str
+    words: list[QueryWord]  # the question's content words (and the conversation's, down-weighted)
 
 
-def rare_words(words: list[tuple[float, frozenset[int]]]) -> list[tuple[float, frozenset[int]]]:
+def rare_words(words: list[QueryWord]) -> list[QueryWord]:
     """The question words found in at most `RARE_DF` chunks (and in at least one)."""
-    return [(idf, docs) for idf, docs in words if 0 < len(docs) <= RARE_DF]
+    return [w for w in words if 0 < len(w.chunks) <= RARE_DF]
 
 
-def _relative(scores: dict[int, float], ids: list[int], missing: float | None) -> np.ndarray:
-    """Each candidate's score over the best candidate's (`missing` = not found: 0 for BM25)."""
-    vals = [scores.get(c) for c in ids]
-    best = max((v for v in vals if v is not None), default=0.0)
+def _relative(scores: dict[int, float], ids: list[int]) -> np.ndarray:
+    """Each candidate's score over the best candidate's; 0 for one the ranking did not list."""
+    best = max((scores.get(c, 0.0) for c in ids), default=0.0)
     if best <= 0:
         return np.zeros(len(ids))
-    return np.array([(v if v is not None else missing or 0.0) / best for v in vals])
+    return np.array([scores.get(c, 0.0) / best for c in ids])
 
 
 def _cosine_gap(scores: dict[int, float], ids: list[int]) -> np.ndarray:
@@ -70,14 +69,13 @@ def _cosine_gap(scores: dict[int, float], ids: list[int]) -> np.ndarray:
     as its worst listed one."""
     if not scores:
         return np.zeros(len(ids))
-    floor, best = min(scores.values()), max(scores.get(c, -1.0) for c in ids)
-    best = best if best > -1.0 else max(scores.values())
-    return np.array([10.0 * (scores.get(c, floor) - best) for c in ids])
+    floor = min(scores.values())
+    vals = np.array([scores.get(c, floor) for c in ids])
+    return 10.0 * (vals - vals.max())
 
 
-def _word_hits(word_terms: list[set[str]], text: str) -> np.ndarray:
-    terms = set(analyze(text))
-    return np.array([bool(t & terms) for t in word_terms], dtype=float)
+def _present(terms: set[str], words: list[QueryWord]) -> np.ndarray:
+    return np.array([bool(w.terms & terms) for w in words], dtype=float)
 
 
 def features(sig: Signals, ids: list[int], texts: dict[int, str], headings: dict[int, str]) -> np.ndarray:
@@ -86,29 +84,30 @@ def features(sig: Signals, ids: list[int], texts: dict[int, str], headings: dict
     fused = np.array([sig.fused.get(c, floor) for c in ids])
     sd = fused.std()
     z = (fused - fused.mean()) / sd if sd > 1e-9 else np.zeros(len(ids))
-    idf = np.array([w for w, _ in sig.words])
+    # A word in no chunk says nothing about which candidate is better: it takes no share.
+    words = [w for w in sig.words if w.chunks]
+    idf = np.array([w.idf for w in words])
     mass = idf.sum() or 1.0
-    rare = np.array([0 < len(docs) <= RARE_DF for _, docs in sig.words], dtype=float)
-    holds = np.array([[c in docs for _, docs in sig.words] for c in ids], dtype=float).reshape(len(ids), len(idf))
-    word_terms = [set(analyze(w)) for w in dict.fromkeys(x for x in lowercase_words(sig.query) if x not in STOPWORDS)]
-    heading = np.array([_word_hits(word_terms, headings.get(c, "")) @ idf / mass if len(idf) else 0.0 for c in ids])
-    sentence = np.zeros(len(ids))
-    if len(idf):
-        for i, c in enumerate(ids):
-            text = texts.get(c, "")
-            sentence[i] = max((_word_hits(word_terms, text[s:e]) @ idf for s, e in sentence_spans(text)), default=0.0)
-        sentence /= mass
+    rare = np.array([len(w.chunks) <= RARE_DF for w in words], dtype=float)
+    holds = np.array([[c in w.chunks for w in words] for c in ids], dtype=float).reshape(len(ids), len(words))
+    heading, sentence = np.zeros(len(ids)), np.zeros(len(ids))
+    for i, c in enumerate(ids):
+        if not holds[i].any():
+            continue
+        heading[i] = _present(set(analyze(headings.get(c, ""))), words) @ idf
+        text = texts.get(c, "")
+        sentence[i] = max((_present(set(analyze(text[a:b])), words) @ idf for a, b in sentence_spans(text)), default=0)
     return np.column_stack(
         [
             z,
             _cosine_gap(sig.dense, ids),
-            _relative(sig.bm25, ids, 0.0),
-            _relative(sig.translated, ids, 0.0),
-            _cosine_gap(sig.tdense, ids) if sig.tdense else np.zeros(len(ids)),
-            holds @ idf / mass if len(idf) else np.zeros(len(ids)),
-            holds @ (idf * rare) / mass if len(idf) else np.zeros(len(ids)),
-            heading,
-            sentence,
+            _relative(sig.bm25, ids),
+            _relative(sig.translated, ids),
+            _cosine_gap(sig.tdense, ids),
+            holds @ idf / mass,
+            holds @ (idf * rare) / mass,
+            heading / mass,
+            sentence / mass,
         ]
     )
 
@@ -119,10 +118,14 @@ class Reranker:
 
     @classmethod
     def load(cls, path: Path = PACKAGED) -> Reranker:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if tuple(data["features"]) != FEATURES:
-            raise ValueError(f"{path} was fitted for features {data['features']}, not {list(FEATURES)}")
-        return cls(np.asarray(data["weights"], dtype=float))
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            names, weights = tuple(data["features"]), np.asarray(data["weights"], dtype=float)
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+            raise NotesRagError(f"cannot read the reranker weights {path}: {e}") from None
+        if names != FEATURES or weights.shape != (len(FEATURES),):
+            raise NotesRagError(f"{path} was fitted for features {list(names)}, not {list(FEATURES)}")
+        return cls(weights)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         return x @ self.weights

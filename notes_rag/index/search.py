@@ -99,25 +99,28 @@ def _rrf(rankings: list[tuple[list[int], float]], rrf_k: int) -> dict[int, float
     return fused
 
 
-def _zscores(scores: dict[int, float]) -> dict[int, float]:
+def _zscores(scores: dict[int, float], listed: int = 0) -> tuple[dict[int, float], float]:
     """Scores in standard deviations from their list's mean, so cosines (a narrow band around
-    0.85) and BM25 scores (0 to ~20) can be added; a list of one counts as 1."""
-    if len(scores) < 2:
-        return {c: 1.0 for c in scores}
-    v = np.fromiter(scores.values(), dtype=np.float64)
-    mu, sd = v.mean(), v.std()
-    if sd < 1e-9:
-        return {c: 1.0 for c in scores}
-    return {c: (x - mu) / sd for c, x in scores.items()}
+    0.85) and BM25 scores (0 to ~20) can be added, and the score of a chunk the list lacks
+    (its worst entry's). A list of one counts as 1. A lexical list shorter than `listed` is
+    padded with zero scores, since the chunks it lacks matched no word: unpadded, a rare term's
+    list of two says +1 / -1 however strong its match."""
+    padding = max(0, listed - len(scores))
+    values = np.asarray(list(scores.values()) + [0.0] * padding, dtype=np.float64)
+    if len(values) < 2 or values.std() < 1e-9:
+        return {c: 1.0 for c in scores}, 1.0
+    mu, sd = values.mean(), values.std()
+    z = {c: (x - mu) / sd for c, x in scores.items()}
+    return z, (-mu / sd if padding else min(z.values()))
 
 
-def _zfuse(rankings: list[tuple[dict[int, float], float]]) -> dict[int, float]:
-    """Weighted sum of each ranking's z-scores; a chunk missing from a ranking scores like that
-    ranking's worst candidate there. Empty rankings take no part."""
-    parts = [(_zscores(scores), w) for scores, w in rankings if scores]
-    floors = [min(z.values()) for z, _ in parts]
-    chunks = set().union(*(z.keys() for z, _ in parts))
-    return {c: sum(w * z.get(c, floor) for (z, w), floor in zip(parts, floors)) for c in chunks}
+def _zfuse(rankings: list[tuple[dict[int, float], float, int]]) -> dict[int, float]:
+    """Weighted sum of each ranking's z-scores (rankings are (scores, weight, listed), see
+    `_zscores`); a chunk missing from a ranking takes its missing score. Empty rankings take
+    no part."""
+    parts = [(*_zscores(scores, listed), w) for scores, w, listed in rankings if scores]
+    chunks = set().union(*(z.keys() for z, _, _ in parts))
+    return {c: sum(w * z.get(c, floor) for z, floor, w in parts) for c in chunks}
 
 
 class Retriever:
@@ -191,19 +194,21 @@ class Retriever:
         string; `groups` are its translated words, `tdense` the dense ranking of their text."""
         if mode == "dense":
             return dense, {}, {}
+        n = self.cfg.candidates if self.cfg.pad_lexical else 0
         bm25 = dict(self.lexical.search(query, self.cfg.candidates))
         translated = dict(self.lexical.search_groups(groups, self.cfg.candidates)) if groups else {}
         c = self.cfg
         if mode == "bm25":
-            return (_zfuse([(bm25, 1.0), (translated, c.translated_weight)]) if translated else bm25), bm25, translated
+            fused = _zfuse([(bm25, 1.0, n), (translated, c.translated_weight, n)]) if translated else bm25
+            return fused, bm25, translated
         rankings = [
-            (dense, c.dense_weight),
-            (bm25, c.bm25_weight),
-            (translated, c.translated_weight),
-            (tdense, c.translated_dense_weight),
+            (dense, c.dense_weight, 0),
+            (bm25, c.bm25_weight, n),
+            (translated, c.translated_weight, n),
+            (tdense, c.translated_dense_weight, 0),
         ]
         if c.fusion == "rrf":
-            return _rrf([(list(r), w) for r, w in rankings], c.rrf_k), bm25, translated
+            return _rrf([(list(r), w) for r, w, _ in rankings], c.rrf_k), bm25, translated
         return _zfuse(rankings), bm25, translated
 
     def _result(self, scores: dict[int, float], k: int, top_cosine: float) -> SearchResult:
@@ -250,7 +255,7 @@ class Retriever:
         ids = sorted(signals.fused, key=lambda cid: (-signals.fused[cid], cid))[: self.cfg.rerank_depth]
         # A chunk holding one of the question's rare words is always a candidate, however low
         # fusion put it: an exact match of a rare term (acronym, name, number) must get a hearing.
-        ids += sorted({c for _, docs in rerank.rare_words(signals.words) for c in docs} - set(ids))
+        ids += sorted({c for w in rerank.rare_words(signals.words) for c in w.chunks} - set(ids))
         rows = store.fetch_chunks(self.conn, ids)
         texts = {c: r.text for c, r in rows.items()}
         headings = {c: " ".join(r.heading_path) for c, r in rows.items()}
@@ -282,8 +287,14 @@ class Retriever:
             # question wins on its own, an elliptical follow-up through the joined one.
             fused = {}
             for (scores, _, _), w in zip(per_query, (1.0, self.cfg.history_weight)):
-                for c, z in _zscores(scores).items():
+                for c, z in _zscores(scores)[0].items():
                     fused[c] = fused.get(c, 0.0) + w * z
         _, bm25, translated = per_query[0]
-        words = self.lexical.word_docs(turns[-1]) if mode == "hybrid" else []
-        return fused, top_cosine, Signals(fused, dense[0], bm25, translated, tdense[0], words, turns[-1])
+        words = []
+        if mode == "hybrid":
+            # A follow-up ("A Llama 3?") is about the conversation's words too, at half weight.
+            words = self.lexical.query_words(turns[-1])
+            own = {w.word for w in words}
+            history = self.lexical.query_words(" ".join(earlier), self.cfg.history_word_weight)
+            words += [w for w in history if w.word not in own]
+        return fused, top_cosine, Signals(fused, dense[0], bm25, translated, tdense[0], words)
