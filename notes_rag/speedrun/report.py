@@ -164,7 +164,7 @@ def render(out: Path, state: dict, profile: Profile, models: Path | None) -> str
     runs = state["runs"]
     resumed = f" over {len(runs)} invocations" if len(runs) > 1 else ""
     lines = [
-        f"# Speedrun `{profile.name}`: {runs[-1]['started'][:16].replace('T', ' ') if runs else ''}",
+        f"# Speedrun `{profile.name}`: {runs[0]['started'][:16].replace('T', ' ') if runs else ''}",
         "",
         f"- Machine: {machine()}",
         f"- Precision: {_precision(state['precision'])}",
