@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -98,6 +99,9 @@ class FakeRetriever:
 
     def translations(self, query):
         return []
+
+    def similarity(self, query, texts):
+        return np.zeros(len(texts))  # no encoder: the quote's lexical score decides
 
 
 def _fake_generate(text, tok):
@@ -394,7 +398,7 @@ def test_abstain_by_retrieval_bans_the_abstention_start(tiny_ckpt, tok):
 
 
 def test_grounding_guard_quotes_the_notes_instead_of_an_ungrounded_answer(tiny_ckpt, monkeypatch, tok):
-    from notes_rag.chat.assistant import grounding
+    from notes_rag.chat.guard import grounding
 
     passages = [h.text for h in FakeRetriever().search_conversation(["x"], k=2)]
     assert grounding(passages[0] + " [1]", passages) == 1.0
@@ -482,3 +486,29 @@ def test_sources_table_never_cuts_number_or_place():
     shown = console.export_text()
     assert "004_c37a24b139456986.txt:5-46" in shown and "b.md:7-9" in shown
     assert "1  004_" in shown and "2  b.md" in shown
+
+
+@pytest.mark.parametrize(
+    "generated, reason",
+    [
+        ("{p0} {p0} {p0} {p0} [1]", "loop"),
+        ("{p0}", "uncited"),
+        ("{p0} [7]", "uncited"),  # a made-up passage number is no citation
+        ("Zupełnie zmyślona bzdura o kosmosie i gwiazdach. [1]", "ungrounded"),
+        ("{p1} [1]", "ungrounded"),  # grounded in passage 2, but passage 1 is cited
+    ],
+)
+def test_looping_uncited_and_ungrounded_answers_are_never_shown(tiny_ckpt, monkeypatch, tok, generated, reason):
+    from notes_rag.chat.guard import problem
+
+    passages = [h.text for h in FakeRetriever().search_conversation(["x"], k=2)]
+    first = " ".join(passages[0].split()[:6])
+    text = generated.format(p0=first, p1=" ".join(passages[1].split()[:6]))
+    assert problem(text, passages, 0.6) == reason
+    assert problem(first + " [1]", passages, 0.6) is None
+    monkeypatch.setattr(answer_mod, "generate", _fake_generate(text, tok))
+    a = _assistant(tiny_ckpt, FakeRetriever(), k=2, min_grounding=0.6)
+    shown = [x for x in a.stream([], "Kto zaproponował model neuronu?") if isinstance(x, str)]
+    ans = a.ask([], "Kto zaproponował model neuronu?")
+    assert shown == [ans.text] and ans.answered_by == "quote" and ans.cited
+    assert ans.ungrounded_text == text.strip() and text.strip() not in shown

@@ -21,24 +21,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
+
 from notes_rag.chat.answer import Answer, PromptPlan, Source, Timings
 from notes_rag.chat.format import (
     ABSTAIN,
+    NOT_MENTIONED,
     SYSTEM_PROMPT,
     Passage,
     Turn,
     extract_citations,
     is_abstention,
-    strip_citations,
 )
+from notes_rag.chat.guard import problem
 from notes_rag.chat.prompt import fit_prompt
+from notes_rag.chat.quote import cited_quote
 from notes_rag.errors import NotesRagError
 from notes_rag.lang import detect_lang
 from notes_rag.model.checkpoint import load_model
 from notes_rag.model.engine import CopyBias, SamplingConfig, generate, stream_text
 from notes_rag.model.release import model_id, resolve_model
 from notes_rag.model.tokenizer import SPECIAL_TOKENS, Tokenizer
-from notes_rag.text import best_sentence, words
 
 if TYPE_CHECKING:  # importing the index loads FAISS
     from notes_rag.index.search import SearchResult
@@ -64,9 +67,10 @@ class AnswerConfig:
     # Who decides to abstain: "model" (the model may answer with the abstention string) or
     # "retrieval" (only the calibrated retrieval threshold abstains; the model must answer).
     abstain_by: str = "retrieval"
-    # Grounding guard: a non-abstaining answer whose content words are mostly absent from the
-    # prompt's passages is not shown as the answer; the best-matching passage sentence is quoted
-    # instead (and the model's text kept in `Answer.ungrounded_text`). 0 turns the guard off.
+    # Grounding guard (`chat.guard`): a non-abstaining generated answer that cites no passage,
+    # loops, or whose content words are mostly absent from the passages it cites is not shown;
+    # the notes are quoted instead (`chat.quote`; the model's text is kept in
+    # `Answer.ungrounded_text`). This is the share of words that must occur; 0 turns it off.
     min_grounding: float = 0.6
     # Who writes the answer: "reader" (the pointer heads quote the answering sentence; needs a
     # model trained with `notes-rag train-reader`, else generation is used) or "model" (generate).
@@ -80,6 +84,10 @@ class AnswerConfig:
     # dev key facts 0.16 -> 0.30 with the release reader (both at abstain 0.5), while costing 0.03 sentence accuracy on
     # the kit's held-out split (docs/READER.md). 0 lets the heads choose alone.
     reader_overlap_weight: float = 1.0
+    # Times the encoder's cosine between the question and each sentence, added to the choice (the
+    # quote's evidence by meaning, `chat.quote`). At 20, dev key facts 0.35 -> 0.38, but encoding
+    # the passage's sentences makes the answer p50 28 ms -> 0.96 s on two cores: off by default.
+    reader_dense_weight: float = 0.0
     # Passages the reader reads: the top ones of retrieval's ranking. Its heads were trained on
     # passages in random order and choose across passages worse than retrieval ranks them (dev,
     # docs/READER.md); the other retrieved passages are still shown as sources.
@@ -102,6 +110,8 @@ class Searcher(Protocol):
 
     def translations(self, query: str) -> list[str]: ...
 
+    def similarity(self, query: str, texts: list[str]) -> np.ndarray: ...
+
 
 class _Shape(Protocol):
     seq_len: int
@@ -113,30 +123,6 @@ class ChatModel(Protocol):
 
     @property
     def config(self) -> _Shape: ...
-
-
-# -- grounding guard -----------------------------------------------------------------------------
-
-
-def grounding(answer: str, passages: list[str]) -> float:
-    """Share of the answer's content words (3+ letters, folded) that occur in the passages."""
-    content = [w for w in words(strip_citations(answer)) if len(w) >= 3]
-    if not content:
-        return 0.0
-    vocab = {w for p in passages for w in words(p)}
-    return sum(w in vocab for w in content) / len(content)
-
-
-def quote_best_sentence(question: str, passages: list[str]) -> str:
-    """The passage sentence that best matches the question, cited; searched in rank order."""
-    best, best_n, best_score = "", 1, -1.0
-    q = {w for w in words(question) if len(w) >= 3}
-    for n, text in enumerate(passages, 1):
-        sentence = best_sentence(question, text)
-        score = len(q & set(words(sentence))) - 0.01 * n  # ties go to the higher-ranked passage
-        if sentence and score > best_score:
-            best, best_n, best_score = sentence, n, score
-    return f"{best} [{best_n}]" if best else ""
 
 
 # -- the turn ------------------------------------------------------------------------------------
@@ -159,6 +145,7 @@ class _Retrieved:
     threshold: float | None
     retrieval_ms: float
     t0: float  # when the question came
+    unknown_names: tuple[str, ...] = ()  # names in the question that no note mentions
 
 
 @dataclass
@@ -244,7 +231,9 @@ class Assistant:
             Source(h.rank, h.file, h.line_start, h.line_end, " › ".join(h.heading_path), h.score, h.text)
             for h in res.hits
         ]
-        return _Retrieved(question, lang, sources, float(res.top_cosine), self.threshold, retrieval_ms, t0)
+        return _Retrieved(
+            question, lang, sources, float(res.top_cosine), self.threshold, retrieval_ms, t0, res.unknown_names
+        )
 
     def _answer(
         self,
@@ -337,8 +326,12 @@ class Assistant:
             max_len=self.model.config.seq_len,
         )
         texts = [s.text for s in read_from]
-        overlap = shared_stems(inp, texts, " ".join([*questions[-1:], r.question]))
-        reading = read(self.model, inp, prior=[self.cfg.reader_overlap_weight * n for n in overlap])
+        query = " ".join([*questions[-1:], r.question])
+        prior = [self.cfg.reader_overlap_weight * n for n in shared_stems(inp, texts, query)]
+        if self.cfg.reader_dense_weight and inp.units:
+            cos = self.retriever.similarity(query, [texts[u.passage - 1][u.start : u.end] for u in inp.units])
+            prior = [p + self.cfg.reader_dense_weight * float(c) for p, c in zip(prior, cos)]
+        reading = read(self.model, inp, prior=prior)
         reply = compose(reading, texts, r.lang, self.cfg.reader_abstain)
         decoded = _Decoded(reply.text, time.perf_counter() - r.t0, None, 0)
         answer = self._answer(r, reply.text, "reader" if reply.abstained else None, None, decoded, inp.passages)
@@ -354,8 +347,11 @@ class Assistant:
             raise NotesRagError("empty question")
         questions = [t.content for t in history if t.role == "user"]
         r = self._retrieve(history, question, questions)
-        if not r.sources or (r.threshold is not None and r.top_cosine < r.threshold):
-            decoded = _Decoded(ABSTAIN[r.lang], time.perf_counter() - r.t0, None, 0)
+        if not r.sources or r.unknown_names or (r.threshold is not None and r.top_cosine < r.threshold):
+            text = ABSTAIN[r.lang]
+            if r.unknown_names:
+                text += " " + NOT_MENTIONED[r.lang].format(names=", ".join(r.unknown_names))
+            decoded = _Decoded(text, time.perf_counter() - r.t0, None, 0)
             yield decoded.text
             answer = self._answer(r, decoded.text, "retrieval", None, decoded)
             answer.answered_by = "abstain"
@@ -376,9 +372,10 @@ class Assistant:
         text, abstained = decoded.text, is_abstention(decoded.text)
         prompt_texts = [s.text for s in r.sources[: plan.passages]]
         ungrounded, by = None, "abstain" if abstained else "model"
-        if not abstained and checked and grounding(text, prompt_texts) < self.cfg.min_grounding:
+        if not abstained and checked and problem(text, prompt_texts, self.cfg.min_grounding):
             # a follow-up ("In which year?") is matched together with the question before it
-            ungrounded, text = text, quote_best_sentence(" ".join([*questions[-1:], question]), prompt_texts)
+            query = " ".join([*questions[-1:], question])
+            ungrounded, text = text, cited_quote(query, prompt_texts, self.retriever.similarity)
             by = "quote"
         if checked:
             yield text

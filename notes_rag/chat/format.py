@@ -27,6 +27,8 @@ ABSTAIN = {
     "pl": "Nie znalazłem tego w notatkach.",
     "en": "I couldn't find that in your notes.",
 }
+# Appended to the abstention when the question names something the notes never mention.
+NOT_MENTIONED = {"pl": "Notatki nie wspominają o: {names}.", "en": "Your notes never mention {names}."}
 
 SYSTEM_PROMPT = {
     "pl": (

@@ -16,6 +16,7 @@ from pathlib import Path
 from rich.console import Console
 
 from notes_rag.chat.assistant import AnswerConfig, Assistant
+from notes_rag.chat.quote import Similarity
 from notes_rag.errors import NotesRagError
 from notes_rag.eval.matching import RETRIEVAL_DEPTH
 from notes_rag.eval.qa_file import EvalItem
@@ -32,6 +33,7 @@ class Backends:
     chunks: list[tuple[str, str]]  # every indexed (file, chunk text)
     file_lang: dict[str, str]
     threshold: float | None  # the retriever's abstention threshold on the dense top-1 cosine
+    similarity: Similarity | None = None  # the encoder's cosines, for the baseline's quote
     meta: dict = field(default_factory=dict)
     close: Callable[[], None] = lambda: None  # called when the run is over: closes the index
 
@@ -46,7 +48,7 @@ def open_backends(
 
     def retrieve_fn(turns: list[str]) -> Retrieval:
         res = retriever.search_conversation(turns, k=RETRIEVAL_DEPTH, mode=mode)
-        return Retrieval([RetrievedChunk(h.text, h.file) for h in res.hits], res.top_cosine)
+        return Retrieval([RetrievedChunk(h.text, h.file) for h in res.hits], res.top_cosine, res.unknown_names)
 
     answer_fn, meta = None, {}
     if answers:
@@ -60,6 +62,7 @@ def open_backends(
         chunks=retriever.chunks(),
         file_lang=retriever.file_langs(),
         threshold=retriever.abstain_threshold,
+        similarity=retriever.similarity,
         meta={"index": str(retriever.index_dir.resolve()), "encoder": retriever.meta["encoder"], **meta},
         close=retriever.close,
     )
@@ -115,6 +118,7 @@ def run_backends(
         chunks=backends.chunks,
         file_lang=backends.file_lang,
         threshold=backends.threshold,
+        similarity=backends.similarity,
         on_item=on_item,
     )
 

@@ -4,8 +4,9 @@ scored item by item.
 Everything here works on plain data, so it can be tested without an index or a model: `run_eval`
 takes a `retrieve_fn(turns) -> Retrieval` and an optional `answer_fn(turns) -> AnswerRecord`;
 the CLI (`cli/eval.py`) wires them to the real retriever and the chat assistant. Next to the
-GPT's answers the runner scores an extractive baseline (the best-matching sentence of the top
-retrieved chunk, `notes_rag.text.best_sentence`), so the value the model adds is visible.
+GPT's answers the runner scores an extractive baseline (the chat's quote from the top retrieved
+chunk, `chat.quote`: chosen by meaning with the retrieval encoder when `similarity` is given),
+so the value the model adds is visible.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from notes_rag.chat.quote import Similarity, best_quote
 from notes_rag.eval.matching import RETRIEVAL_DEPTH, evidence_files, first_hit_rank, is_hit, score_groups
 from notes_rag.eval.qa_file import EvalItem
-from notes_rag.text import best_sentence
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Retrieval:
 
     chunks: list[RetrievedChunk]
     top_cosine: float | None = None
+    unknown_names: tuple[str, ...] = ()  # names in the question no chunk mentions: abstain
 
 
 @dataclass
@@ -108,11 +110,19 @@ def score_answer(item: EvalItem, rec: AnswerRecord) -> ScoredAnswer:
     )
 
 
-def baseline_answer(item: EvalItem, ret: Retrieval, threshold: float | None) -> ScoredAnswer:
+def baseline_answer(
+    item: EvalItem, ret: Retrieval, threshold: float | None, similarity: Similarity | None = None
+) -> ScoredAnswer:
     """Extractive baseline: abstain when the dense top-1 cosine is under the retriever's
-    abstention threshold, else answer with the best-matching sentence of the top chunk."""
-    abstained = not ret.chunks or (threshold is not None and ret.top_cosine is not None and ret.top_cosine < threshold)
-    text = "" if abstained else best_sentence(" ".join(item.turns), ret.chunks[0].text)
+    abstention threshold, else answer with the chat's quote (`chat.quote`: the sentence of the
+    top chunk that matches the questions best by meaning, lexically without `similarity`)."""
+    abstained = (
+        not ret.chunks
+        or bool(ret.unknown_names)
+        or (threshold is not None and ret.top_cosine is not None and ret.top_cosine < threshold)
+    )
+    found = None if abstained else best_quote(" ".join(item.turns), [c.text for c in ret.chunks], similarity)
+    text = found[0] if found else ""
     return ScoredAnswer(text=text, abstained=abstained, groups=score_groups(text, item.must))
 
 
@@ -131,6 +141,7 @@ def evaluate_item(
     chunks: list[tuple[str, str]],
     file_lang: dict[str, str],
     threshold: float | None,
+    similarity: Similarity | None = None,
 ) -> ItemResult:
     """Retrieval, baseline and (with `answer_fn`) the model's answer for one item."""
     t0 = time.perf_counter()
@@ -151,7 +162,7 @@ def evaluate_item(
         hit_rank=first_hit_rank(item.evidence, [c.text for c in top]) if item.answerable else None,
         retrieval_ms=retrieval_ms,
         top_cosine=ret.top_cosine,
-        baseline=baseline_answer(item, ret, threshold),
+        baseline=baseline_answer(item, ret, threshold, similarity),
         answer=answer,
     )
 
@@ -164,6 +175,7 @@ def run_eval(
     chunks: Iterable[tuple[str, str]] = (),
     file_lang: dict[str, str] | None = None,
     threshold: float | None = None,
+    similarity: Similarity | None = None,
     on_item: Callable[[ItemResult], None] | None = None,
 ) -> list[ItemResult]:
     """Evaluate every item: retrieval, baseline and (with `answer_fn`) the model's answer.
@@ -174,7 +186,7 @@ def run_eval(
     chunks = list(chunks)
     results = []
     for item in items:
-        result = evaluate_item(item, retrieve_fn, answer_fn, chunks, file_lang or {}, threshold)
+        result = evaluate_item(item, retrieve_fn, answer_fn, chunks, file_lang or {}, threshold, similarity)
         results.append(result)
         if on_item is not None:
             on_item(result)

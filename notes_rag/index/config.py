@@ -65,8 +65,10 @@ class RetrievalConfig:
     history_turns: int = 2
     history_weight: float = 1.0
     # Below this dense top-1 cosine the notes most likely do not answer the question
-    # (multilingual-e5-small; calibrated on dev questions, see docs/BENCHMARKS.md).
-    abstain_threshold: float = 0.843
+    # (multilingual-e5-small). Calibrated on the dev questions as the threshold refusing the most
+    # unanswerable ones at false abstention <= 0.05, besides the questions refused because they
+    # name something no note mentions (`SearchResult.unknown_names`); docs/CHAT.md.
+    abstain_threshold: float = 0.839
     # Bilingual query expansion (see `bilingual`): the question's words translated by the
     # FreeDict dictionaries in `dict_dir` give a third ranking, BM25 of the translation, so an
     # English question finds Polish notes lexically and the reverse; it weighs less than the

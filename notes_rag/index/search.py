@@ -8,12 +8,15 @@
 Hybrid ranking adds the dense and BM25 scores of each candidate after expressing each list's
 scores in standard deviations from its mean (`RetrievalConfig.fusion`; weighted reciprocal rank
 fusion is the alternative, measured worse on the dev questions: rank fusion with k=60 flattens a
-clear dense or BM25 winner to almost nothing). In a conversation the current question is fused
-with the question joined to the previous user turns, so elliptical follow-ups ("A Llama 3?",
-"In which year?") find the notes the conversation is about.
+clear dense or BM25 winner to almost nothing). A BM25 list shorter than the candidate count is
+scored against the chunks it did not list, so a rare term's one match stands out. In a
+conversation the current question is fused with the question joined to the previous user turns,
+so elliptical follow-ups ("A Llama 3?", "In which year?") find the notes the conversation is
+about. The fused top candidates are then reordered by the learned reranker (`rerank`).
 
-`SearchResult.top_cosine` is the dense top-1 cosine: fused scores say nothing about whether the
-notes answer the question at all; this cosine nearly does (see `RetrievalConfig.abstain_threshold`).
+`SearchResult.top_cosine` is the dense top-1 cosine of the question as asked (of the conversation
+too, for a follow-up: `question.py`): fused scores say nothing about whether the notes answer the
+question at all; this cosine nearly does (see `RetrievalConfig.abstain_threshold`).
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from notes_rag.errors import NotesRagError
 from notes_rag.index import rerank, store
 from notes_rag.index.bilingual import Bilingual
 from notes_rag.index.config import MODES, IndexConfig, RetrievalConfig
-from notes_rag.index.encoder import encode_queries, encoder_id, load_query_encoder
+from notes_rag.index.encoder import encode_passages, encode_queries, encoder_id, load_query_encoder
 from notes_rag.index.lexical import LexicalIndex
 from notes_rag.index.rerank import Reranker, Signals
 from notes_rag.lang import detect_lang
+from notes_rag.question import is_follow_up, names
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,11 @@ class Hit:
 @dataclass(frozen=True)
 class SearchResult:
     hits: list[Hit]
-    top_cosine: float  # dense top-1 cosine of the query (the best one in a conversation)
+    # Dense top-1 cosine of the question as asked; of the question or the conversation joined
+    # to it, the better, when the question is a follow-up (question.py).
+    top_cosine: float
+    # Names in the question that no chunk mentions (question.names): the notes cannot answer it.
+    unknown_names: tuple[str, ...] = ()
 
     def __iter__(self):
         return iter(self.hits)
@@ -177,6 +185,13 @@ class Retriever:
         scores, ids = self.dense.search(vectors, n)
         return [{int(i): float(s) for s, i in zip(srow, irow) if i >= 0} for srow, irow in zip(scores, ids)]
 
+    def similarity(self, query: str, texts: list[str]) -> np.ndarray:
+        """Cosines of `texts` (as passages) to `query` under the index's encoder."""
+        if not texts:
+            return np.zeros(0, dtype=np.float32)
+        q = np.asarray(encode_queries(self.encoder, [query]), dtype=np.float32)[0]
+        return np.asarray(encode_passages(self.encoder, texts), dtype=np.float32) @ q
+
     def translations(self, query: str) -> list[str]:
         """The query's words in the other language ([] without the dictionaries): the reader
         flags passage words that match them."""
@@ -211,7 +226,9 @@ class Retriever:
             return _rrf([(list(r), w) for r, w, _ in rankings], c.rrf_k), bm25, translated
         return _zfuse(rankings), bm25, translated
 
-    def _result(self, scores: dict[int, float], k: int, top_cosine: float) -> SearchResult:
+    def _result(
+        self, scores: dict[int, float], k: int, top_cosine: float, unknown: tuple[str, ...] = ()
+    ) -> SearchResult:
         best = sorted(scores, key=lambda cid: (-scores[cid], cid))[:k]
         rows = store.fetch_chunks(self.conn, best)
         hits = [
@@ -227,7 +244,7 @@ class Retriever:
             )
             for rank, cid in enumerate(best, start=1)
         ]
-        return SearchResult(hits, top_cosine)
+        return SearchResult(hits, top_cosine, unknown)
 
     @staticmethod
     def _check(mode: str, k: int) -> None:
@@ -248,7 +265,17 @@ class Retriever:
         if self.reranker is not None and mode == "hybrid":
             ids, x = self.rerank_features(signals)
             scores = dict(zip(ids, self.reranker.scores(x).tolist()))
-        return self._result(scores, k, top_cosine)
+        return self._result(scores, k, top_cosine, self.unknown_names(turns[-1]))
+
+    def unknown_names(self, question: str) -> tuple[str, ...]:
+        """The question's names (question.names) that occur in no chunk, in any form; stopwords
+        ("What", "Is") are not names."""
+        out = []
+        for name in names(question):
+            found = self.lexical.query_words(name)
+            if found and not any(w.chunks for w in found):
+                out.append(name)
+        return tuple(out)
 
     def rerank_features(self, signals: Signals) -> tuple[list[int], np.ndarray]:
         """The first stage's top `rerank_depth` chunk ids and their reranking features."""
@@ -279,7 +306,10 @@ class Retriever:
         ranked = self._dense(queries + [t for t in ttexts if t], max(self.cfg.candidates, n))
         dense, extra = ranked[: len(queries)], iter(ranked[len(queries) :])
         tdense = [next(extra) if t else {} for t in ttexts]
-        top_cosine = max((max(d.values()) for d in dense if d), default=0.0)
+        # Whether the notes answer is decided on the question as asked; only a follow-up
+        # borrows the conversation's evidence (question.py).
+        own = dense[:1] if not (earlier and is_follow_up(turns[-1])) else dense
+        top_cosine = max((max(d.values()) for d in own if d), default=0.0)
         per_query = [self._fuse_query(q, d, mode, g, td) for q, d, g, td in zip(queries, dense, groups, tdense)]
         fused = per_query[0][0]
         if len(per_query) > 1:

@@ -1,0 +1,80 @@
+"""What a question says about itself: is it a follow-up, and which names does it mention?
+
+`is_follow_up`: is the question meaningful only with the conversation before it?
+
+Retrieval reads every question together with the previous ones, so an elliptic follow-up ("A w
+którym roku?", "And Llama 3?") finds the notes the conversation is about. Whether the notes
+answer a question at all, though, is decided on the question as asked: "What is the capital of
+Australia?" asked after a question about neurons is off-topic, however close the conversation
+is to the notes. Only a follow-up borrows the conversation's retrieval evidence. A question is a
+follow-up when it
+
+- opens with a continuation ("A ...?", "And ...?", "What about ...?"), or
+- refers back with a pronoun ("Who proposed it?", "Kiedy go opublikowano?"), or
+- is elliptic: at most `MAX_ELLIPTIC_WORDS` words and no name of its own ("In which year?",
+  but not "What is RoPE?": a capitalized word after the first, or one with a digit, is a name), or
+- names nothing of its own: no content word besides question words ("Why?", "Dlaczego tak?").
+
+    is_follow_up("A w którym roku?")                    # True
+    is_follow_up("What is the capital of Australia?")   # False
+
+`names`: the question's names (RoPE, GPT-3, Mixtral, Tokyo). A question about a name the notes
+never mention cannot be answered from them, however close its other words come; retrieval
+reports such names (`SearchResult.unknown_names`) and the chat abstains on them.
+
+    names("Na czym polega metoda LoRA?")               # ['LoRA']
+"""
+
+from __future__ import annotations
+
+import re
+
+from notes_rag.text import lowercase_words
+
+_TOKEN = re.compile(r"[\w-]+")
+
+MAX_ELLIPTIC_WORDS = 3
+OPENERS = ("a", "i", "oraz", "czyli", "więc", "and", "also", "so", "then", "but", "or")
+OPENING_PHRASES = ("what about", "how about", "a co z", "a jak", "co z", "a czy")
+# ("on" and "one", Polish "he" and "they", are left out: they are everyday English words.)
+PRONOUNS = frozenset(
+    """
+it its it's they them their theirs this these those he him his she her hers
+ona ono oni go jego jej ich nim niego niej nią niemu nich jemu im tym tego tej tych tę
+""".split()
+)
+# Words that ask rather than name: a question made only of these (and pronouns) names nothing.
+QUESTION_WORDS = frozenset(
+    """
+what which who whom whose when where why how is are was were do does did can could would should
+the a an of in on at to for about and or so tell me more explain please
+co czy jak jaki jaka jakie jakim jakich kto kiedy gdzie dlaczego czemu ile który która które
+którym którego której w we na o z do dla od po jest są był była było były to tak a i ten ta
+więcej powiedz wyjaśnij proszę
+""".split()
+)
+
+
+def names(question: str) -> list[str]:
+    """The question's names: words with a capital after their first letter or capitalized after
+    the question's first word (RoPE, GPT, Mixtral), or with a digit (GPT-3, 2017); "I" is not."""
+    tokens = _TOKEN.findall(question)
+    return [
+        t
+        for i, t in enumerate(tokens)
+        if t != "I"
+        and (any(ch.isdigit() for ch in t) or any(ch.isupper() for ch in t[1:]) or (i > 0 and t[0].isupper()))
+    ]
+
+
+def is_follow_up(question: str) -> bool:
+    """True when `question` needs the conversation before it to mean anything (see above)."""
+    ws = lowercase_words(question)
+    if not ws:
+        return True
+    text = " ".join(ws)
+    if ws[0] in OPENERS or text.startswith(OPENING_PHRASES):
+        return True
+    if PRONOUNS.intersection(ws) or (len(ws) <= MAX_ELLIPTIC_WORDS and not names(question)):
+        return True
+    return all(w in QUESTION_WORDS or w in PRONOUNS for w in ws)

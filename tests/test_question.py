@@ -1,0 +1,105 @@
+"""Abstention on the question as asked: follow-up detection, names the notes never mention, and
+the quote chosen by meaning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_chat import FakeRetriever, _assistant, tiny_ckpt  # noqa: F401  (fixture)
+from tiny_encoder import build_tiny_encoder
+
+from notes_rag.chat.format import ABSTAIN, is_abstention
+from notes_rag.chat.quote import best_quote, candidates
+from notes_rag.index.build import update_index
+from notes_rag.index.encoder import load_encoder
+from notes_rag.index.search import RetrievalConfig, Retriever, SearchResult
+from notes_rag.question import is_follow_up, names
+
+
+@pytest.mark.parametrize(
+    "question, follow_up",
+    [
+        ("A w którym roku?", True),
+        ("A Llama 3?", True),
+        ("In which year?", True),
+        ("Who proposed it?", True),
+        ("Kiedy go opublikowano?", True),
+        ("What about the decoder?", True),
+        ("Dlaczego?", True),
+        ("What is the capital of Australia?", False),
+        ("Kto zaproponował model perceptronu?", False),
+        ("What is RoPE?", False),  # short, but it names something of its own
+        ("What does attention depend on?", False),
+    ],
+)
+def test_follow_up_detection(question, follow_up):
+    assert is_follow_up(question) is follow_up
+
+
+def test_names_are_capitalized_inner_words_acronyms_and_numbers():
+    assert names("Na czym polega metoda LoRA i jaki rank?") == ["LoRA"]
+    assert names("Ile kosztował trening GPT-3 w 2020?") == ["GPT-3", "2020"]
+    assert names("Which parameters do I need?") == []
+
+
+NOTES = {
+    "neuron.md": "# Neuron\n\nW 1943 McCulloch i Pitts proponują matematyczny model neuronu.\n",
+    "rope.md": "# Pozycje\n\nRoPE obraca wektory zapytań i kluczy o kąt zależny od pozycji.\n",
+}
+
+
+@pytest.fixture(scope="module")
+def retriever(tmp_path_factory):
+    root = tmp_path_factory.mktemp("question-index")
+    (root / "notes").mkdir()
+    for name, text in NOTES.items():
+        (root / "notes" / name).write_text(text, encoding="utf-8")
+    encoder = load_encoder(build_tiny_encoder(root / "encoder"))
+    update_index(root / "notes", root / "index", encoder)
+    return Retriever(root / "index", encoder, RetrievalConfig())
+
+
+def test_abstention_cosine_is_the_question_alone_unless_it_follows_up(retriever):
+    first = "Kto zaproponował matematyczny model neuronu?"
+    off_topic = "What is the capital of Australia?"
+    alone = retriever.search(off_topic).top_cosine
+    assert retriever.search_conversation([first, off_topic]).top_cosine == pytest.approx(alone)
+    follow = "A w którym roku?"
+    joined = retriever._dense([f"{first} {follow}"], 1)[0]
+    own = retriever.search(follow).top_cosine
+    expected = max(own, max(joined.values()))
+    assert retriever.search_conversation([first, follow]).top_cosine == pytest.approx(expected)
+
+
+def test_names_no_note_mentions_are_reported(retriever):
+    assert retriever.search("Na czym polega metoda LoRA?").unknown_names == ("LoRA",)
+    assert retriever.search("Czym jest RoPE?").unknown_names == ()
+    assert retriever.search("Co zaproponowali McCulloch i Pitts?").unknown_names == ()
+
+
+class _Unknown(FakeRetriever):
+    def search_conversation(self, turns, k=5, mode="hybrid"):
+        return SearchResult(self.hits[:k], 0.99, ("LoRA",))
+
+
+def test_chat_abstains_on_an_unknown_name_and_says_which(tiny_ckpt):  # noqa: F811
+    ans = _assistant(tiny_ckpt, _Unknown()).ask([], "Na czym polega metoda LoRA?")
+    assert ans.abstained and ans.answered_by == "abstain" and ans.abstain_reason == "retrieval"
+    assert is_abstention(ans.text) and ans.text.startswith(ABSTAIN["pl"]) and "LoRA" in ans.text
+
+
+def test_quote_is_chosen_by_meaning_over_shared_words():
+    passage = (
+        "# BPE\n\nBPE algorithm search for library complicated to implement.\n"
+        "Unknown words are split into known subword units."
+    )
+    assert "Unknown words are split into known subword units." in candidates(passage, 2)
+    assert any("\n" not in c and c.count(".") == 2 for c in candidates(passage, 2))  # a two-line window
+    question = "What does BPE do with unknown words?"
+
+    def meaning(q, texts):  # a stand-in encoder that knows which candidate answers
+        return np.array([0.9 if t.startswith("Unknown") else 0.8 for t in texts])
+
+    assert best_quote(question, [passage], meaning)[0].startswith("Unknown words are split")
+    assert best_quote(question, [passage], None)[0].startswith("BPE algorithm")  # words alone
+    assert best_quote(question, ["# Only a heading"], None) is None
