@@ -23,6 +23,11 @@ never mention cannot be answered from them, however close its other words come; 
 reports such names (`SearchResult.unknown_names`) and the chat abstains on them.
 
     names("Na czym polega metoda LoRA?")               # ['LoRA']
+
+`only_names`: a question that asks about nothing but names ("Czym jest RoPE?") is answered when
+the top passage holds them all, even under the cosine threshold: a short question about a term
+embeds far from any passage (0.82 for "Czym jest RoPE?" against the RoPE slide), yet the notes
+plainly speak of it.
 """
 
 from __future__ import annotations
@@ -65,6 +70,15 @@ def names(question: str) -> list[str]:
         if t != "I"
         and (any(ch.isdigit() for ch in t) or any(ch.isupper() for ch in t[1:]) or (i > 0 and t[0].isupper()))
     ]
+
+
+def only_names(question: str, stopwords: frozenset[str]) -> list[str]:
+    """The question's names when it asks about nothing else ("Czym jest RoPE?", "What is BPE?"):
+    its other words are all question words or `stopwords`; [] otherwise."""
+    found = names(question)
+    named = {w for n in found for w in lowercase_words(n)}
+    rest = [w for w in lowercase_words(question) if w not in named and w not in QUESTION_WORDS]
+    return found if found and all(w in stopwords for w in rest) else []
 
 
 def is_follow_up(question: str) -> bool:

@@ -429,7 +429,7 @@ def reader_ckpt(tmp_path_factory, tok):
 @pytest.mark.parametrize("reader_abstain", [1.01, -1.0])
 def test_reader_answers_by_pointing_or_abstains(reader_ckpt, reader_abstain):
     retriever = FakeRetriever(n=3)
-    a = _assistant(reader_ckpt, retriever, k=3, reader_abstain=reader_abstain)
+    a = _assistant(reader_ckpt, retriever, k=3, reader_abstain=reader_abstain, answer_with="reader")
     assert a.reads
     items = list(a.stream([], "Co mówi słowo2x3?"))
     ans = items[-1]
@@ -448,6 +448,21 @@ def test_reader_answers_by_pointing_or_abstains(reader_ckpt, reader_abstain):
     assert not gen.reads
 
 
+@pytest.mark.parametrize("reader_abstain", [1.01, -1.0])
+def test_quote_answers_by_meaning_unless_the_reader_abstains(reader_ckpt, reader_abstain):
+    retriever = FakeRetriever(n=3)
+    a = _assistant(reader_ckpt, retriever, k=3, reader_abstain=reader_abstain)  # the default: quote
+    assert a.cfg.answer_with == "quote" and a.reads
+    items = list(a.stream([], "Co mówi słowo1x3?"))
+    ans = items[-1]
+    assert items[:-1] == [ans.text] and 0.0 <= ans.no_answer <= 1.0
+    if reader_abstain > 1:  # a sentence of the top passage, cited
+        assert ans.answered_by == "quote" and ans.cited == [1] and not ans.abstained
+        assert ans.text.rsplit(" [", 1)[0] in retriever.hits[0].text
+    else:
+        assert ans.answered_by == "abstain" and ans.abstain_reason == "reader"
+
+
 def test_ask_json_with_a_reader_model(tiny_index, reader_ckpt):
     result = CliRunner().invoke(
         app,
@@ -455,8 +470,8 @@ def test_ask_json_with_a_reader_model(tiny_index, reader_ckpt):
     )
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
-    assert out["answered_by"] in ("reader", "abstain") and 0 <= out["no_answer"] <= 1
-    if out["answered_by"] == "reader":  # grounded by construction: a sentence of the cited source
+    assert out["answered_by"] in ("quote", "abstain") and 0 <= out["no_answer"] <= 1
+    if out["answered_by"] == "quote":  # grounded by construction: a sentence of the cited source
         (n,) = out["cited"]
         assert out["answer"].rsplit(" [", 1)[0].split()[-1] in out["sources"][n - 1]["text"]
 
@@ -464,7 +479,7 @@ def test_ask_json_with_a_reader_model(tiny_index, reader_ckpt):
 def test_repl_prints_a_reader_answer_once_with_its_span(reader_ckpt, monkeypatch, data_dir):
     from notes_rag.cli import repl
 
-    a = _assistant(reader_ckpt, FakeRetriever(n=3), k=3, reader_abstain=1.01)
+    a = _assistant(reader_ckpt, FakeRetriever(n=3), k=3, reader_abstain=1.01, answer_with="reader")
     monkeypatch.setattr(repl, "console", repl.Console(record=True, width=200))
     answer = repl.answer_turn(ChatState(a), "Co mówi słowo2x3?")
     shown = repl.console.export_text()

@@ -13,7 +13,7 @@ from notes_rag.chat.quote import best_quote, candidates
 from notes_rag.index.build import update_index
 from notes_rag.index.encoder import load_encoder
 from notes_rag.index.search import RetrievalConfig, Retriever, SearchResult
-from notes_rag.question import is_follow_up, names
+from notes_rag.question import is_follow_up, names, only_names
 
 
 @pytest.mark.parametrize(
@@ -103,3 +103,21 @@ def test_quote_is_chosen_by_meaning_over_shared_words():
     assert best_quote(question, [passage], meaning)[0].startswith("Unknown words are split")
     assert best_quote(question, [passage], None)[0].startswith("BPE algorithm")  # words alone
     assert best_quote(question, ["# Only a heading"], None) is None
+
+
+def test_only_names_is_a_question_about_nothing_but_names():
+    from notes_rag.index.lexical import STOPWORDS
+
+    assert only_names("Czym jest RoPE?", STOPWORDS) == ["RoPE"]
+    assert only_names("What is GPT-3?", STOPWORDS) == ["GPT-3"]
+    assert only_names("Who created the Word2Vec algorithm?", STOPWORDS) == []  # asks about a creator
+    assert only_names("What is love?", STOPWORDS) == []  # no name
+
+
+def test_a_question_about_a_name_the_top_passage_holds_is_not_refused_on_cosine(retriever, tiny_ckpt):  # noqa: F811
+    res = retriever.search("Czym jest RoPE?")
+    assert res.hits[0].file == "rope.md" and res.names_in_top
+    assert not retriever.search("Czym jest RoPE w praktyce?").names_in_top  # it asks about more
+    a = _assistant(tiny_ckpt, retriever, abstain_threshold=0.9999, answer_with="model")
+    assert a.ask([], "Czym jest RoPE?").abstain_reason != "retrieval"
+    assert a.ask([], "Kto zaproponował matematyczny model neuronu?").abstain_reason == "retrieval"

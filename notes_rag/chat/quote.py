@@ -38,6 +38,10 @@ class QuoteConfig:
     window_lines: int = 2
     lexical_weight: float = 0.1
     rank_penalty: float = 0.01
+    # Only this many candidates, the most question words first, are encoded: a slide passage has
+    # 20-60 sentences and windows; on dev, 8 / 12 / 20 give the same key facts (0.43) at answer
+    # p50 0.30 / 0.40 / 0.63 s on two cores.
+    max_candidates: int = 8
 
 
 def candidates(text: str, window_lines: int) -> list[str]:
@@ -56,8 +60,10 @@ def best_quote(
     if not found:
         return None
     q = stems(question)
+    lexical = np.array([len(q & stems(c)) / max(1, len(q)) for _, c in found])
+    keep = np.sort(np.argsort(-lexical, kind="stable")[: cfg.max_candidates])
+    found, lexical = [found[i] for i in keep], lexical[keep]
     texts = [c for _, c in found]
-    lexical = np.array([len(q & stems(c)) / max(1, len(q)) for c in texts])
     rank = np.array([n - 1 for n, _ in found], dtype=float)
     cosine = np.asarray(similarity(question, texts), dtype=float) if similarity is not None else 0.0
     best = int(np.argmax(cosine + cfg.lexical_weight * lexical - cfg.rank_penalty * rank))

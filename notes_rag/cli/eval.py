@@ -152,7 +152,9 @@ def eval_cmd(
         None, "--abstain-by", help="Who abstains: model or retrieval (default: the chat default)."
     ),
     answer_with: str = typer.Option(
-        None, "--answer-with", help="reader (pointer heads, when the model has them) or model (generation)."
+        None,
+        "--answer-with",
+        help="reader (pointer heads, when the model has them), quote (the quote by meaning) or model (generation).",
     ),
     reader_abstain: float = typer.Option(
         None, "--reader-abstain", help="No-answer probability at which the reader abstains (default: the chat's)."

@@ -48,7 +48,8 @@ def open_backends(
 
     def retrieve_fn(turns: list[str]) -> Retrieval:
         res = retriever.search_conversation(turns, k=RETRIEVAL_DEPTH, mode=mode)
-        return Retrieval([RetrievedChunk(h.text, h.file) for h in res.hits], res.top_cosine, res.unknown_names)
+        chunks = [RetrievedChunk(h.text, h.file) for h in res.hits]
+        return Retrieval(chunks, res.top_cosine, res.unknown_names, res.names_in_top)
 
     answer_fn, meta = None, {}
     if answers:

@@ -34,6 +34,7 @@ class Retrieval:
     chunks: list[RetrievedChunk]
     top_cosine: float | None = None
     unknown_names: tuple[str, ...] = ()  # names in the question no chunk mentions: abstain
+    names_in_top: bool = False  # it asks only about names the top chunk holds: no cosine check
 
 
 @dataclass
@@ -119,7 +120,9 @@ def baseline_answer(
     abstained = (
         not ret.chunks
         or bool(ret.unknown_names)
-        or (threshold is not None and ret.top_cosine is not None and ret.top_cosine < threshold)
+        or (
+            threshold is not None and ret.top_cosine is not None and ret.top_cosine < threshold and not ret.names_in_top
+        )
     )
     found = None if abstained else best_quote(" ".join(item.turns), [c.text for c in ret.chunks], similarity)
     text = found[0] if found else ""

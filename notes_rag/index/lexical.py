@@ -12,6 +12,7 @@ The index is saved with bm25s' own numpy/json format (loaded with allow_pickle=F
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,9 +39,14 @@ shall may might must has have had not no yes if so such mentioned notes note
 ) | frozenset(STOPWORDS_EN_PLUS)
 
 
+# Per word, cached: the reranker analyzes the sentences of 20 chunks per question, and Unicode
+# decomposition of every word was most of its time.
+_fold_word = functools.lru_cache(maxsize=1 << 16)(strip_diacritics)
+
+
 def stem(word: str) -> str:
     """A lowercased word's crude stem: diacritics folded, cut to `PREFIX` letters."""
-    return strip_diacritics(word)[:PREFIX]
+    return _fold_word(word)[:PREFIX]
 
 
 def analyze(text: str) -> list[str]:
@@ -50,11 +56,11 @@ def analyze(text: str) -> list[str]:
         if word in STOPWORDS:
             continue
         terms.append(word)
-        folded = strip_diacritics(word)
+        folded = _fold_word(word)
         if folded != word:
             terms.append("~" + folded)
         if len(folded) > PREFIX:
-            terms.append(stem(word) + "*")
+            terms.append(folded[:PREFIX] + "*")
     return terms
 
 

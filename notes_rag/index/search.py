@@ -21,6 +21,7 @@ question at all; this cosine nearly does (see `RetrievalConfig.abstain_threshold
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +32,10 @@ from notes_rag.index import rerank, store
 from notes_rag.index.bilingual import Bilingual
 from notes_rag.index.config import MODES, IndexConfig, RetrievalConfig
 from notes_rag.index.encoder import encode_passages, encode_queries, encoder_id, load_query_encoder
-from notes_rag.index.lexical import LexicalIndex
+from notes_rag.index.lexical import STOPWORDS, LexicalIndex
 from notes_rag.index.rerank import Reranker, Signals
 from notes_rag.lang import detect_lang
-from notes_rag.question import is_follow_up, names
+from notes_rag.question import is_follow_up, names, only_names
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,9 @@ class SearchResult:
     top_cosine: float
     # Names in the question that no chunk mentions (question.names): the notes cannot answer it.
     unknown_names: tuple[str, ...] = ()
+    # The question asks about nothing but names, and the top hit holds them all (question.only_names):
+    # the notes speak of it whatever the cosine.
+    names_in_top: bool = False
 
     def __iter__(self):
         return iter(self.hits)
@@ -265,7 +269,15 @@ class Retriever:
         if self.reranker is not None and mode == "hybrid":
             ids, x = self.rerank_features(signals)
             scores = dict(zip(ids, self.reranker.scores(x).tolist()))
-        return self._result(scores, k, top_cosine, self.unknown_names(turns[-1]))
+        res = self._result(scores, k, top_cosine, self.unknown_names(turns[-1]))
+        if res.hits and not res.unknown_names:
+            res = dataclasses.replace(res, names_in_top=self._names_in(turns[-1], res.hits[0].chunk_id))
+        return res
+
+    def _names_in(self, question: str, chunk_id: int) -> bool:
+        """Does the question ask about nothing but names that chunk `chunk_id` holds?"""
+        found = only_names(question, STOPWORDS)
+        return bool(found) and all(chunk_id in w.chunks for n in found for w in self.lexical.query_words(n))
 
     def unknown_names(self, question: str) -> tuple[str, ...]:
         """The question's names (question.names) that occur in no chunk, in any form; stopwords
