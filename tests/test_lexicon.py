@@ -6,12 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tiny_encoder import build_tiny_encoder
+from tiny_encoder import build_tiny_index
 
 from notes_rag.errors import NotesRagError
 from notes_rag.index.bilingual import Bilingual
-from notes_rag.index.build import update_index
-from notes_rag.index.encoder import load_encoder
 from notes_rag.index.lexicon import PACKAGED, Lexicon
 from notes_rag.index.lexicon_induction import induce
 from notes_rag.index.search import RetrievalConfig, Retriever
@@ -80,15 +78,9 @@ NOTES = {
 
 
 def test_english_question_finds_polish_note_with_no_dictionary_folder(tmp_path):
-    notes = tmp_path / "notes"
-    notes.mkdir()
-    for name, text in NOTES.items():
-        (notes / name).write_text(text, encoding="utf-8")
-    encoder = load_encoder(build_tiny_encoder(tmp_path / "encoder"))
-    update_index(notes, tmp_path / "index", encoder)
-    cfg = RetrievalConfig(dict_dir=str(Path(tmp_path) / "nowhere"))
-    r = Retriever(tmp_path / "index", encoder, cfg)
+    index_dir, encoder = build_tiny_index(tmp_path, NOTES)
+    r = Retriever(index_dir, encoder, RetrievalConfig(dict_dir=str(Path(tmp_path) / "nowhere")))
     # BM25 alone: the question shares no word with the Polish note, only its translation does
     assert r.search("Where does the dog sleep?", k=1, mode="bm25")[0].file == "psy.md"
-    off = Retriever(tmp_path / "index", encoder, RetrievalConfig(bilingual=False))
+    off = Retriever(index_dir, encoder, RetrievalConfig(bilingual=False))
     assert all(h.file != "psy.md" for h in off.search("Where does the dog sleep?", k=3, mode="bm25"))

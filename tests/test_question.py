@@ -6,12 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from test_chat import FakeRetriever, _assistant, tiny_ckpt  # noqa: F401  (fixture)
-from tiny_encoder import build_tiny_encoder
+from tiny_encoder import build_tiny_index
 
 from notes_rag.chat.format import ABSTAIN, is_abstention
 from notes_rag.chat.quote import best_quote, candidates
-from notes_rag.index.build import update_index
-from notes_rag.index.encoder import load_encoder
 from notes_rag.index.search import RetrievalConfig, Retriever, SearchResult
 from notes_rag.question import is_follow_up, names, only_names
 
@@ -50,13 +48,8 @@ NOTES = {
 
 @pytest.fixture(scope="module")
 def retriever(tmp_path_factory):
-    root = tmp_path_factory.mktemp("question-index")
-    (root / "notes").mkdir()
-    for name, text in NOTES.items():
-        (root / "notes" / name).write_text(text, encoding="utf-8")
-    encoder = load_encoder(build_tiny_encoder(root / "encoder"))
-    update_index(root / "notes", root / "index", encoder)
-    return Retriever(root / "index", encoder, RetrievalConfig())
+    index_dir, encoder = build_tiny_index(tmp_path_factory.mktemp("question-index"), NOTES)
+    return Retriever(index_dir, encoder, RetrievalConfig())
 
 
 def test_abstention_cosine_is_the_question_alone_unless_it_follows_up(retriever):

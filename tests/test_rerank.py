@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tiny_encoder import build_tiny_encoder
+from tiny_encoder import build_tiny_index
 
 from notes_rag.errors import NotesRagError
 from notes_rag.index import rerank
-from notes_rag.index.build import update_index
-from notes_rag.index.encoder import load_encoder
 from notes_rag.index.lexical import LexicalIndex
 from notes_rag.index.rerank import FEATURES, Reranker, Signals
 from notes_rag.index.search import RetrievalConfig, Retriever, _zscores
@@ -72,15 +70,10 @@ NOTES = {
 
 
 def test_rare_term_beats_dense_neighbours(tmp_path):
-    notes = tmp_path / "notes"
-    notes.mkdir()
-    for name, text in NOTES.items():
-        (notes / name).write_text(text, encoding="utf-8")
-    encoder = load_encoder(build_tiny_encoder(tmp_path / "encoder"))
-    update_index(notes, tmp_path / "index", encoder)
+    index_dir, encoder = build_tiny_index(tmp_path, NOTES)
     # dense alone weighted up: the random tiny encoder must not outvote the one exact match
     cfg = RetrievalConfig(dense_weight=2.0)
-    r = Retriever(tmp_path / "index", encoder, cfg)
+    r = Retriever(index_dir, encoder, cfg)
     assert r.search("Czym jest RoPE?", k=4)[0].file == "rope.md"
     ids, x = r.rerank_features(r._first_stage(["Czym jest RoPE?"], 20, "hybrid")[2])
     assert x.shape == (len(ids), len(FEATURES)) and np.isfinite(x).all()

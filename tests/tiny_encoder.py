@@ -76,3 +76,18 @@ def build_tiny_encoder(folder: Path, seed: int = 0) -> Path:
     model.save(str(out))
     json.loads((out / "modules.json").read_text())  # a complete sentence-transformers folder
     return out
+
+
+def build_tiny_index(root: Path, notes: dict[str, str]):
+    """Notes (file name -> text) written under `root`/notes and indexed into `root`/index with
+    a tiny encoder; (index folder, encoder)."""
+    from notes_rag.index.build import update_index
+    from notes_rag.index.encoder import load_encoder
+
+    folder = Path(root) / "notes"
+    folder.mkdir(parents=True)
+    for name, text in notes.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    encoder = load_encoder(build_tiny_encoder(Path(root) / "encoder"))
+    update_index(folder, Path(root) / "index", encoder)
+    return Path(root) / "index", encoder

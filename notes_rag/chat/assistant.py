@@ -1,16 +1,18 @@
-"""One chat turn: retrieval, then the reader's pointed answer (or generation), for chat, ask and eval.
+"""One chat turn: retrieval, then the reader's verdict and a quote (or generation), for chat, ask and eval.
 
     assistant = Assistant.open(index=None, model=None)          # ./.notes-rag and the repo's models/
     answer = assistant.ask(history_turns, "Kto zaproponował model neuronu?")
     for piece in assistant.stream(history_turns, question): ...  # str pieces, then the Answer
 
 The turn is described once, in docs/CHAT.md ("One turn"): retrieve with the user's previous
-questions as context; abstain without running the model when the dense top-1 cosine is under the
-calibrated threshold; otherwise, with a reader model (model/reader.py), point at the answering
-sentence of the passages (chat/reply.py builds the reply, grounded by construction); with a
-plain model, fit the prompt (`chat.prompt.fit_prompt`), generate, parse abstention and
-citations, and let the grounding guard replace an answer the passages do not support by the
-best-matching passage sentence — checked before anything is shown, so no text is retracted.
+questions as context; abstain without running the model when the question names something no note
+mentions or its own dense top-1 cosine is under the calibrated threshold (question.py); otherwise,
+with a reader model (model/reader.py), abstain on its no-answer or answer with the quote by meaning
+of the top passage (chat/quote.py; or the sentence the heads point at, chat/reply.py) — grounded by
+construction; with a plain model, fit the prompt (`chat.prompt.fit_prompt`), generate, parse
+abstention and citations, and let the grounding guard (chat/guard.py) replace an answer that is
+uncited, loops or is not supported by the passages it cites by the quote — checked before anything
+is shown, so no text is retracted.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from notes_rag.cli import options
 from notes_rag.cli.app import app
 from notes_rag.eval.backends import Backends, eval_meta, open_backends, run_backends
 from notes_rag.eval.qa_file import load_items
-from notes_rag.eval.summary import report
+from notes_rag.eval.summary import ANSWER_COLUMNS, report
 from notes_rag.fileio import atomic_write_json
 
 console = Console()
@@ -51,22 +51,12 @@ def _retrieval_table(rep: dict) -> Table:
     return table
 
 
-_ANSWER_COLUMNS = {
-    "key facts": "key_fact_recall",
-    "groups": "group_recall",
-    "abst. ok": "abstention_accuracy",
-    "false abst.": "false_abstention",
-    "cite prec.": "citation_precision",
-    "by reader": "answered_by_reader",
-}
-
-
 def _answers_table(rep: dict, with_answers: bool) -> Table:
     title = "Answers: extractive baseline" + (" vs GPT" if with_answers else " (--no-answers)")
     table = Table(title=title, title_justify="left")
     table.add_column("group", no_wrap=True)
     table.add_column("system", no_wrap=True, min_width=8)
-    for name in ("n", *_ANSWER_COLUMNS):
+    for name in ("n", *ANSWER_COLUMNS):
         table.add_column(name, justify="right")
     systems = [("baseline", "baseline"), *([("GPT", "answer")] if with_answers else [])]
     for group, s, section in _rows(rep):
@@ -78,7 +68,7 @@ def _answers_table(rep: dict, with_answers: bool) -> Table:
                 group if i == 0 else "",
                 label,
                 str(s["n"]) if i == 0 else "",
-                *(_fmt(metrics[m]) for m in _ANSWER_COLUMNS.values()),
+                *(_fmt(metrics[m]) for m in ANSWER_COLUMNS.values()),
             )
     return table
 

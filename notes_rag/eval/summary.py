@@ -16,6 +16,15 @@ from notes_rag.eval.runner import ItemResult, ScoredAnswer
 
 # Retrieval hit@k for these k (MRR to RETRIEVAL_DEPTH).
 HIT_AT = (1, 3, 5)
+# The answer metrics a report table shows: column label -> key of an answer summary.
+ANSWER_COLUMNS = {
+    "key facts": "key_fact_recall",
+    "groups": "group_recall",
+    "abst. ok": "abstention_accuracy",
+    "false abst.": "false_abstention",
+    "cite prec.": "citation_precision",
+    "by reader": "answered_by_reader",
+}
 
 
 def _ratio(num: int, den: int) -> float | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from notes_rag.errors import NotesRagError
+from notes_rag.eval.summary import ANSWER_COLUMNS
 from notes_rag.fileio import atomic_write_text, read_json
 from notes_rag.speedrun.profiles import Profile
 from notes_rag.speedrun.promote import answers, compare
@@ -120,16 +121,6 @@ def _copy_probe(out: Path) -> list[str]:
     return lines
 
 
-_EVAL_COLUMNS = {
-    "key facts": "key_fact_recall",
-    "groups": "group_recall",
-    "abst. ok": "abstention_accuracy",
-    "false abst.": "false_abstention",
-    "cite prec.": "citation_precision",
-    "by reader": "answered_by_reader",
-}
-
-
 def _eval(out: Path, models: Path | None) -> list[str]:
     if not (out / EVAL_FILE).is_file():
         return ["Not evaluated (no dev set given or found)."]
@@ -145,11 +136,11 @@ def _eval(out: Path, models: Path | None) -> list[str]:
         f"hit@5 {_fmt(overall['retrieval']['hit@5'], '.2f')}; answer time p50 "
         f"{_fmt(overall['latency']['total_s_p50'], '.3f')} s.",
         "",
-        "| system | " + " | ".join(_EVAL_COLUMNS) + " |",
-        "|---|" + "---:|" * len(_EVAL_COLUMNS),
+        "| system | " + " | ".join(ANSWER_COLUMNS) + " |",
+        "|---|" + "---:|" * len(ANSWER_COLUMNS),
     ]
     for label, m in rows:
-        lines.append(f"| {label} | " + " | ".join(_fmt(m.get(k), ".2f") for k in _EVAL_COLUMNS.values()) + " |")
+        lines.append(f"| {label} | " + " | ".join(_fmt(m.get(k), ".2f") for k in ANSWER_COLUMNS.values()) + " |")
     if release is not None and release.is_file():
         try:
             verdict = compare(rep, read_json(release, "eval report"))
