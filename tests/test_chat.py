@@ -527,3 +527,15 @@ def test_looping_uncited_and_ungrounded_answers_are_never_shown(tiny_ckpt, monke
     ans = a.ask([], "Kto zaproponował model neuronu?")
     assert shown == [ans.text] and ans.answered_by == "quote" and ans.cited
     assert ans.ungrounded_text == text.strip() and text.strip() not in shown
+
+
+def test_repl_says_the_model_was_overruled_only_when_the_guard_replaced_it(reader_ckpt, tiny_ckpt, monkeypatch, tok):
+    from notes_rag.cli import repl
+
+    note = "not supported by your notes"
+    monkeypatch.setattr(repl, "console", repl.Console(record=True, width=200))
+    quoted = repl.answer_turn(ChatState(_assistant(reader_ckpt, FakeRetriever(n=3), k=3, reader_abstain=1.01)), "Co?")
+    assert quoted.answered_by == "quote" and note not in repl.console.export_text()
+    monkeypatch.setattr(answer_mod, "generate", _fake_generate("Zupełnie zmyślona bzdura o kosmosie. [1]", tok))
+    guarded = repl.answer_turn(ChatState(_assistant(tiny_ckpt, FakeRetriever(), k=2, min_grounding=0.6)), "Kto?")
+    assert guarded.ungrounded_text is not None and note in repl.console.export_text()

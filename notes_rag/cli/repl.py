@@ -276,7 +276,7 @@ def answer_turn(state: ChatState, question: str) -> Answer | None:
     if state.assistant.reads:
         console.print(answer_text(answer), soft_wrap=True, end="")
     console.print()
-    if answer.answered_by == "quote":
+    if answer.ungrounded_text is not None:  # the guard replaced generated text by the quote
         console.print(
             "[dim](the model's own answer was not supported by your notes: this is their closest sentence)[/]"
         )
