@@ -75,5 +75,14 @@ def test_rare_term_beats_dense_neighbours(tmp_path):
     cfg = RetrievalConfig(dense_weight=2.0)
     r = Retriever(index_dir, encoder, cfg)
     assert r.search("Czym jest RoPE?", k=4)[0].file == "rope.md"
-    ids, x = r.rerank_features(r._first_stage(["Czym jest RoPE?"], 20, "hybrid")[2])
+    ids, x = r.rerank_features(r.first_stage(["Czym jest RoPE?"], 20, "hybrid")[2])
     assert x.shape == (len(ids), len(FEATURES)) and np.isfinite(x).all()
+
+
+def test_more_results_than_the_reranker_reorders_keep_the_first_stage_order(tmp_path):
+    notes = {f"n{i}.md": f"# Notatka {i}\n\nModel numer {i} uczy się wag sieci neuronowej.\n" for i in range(30)}
+    index_dir, encoder = build_tiny_index(tmp_path, notes)
+    r = Retriever(index_dir, encoder, RetrievalConfig(rerank_depth=5))
+    hits = r.search("Jak model uczy się wag?", k=12)
+    assert len(hits) == 12 and len({h.chunk_id for h in hits}) == 12
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)

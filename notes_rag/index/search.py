@@ -265,10 +265,14 @@ class Retriever:
     def search_conversation(self, turns: list[str], k: int = 5, mode: str = "hybrid") -> SearchResult:
         """The k best chunks for the last of the user's `turns`, informed by the earlier ones."""
         self._check(mode, k)
-        scores, top_cosine, signals = self._first_stage(turns, max(k, self.cfg.rerank_depth), mode)
+        scores, top_cosine, signals = self.first_stage(turns, max(k, self.cfg.rerank_depth), mode)
         if self.reranker is not None and mode == "hybrid":
             ids, x = self.rerank_features(signals)
-            scores = dict(zip(ids, self.reranker.scores(x).tolist()))
+            reranked = dict(zip(ids, self.reranker.scores(x).tolist()))
+            # the candidates past the reranked ones keep the first stage's order after them
+            rest = sorted((c for c in scores if c not in reranked), key=lambda c: (-scores[c], c))
+            floor = min(reranked.values(), default=0.0) - 1.0
+            scores = {**reranked, **{c: floor - i for i, c in enumerate(rest)}}
         res = self._result(scores, k, top_cosine, self.unknown_names(turns[-1]))
         if res.hits and not res.unknown_names:
             res = dataclasses.replace(res, names_in_top=self._names_in(turns[-1], res.hits[0].chunk_id))
@@ -300,7 +304,7 @@ class Retriever:
         headings = {c: " ".join(r.heading_path) for c, r in rows.items()}
         return ids, rerank.features(signals, ids, texts, headings)
 
-    def _first_stage(self, turns: list[str], n: int, mode: str) -> tuple[dict[int, float], float, Signals]:
+    def first_stage(self, turns: list[str], n: int, mode: str) -> tuple[dict[int, float], float, Signals]:
         """Fused scores of the candidates for the last of `turns`, the dense top-1 cosine, and
         the current question's own signals for the reranker."""
         turns = [t for t in turns if t.strip()]
