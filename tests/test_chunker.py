@@ -131,3 +131,10 @@ def test_markdown_txt_detected_and_slide_titles_become_headings():
 @pytest.mark.parametrize("text", ["", "\n\n   \n"])
 def test_empty_note_has_no_chunks(text):
     assert chunks_of(text) == []
+
+
+def test_a_heading_longer_than_half_the_limit_is_cut_so_every_chunk_fits():
+    heading = "# " + " ".join(f"słowo{i}" for i in range(60)) + "\n\n"
+    chunks = chunks_of(heading + "Krótka treść notatki pod bardzo długim nagłówkiem.\n", max_tokens=40)
+    assert chunks and all(words_counter(c.embed_text) <= 40 for c in chunks)
+    assert chunks[0].heading_path[0].startswith("słowo0")  # the heading's first words are kept

@@ -169,12 +169,20 @@ class _Packer:
     # -- sizes ---------------------------------------------------------------------------------
     def _path(self, units: list[_Unit]) -> tuple[str, ...]:
         """The chunk's heading path, outermost headings dropped while it would take more than half
-        of the token limit (deep outlines of long headings, or a tiny encoder limit)."""
+        of the token limit (deep outlines of long headings, or a tiny encoder limit); a last
+        heading still over that is cut to its first words, since no split of the chunk's text
+        could make room for it."""
         path = _chunk_path(units)
         if path not in self._paths:
+            budget = self.max_tokens // 2
             fitted = path
-            while len(fitted) > 1 and self.count_tokens(embed_text(fitted, "")) > self.max_tokens // 2:
+            while len(fitted) > 1 and self.count_tokens(embed_text(fitted, "")) > budget:
                 fitted = fitted[1:]
+            if fitted and self.count_tokens(embed_text(fitted, "")) > budget:
+                words = fitted[0].split()
+                while words and self.count_tokens(embed_text((" ".join(words),), "")) > budget:
+                    words = words[: len(words) // 2] if len(words) > 1 else []
+                fitted = (" ".join(words),) if words else ()
             self._paths[path] = fitted
         return self._paths[path]
 
