@@ -114,3 +114,11 @@ def test_a_question_about_a_name_the_top_passage_holds_is_not_refused_on_cosine(
     a = _assistant(tiny_ckpt, retriever, abstain_threshold=0.9999, answer_with="model")
     assert a.ask([], "Czym jest RoPE?").abstain_reason != "retrieval"
     assert a.ask([], "Kto zaproponował matematyczny model neuronu?").abstain_reason == "retrieval"
+
+
+def test_quote_candidates_drop_list_markers_and_join_lines_readably():
+    note = "* Koszty\n\t* GPT-3 - 5M USD\nTo jest zdanie które\nciągnie się dalej.\n1. punkt"
+    got = candidates(note, 2)
+    assert "Koszty · GPT-3 - 5M USD" in got  # list items: " · ", markers gone
+    assert "To jest zdanie które ciągnie się dalej." in got  # a sentence over a line break: a space
+    assert "1." not in got and "punkt" in got and not any(c.startswith(("*", "1.")) for c in got)

@@ -19,6 +19,7 @@ key-fact recall from 0.27 to 0.45; encoding 10–30 short candidates costs ~0.1�
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ import numpy as np
 
 from notes_rag.text import chunk_sentences, stems, words
 
+_MARKER = re.compile(r"^\s*(?:>\s*)*(?:[*+-]|\d+[.)])\s+|^\s*>\s*")
 # (question, candidate texts) -> the candidates' cosines to the question
 Similarity = Callable[[str, list[str]], np.ndarray]
 
@@ -44,11 +46,34 @@ class QuoteConfig:
     max_candidates: int = 8
 
 
+def _line(line: str) -> str:
+    """A note line as a quote shows it: without its list or blockquote marker ("* ", "1. ", "> ")."""
+    return _MARKER.sub("", line).strip()
+
+
+def _joined(a: tuple[str, bool], b: tuple[str, bool]) -> str:
+    """Two lines as one quote: a sentence running on over the line break joins with a space,
+    anything else (list items, a new line of a slide) with " · "."""
+    (text, _), (nxt, item) = a, b
+    runs_on = not item and text[-1:].isalnum() and nxt[:1].islower()
+    return text + (" " if runs_on else " · ")
+
+
 def candidates(text: str, window_lines: int) -> list[str]:
-    """A passage's sentences, then its windows of `window_lines` consecutive content lines."""
-    lines = [line.strip() for line in text.splitlines() if words(line) and not line.lstrip().startswith("#")]
-    windows = [" ".join(lines[i : i + window_lines]) for i in range(len(lines) - window_lines + 1)]
-    return list(dict.fromkeys(chunk_sentences(text) + (windows if window_lines > 1 else [])))
+    """A passage's sentences, then its windows of `window_lines` consecutive content lines, list
+    and blockquote markers left out ("* Koszty" / "* GPT-3 - 5M USD" -> "Koszty · GPT-3 - 5M USD")."""
+    lines = [
+        (_line(line), bool(_MARKER.match(line)))
+        for line in text.splitlines()
+        if words(line) and not line.lstrip().startswith("#")
+    ]
+    lines = [(t, item) for t, item in lines if any(ch.isalpha() for ch in t)]
+    windows = []
+    for i in range(len(lines) - window_lines + 1):
+        run = lines[i : i + window_lines]
+        windows.append("".join(_joined(a, b) for a, b in zip(run, run[1:])) + run[-1][0])
+    sentences = [s for s in map(_line, chunk_sentences(text)) if any(ch.isalpha() for ch in s)]
+    return list(dict.fromkeys(sentences + (windows if window_lines > 1 else [])))
 
 
 def best_quote(
