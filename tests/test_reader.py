@@ -106,28 +106,30 @@ def test_heads_shapes_and_masking(tok):
     assert abs(r.no_answer + sum(r.passage_probs) - 1) < 1e-4
 
 
-def test_training_items_labels_and_loss(tok):
-    tok = tok
-    rec = {
+def _record(questions: list[str], golds: list[dict]) -> dict:
+    """An SFT conversation over PASSAGES: each question, an assistant turn, and its gold."""
+    turns = [t for q in questions for t in ({"role": "user", "content": q}, {"role": "assistant", "content": "…"})]
+    passages = [{"label": a, "text": b} for a, b in PASSAGES]
+    return {
         "system": "",
-        "passages": [{"label": a, "text": b} for a, b in PASSAGES],
+        "passages": passages,
         "task": "qa",
         "source": "t",
         "lang": "pl",
-        "turns": [
-            {"role": "user", "content": "Kto zaproponował model neuronu?"},
-            {"role": "assistant", "content": "…"},
-            {"role": "user", "content": "Czy BPE zna słowa?"},
-            {"role": "assistant", "content": "…"},
-            {"role": "user", "content": "Ile kosztował GPT-3?"},
-            {"role": "assistant", "content": "…"},
-        ],
-        "golds": [
+        "turns": turns,
+        "golds": golds,
+    }
+
+
+def test_training_items_labels_and_loss(tok):
+    rec = _record(
+        ["Kto zaproponował model neuronu?", "Czy BPE zna słowa?", "Ile kosztował GPT-3?"],
+        [
             {"passage": 1, "answer": "McCulloch i Pitts"},
             {"passage": 2, "answer": "no"},
             {"passage": None, "answer": ""},
         ],
-    }
+    )
     items = items_of_record(rec, tok, 256)
     assert [(it.unit, it.kind) for it in items] == [(0, 0), (-2, 2), (-1, -1)]
     span = tok.decode(items[0].ids[items[0].start : items[0].end + 1].tolist())
@@ -248,18 +250,7 @@ def test_train_reader_end_to_end_and_cli_errors(tok, tmp_path):
 
     torch.manual_seed(0)
     write_checkpoint(tmp_path / "base", GPT(preset("tiny", vocab_size=tok.vocab_size, seq_len=256)), tok)
-    rec = {
-        "system": "",
-        "passages": [{"label": a, "text": b} for a, b in PASSAGES],
-        "task": "qa",
-        "source": "t",
-        "lang": "pl",
-        "turns": [
-            {"role": "user", "content": "Kto zaproponował model neuronu?"},
-            {"role": "assistant", "content": "…"},
-        ],
-        "golds": [{"passage": 1, "answer": "McCulloch i Pitts"}],
-    }
+    rec = _record(["Kto zaproponował model neuronu?"], [{"passage": 1, "answer": "McCulloch i Pitts"}])
     data = tmp_path / "sft"
     data.mkdir()
     (data / "train.jsonl").write_text("\n".join(json.dumps(rec, ensure_ascii=False) for _ in range(8)) + "\n")
