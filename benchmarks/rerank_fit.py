@@ -38,7 +38,7 @@ def collect(r: Retriever, items) -> list[tuple[np.ndarray, np.ndarray]]:
     for item in items:
         if not item.answerable:
             continue
-        _, _, signals = r.first_stage(item.turns, r.cfg.rerank_depth, "hybrid")
+        signals, _ = r.first_stage(item.turns, r.cfg.rerank_depth, "hybrid")
         ids, x = r.rerank_features(signals)
         rows = store.fetch_chunks(r.conn, ids)
         gold = np.array([is_hit(item.evidence, rows[c].text) for c in ids], dtype=float)

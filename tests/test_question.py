@@ -122,3 +122,11 @@ def test_quote_candidates_drop_list_markers_and_join_lines_readably():
     assert "Koszty · GPT-3 - 5M USD" in got  # list items: " · ", markers gone
     assert "To jest zdanie które ciągnie się dalej." in got  # a sentence over a line break: a space
     assert "1." not in got and "punkt" in got and not any(c.startswith(("*", "1.")) for c in got)
+
+
+def test_similarity_reuses_the_searched_question_vector_exactly(retriever):
+    texts = ["RoPE obraca wektory zapytań.", "Atencja miesza wartości."]
+    retriever.search("Czym jest RoPE?")
+    reused = retriever.similarity("Czym jest RoPE?", texts)
+    retriever._last_queries.clear()
+    assert np.allclose(reused, retriever.similarity("Czym jest RoPE?", texts), atol=1e-6)

@@ -75,7 +75,7 @@ def test_rare_term_beats_dense_neighbours(tmp_path):
     cfg = RetrievalConfig(dense_weight=2.0)
     r = Retriever(index_dir, encoder, cfg)
     assert r.search("Czym jest RoPE?", k=4)[0].file == "rope.md"
-    ids, x = r.rerank_features(r.first_stage(["Czym jest RoPE?"], 20, "hybrid")[2])
+    ids, x = r.rerank_features(r.first_stage(["Czym jest RoPE?"], 20, "hybrid")[0])
     assert x.shape == (len(ids), len(FEATURES)) and np.isfinite(x).all()
 
 

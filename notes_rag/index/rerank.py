@@ -51,9 +51,9 @@ class Signals:
     words: list[QueryWord]  # the question's content words (and the conversation's, down-weighted)
 
 
-def rare_words(words: list[QueryWord]) -> list[QueryWord]:
-    """The question words found in at most `RARE_DF` chunks (and in at least one)."""
-    return [w for w in words if 0 < len(w.chunks) <= RARE_DF]
+def is_rare(word: QueryWord) -> bool:
+    """Found in at most `RARE_DF` chunks (and in at least one)."""
+    return 0 < len(word.chunks) <= RARE_DF
 
 
 def _relative(scores: dict[int, float], ids: list[int]) -> np.ndarray:
@@ -88,7 +88,7 @@ def features(sig: Signals, ids: list[int], texts: dict[int, str], headings: dict
     words = [w for w in sig.words if w.chunks]
     idf = np.array([w.idf for w in words])
     mass = idf.sum() or 1.0
-    rare = np.array([len(w.chunks) <= RARE_DF for w in words], dtype=float)
+    rare = np.array([is_rare(w) for w in words], dtype=float)
     holds = np.array([[c in w.chunks for w in words] for c in ids], dtype=float).reshape(len(ids), len(words))
     heading, sentence = np.zeros(len(ids)), np.zeros(len(ids))
     for i, c in enumerate(ids):

@@ -21,7 +21,6 @@ question at all; this cosine nearly does (see `RetrievalConfig.abstain_threshold
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,6 +148,7 @@ class Retriever:
         self.lexical = LexicalIndex.load(gen / "bm25")
         self.bilingual = Bilingual.load(Path(cfg.dict_dir)) if cfg.bilingual else None
         self.reranker = Reranker.load() if cfg.rerank else None
+        self._last_queries: dict[str, np.ndarray] = {}  # the last search's query vectors, by text
         self.encoder = encoder if encoder is not None else load_query_encoder(self.meta["encoder_path"])
         if encoder_id(self.encoder) != self.meta["encoder"]:
             raise NotesRagError(
@@ -183,6 +183,7 @@ class Retriever:
     def _dense(self, queries: list[str], n: int) -> list[dict[int, float]]:
         """Top-n chunks per query with their cosine, best first."""
         vectors = np.asarray(encode_queries(self.encoder, queries), dtype=np.float32)
+        self._last_queries = dict(zip(queries, vectors))
         n = min(n, self.dense.ntotal)
         if n == 0:
             return [{} for _ in queries]
@@ -193,7 +194,10 @@ class Retriever:
         """Cosines of `texts` (as passages) to `query` under the index's encoder."""
         if not texts:
             return np.zeros(0, dtype=np.float32)
-        q = np.asarray(encode_queries(self.encoder, [query]), dtype=np.float32)[0]
+        # the question the chat quotes for was usually just searched: its vector is at hand
+        q = self._last_queries.get(query)
+        if q is None:
+            q = np.asarray(encode_queries(self.encoder, [query]), dtype=np.float32)[0]
         return np.asarray(encode_passages(self.encoder, texts), dtype=np.float32) @ q
 
     def translations(self, query: str) -> list[str]:
@@ -230,9 +234,7 @@ class Retriever:
             return _rrf([(list(r), w) for r, w, _ in rankings], c.rrf_k), bm25, translated
         return _zfuse(rankings), bm25, translated
 
-    def _result(
-        self, scores: dict[int, float], k: int, top_cosine: float, unknown: tuple[str, ...] = ()
-    ) -> SearchResult:
+    def _result(self, scores: dict[int, float], k: int, top_cosine: float, question: str) -> SearchResult:
         best = sorted(scores, key=lambda cid: (-scores[cid], cid))[:k]
         rows = store.fetch_chunks(self.conn, best)
         hits = [
@@ -248,7 +250,8 @@ class Retriever:
             )
             for rank, cid in enumerate(best, start=1)
         ]
-        return SearchResult(hits, top_cosine, unknown)
+        unknown, names_in_top = self._name_evidence(question, hits[0].chunk_id if hits else None)
+        return SearchResult(hits, top_cosine, unknown, names_in_top)
 
     @staticmethod
     def _check(mode: str, k: int) -> None:
@@ -265,7 +268,8 @@ class Retriever:
     def search_conversation(self, turns: list[str], k: int = 5, mode: str = "hybrid") -> SearchResult:
         """The k best chunks for the last of the user's `turns`, informed by the earlier ones."""
         self._check(mode, k)
-        scores, top_cosine, signals = self.first_stage(turns, max(k, self.cfg.rerank_depth), mode)
+        signals, top_cosine = self.first_stage(turns, max(k, self.cfg.rerank_depth), mode)
+        scores = signals.fused
         if self.reranker is not None and mode == "hybrid":
             ids, x = self.rerank_features(signals)
             reranked = dict(zip(ids, self.reranker.scores(x).tolist()))
@@ -273,40 +277,31 @@ class Retriever:
             rest = sorted((c for c in scores if c not in reranked), key=lambda c: (-scores[c], c))
             floor = min(reranked.values(), default=0.0) - 1.0
             scores = {**reranked, **{c: floor - i for i, c in enumerate(rest)}}
-        res = self._result(scores, k, top_cosine, self.unknown_names(turns[-1]))
-        if res.hits and not res.unknown_names:
-            res = dataclasses.replace(res, names_in_top=self._names_in(turns[-1], res.hits[0].chunk_id))
-        return res
+        return self._result(scores, k, top_cosine, turns[-1])
 
-    def _names_in(self, question: str, chunk_id: int) -> bool:
-        """Does the question ask about nothing but names that chunk `chunk_id` holds?"""
-        found = only_names(question, STOPWORDS)
-        return bool(found) and all(chunk_id in w.chunks for n in found for w in self.lexical.query_words(n))
-
-    def unknown_names(self, question: str) -> tuple[str, ...]:
-        """The question's names (question.names) that occur in no chunk, in any form; stopwords
-        ("What", "Is") are not names."""
-        out = []
-        for name in names(question):
-            found = self.lexical.query_words(name)
-            if found and not any(w.chunks for w in found):
-                out.append(name)
-        return tuple(out)
+    def _name_evidence(self, question: str, top: int | None) -> tuple[tuple[str, ...], bool]:
+        """The question's names (question.names) that occur in no chunk, in any form (stopwords
+        like "What" are no names); and, when there are none, whether it asks about nothing but
+        names that chunk `top` holds (question.only_names)."""
+        holders = {name: self.lexical.query_words(name) for name in names(question)}
+        unknown = tuple(n for n, found in holders.items() if found and not any(w.chunks for w in found))
+        asked = only_names(question, STOPWORDS) if top is not None and not unknown else []
+        return unknown, bool(asked) and all(top in w.chunks for n in asked for w in holders[n])
 
     def rerank_features(self, signals: Signals) -> tuple[list[int], np.ndarray]:
         """The first stage's top `rerank_depth` chunk ids and their reranking features."""
         ids = sorted(signals.fused, key=lambda cid: (-signals.fused[cid], cid))[: self.cfg.rerank_depth]
         # A chunk holding one of the question's rare words is always a candidate, however low
         # fusion put it: an exact match of a rare term (acronym, name, number) must get a hearing.
-        ids += sorted({c for w in rerank.rare_words(signals.words) for c in w.chunks} - set(ids))
+        ids += sorted({c for w in signals.words if rerank.is_rare(w) for c in w.chunks} - set(ids))
         rows = store.fetch_chunks(self.conn, ids)
         texts = {c: r.text for c, r in rows.items()}
         headings = {c: " ".join(r.heading_path) for c, r in rows.items()}
         return ids, rerank.features(signals, ids, texts, headings)
 
-    def first_stage(self, turns: list[str], n: int, mode: str) -> tuple[dict[int, float], float, Signals]:
-        """Fused scores of the candidates for the last of `turns`, the dense top-1 cosine, and
-        the current question's own signals for the reranker."""
+    def first_stage(self, turns: list[str], n: int, mode: str) -> tuple[Signals, float]:
+        """The first stage for the last of `turns`: the candidates' fused scores with the
+        current question's own signals for the reranker (`Signals`), and the dense top-1 cosine."""
         turns = [t for t in turns if t.strip()]
         if not turns:
             raise NotesRagError("empty question")
@@ -324,8 +319,8 @@ class Retriever:
         tdense = [next(extra) if t else {} for t in ttexts]
         # Whether the notes answer is decided on the question as asked; only a follow-up
         # borrows the conversation's evidence (question.py).
-        own = dense[:1] if not (earlier and is_follow_up(turns[-1])) else dense
-        top_cosine = max((max(d.values()) for d in own if d), default=0.0)
+        asked = dense[:1] if not (earlier and is_follow_up(turns[-1])) else dense
+        top_cosine = max((max(d.values()) for d in asked if d), default=0.0)
         per_query = [self._fuse_query(q, d, mode, g, td) for q, d, g, td in zip(queries, dense, groups, tdense)]
         fused = per_query[0][0]
         if len(per_query) > 1:
@@ -343,4 +338,4 @@ class Retriever:
             own = {w.word for w in words}
             history = self.lexical.query_words(" ".join(earlier), self.cfg.history_word_weight)
             words += [w for w in history if w.word not in own]
-        return fused, top_cosine, Signals(fused, dense[0], bm25, translated, tdense[0], words)
+        return Signals(fused, dense[0], bm25, translated, tdense[0], words), top_cosine
