@@ -165,6 +165,12 @@ class _Decoded:
     new_tokens: int
 
 
+def _with_previous(questions: list[str], question: str) -> str:
+    """The question as the quote and the reader's word overlap read it: a follow-up ("In which
+    year?") together with the question before it."""
+    return " ".join([*questions[-1:], question])
+
+
 def _drain(pieces: Generator[str, None, _Decoded]) -> _Decoded:
     """Run a generator of text pieces to its end; its return value."""
     while True:
@@ -330,8 +336,9 @@ class Assistant:
         """The quote by meaning from the top passage (`chat.quote`), unless the reader abstained."""
         if read.abstained:
             return read
-        query = " ".join([*questions[-1:], r.question])
-        text = cited_quote(query, [s.text for s in r.sources], self.retriever.similarity)
+        text = cited_quote(
+            _with_previous(questions, r.question), [s.text for s in r.sources], self.retriever.similarity
+        )
         # A top passage of headings only has nothing to quote: that is no answer either.
         decoded = _Decoded(text or ABSTAIN[r.lang], time.perf_counter() - r.t0, None, 0)
         answer = self._answer(r, decoded.text, None if text else "reader", None, decoded, 1)
@@ -355,7 +362,7 @@ class Assistant:
             max_len=self.model.config.seq_len,
         )
         texts = [s.text for s in read_from]
-        query = " ".join([*questions[-1:], r.question])
+        query = _with_previous(questions, r.question)
         prior = [self.cfg.reader_overlap_weight * n for n in shared_stems(inp, texts, query)]
         if self.cfg.reader_dense_weight and inp.units:
             cos = self.retriever.similarity(query, [texts[u.passage - 1][u.start : u.end] for u in inp.units])
@@ -405,8 +412,7 @@ class Assistant:
         prompt_texts = [s.text for s in r.sources[: plan.passages]]
         ungrounded, by = None, "abstain" if abstained else "model"
         if not abstained and checked and problem(text, prompt_texts, self.cfg.min_grounding):
-            # a follow-up ("In which year?") is matched together with the question before it
-            query = " ".join([*questions[-1:], question])
+            query = _with_previous(questions, question)
             ungrounded, text = text, cited_quote(query, prompt_texts, self.retriever.similarity)
             by = "quote"
         if checked:
