@@ -60,6 +60,7 @@ def test_precision_is_bf16_only_when_measured_faster(monkeypatch):
     def step_of(p):
         return lambda: p
 
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     cpu = torch.device("cpu")
     assert precision.choose_precision(cpu, step_of).precision == "fp32"  # slower matmul: no step timed
     rates[torch.bfloat16] = 600e9
@@ -67,6 +68,22 @@ def test_precision_is_bf16_only_when_measured_faster(monkeypatch):
     assert choice.precision == "bf16" and choice.bf16_step_s == 0.5 and "2.00×" in choice.reason
     steps["bf16"] = 1.5  # a faster matmul but a slower step: fp32
     assert precision.choose_precision(cpu, step_of).precision == "fp32"
+
+
+def test_no_bf16_probe_on_a_cpu_without_bf16(monkeypatch):
+    def probe(*a, **k):
+        raise AssertionError("a bf16 matmul was timed on a CPU without bf16")
+
+    monkeypatch.setattr(precision, "measure_matmul_flops", probe)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    choice = precision.choose_precision(torch.device("cpu"), lambda p: lambda: None)
+    assert choice.precision == "fp32" and "no bf16" in choice.reason
+    monkeypatch.undo()
+    avx2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    assert not precision.cpu_has_native_bf16(avx2)
+    assert precision.cpu_has_native_bf16(avx2.replace("fma", "fma avx512f avx512_bf16"))
+    assert precision.cpu_has_native_bf16(avx2.replace("fma", "amx_bf16 amx_tile"))
+    assert precision.cpu_has_native_bf16("Features\t: fp asimd bf16 i8mm\n")  # arm64
 
 
 def test_bf16_autocast_training_on_cpu(tok, tmp_path):

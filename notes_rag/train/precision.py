@@ -4,12 +4,17 @@ Whether bf16 pays depends on the machine, not the device type: on one of our 2-c
 native bf16) a bf16 matmul ran at twice the fp32 rate, on another (Intel) at half of it. So
 `choose_precision` times a bf16 and an fp32 matmul on the device, and when bf16 wins also a few
 training steps of the model under both, and picks bf16 only when both say it is faster.
+On a CPU without bf16 instructions (no AVX512_BF16 / AMX-BF16 flag) torch emulates a bf16 matmul
+one element at a time: the probe alone stalled every training start for minutes (the test suite
+ran > 26 min on such a CPU). There bf16 can only lose, so `choose_precision` reads the CPU's flags
+first and measures nothing.
 Autocast keeps the weights, gradients and optimizer state in fp32; only the matmuls run in bf16,
 and the loop's non-finite-loss check still guards every step.
 """
 
 from __future__ import annotations
 
+import platform
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -54,6 +59,28 @@ class PrecisionChoice:
         return asdict(self)
 
 
+# CPU flags (Linux /proc/cpuinfo names) of native bf16 arithmetic: x86 AVX512_BF16 / AMX-BF16, ARM BF16.
+_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU has bf16 instructions, from the flags line of /proc/cpuinfo.
+
+    Where the flags cannot be read (not Linux) we assume yes only on arm64 macOS (Apple M2 and
+    later have BF16), so the probe then runs as before rather than being skipped blind."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return platform.system() == "Darwin" and platform.machine() == "arm64"
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return not _BF16_FLAGS.isdisjoint(value.split())
+    return False
+
+
 def time_step(step: Callable[[], None], trials: int = 3) -> float:
     """Best-of-`trials` seconds of one call of `step`, after one warm-up call."""
     step()
@@ -74,7 +101,9 @@ def choose_precision(
 
     `train_step(precision)` returns a function running one training step under that precision;
     it breaks the tie only when the bf16 matmul is faster (a matmul alone flattered bf16 on
-    CPUs where whole steps were slower)."""
+    CPUs where whole steps were slower). On a CPU without bf16 instructions nothing is timed."""
+    if device.type == "cpu" and not cpu_has_native_bf16():
+        return PrecisionChoice("fp32", str(device), reason="this CPU has no bf16 instructions (AVX512_BF16/AMX)")
     fp32 = measure_matmul_flops(device, n=n, dtype=torch.float32)
     try:
         bf16 = measure_matmul_flops(device, n=n, dtype=torch.bfloat16)

@@ -3,6 +3,7 @@ report loss, tokens/s and MFU every `log_every` steps."""
 
 from __future__ import annotations
 
+import functools
 import time
 
 import torch
@@ -10,6 +11,7 @@ import torch
 from notes_rag.train.state import Progress, Run
 
 
+@functools.cache
 def measure_matmul_flops(
     device: torch.device, n: int = 2048, trials: int = 5, dtype: torch.dtype | None = None
 ) -> float:
@@ -17,7 +19,8 @@ def measure_matmul_flops(
     `dtype` (default: bf16 on a GPU, fp32 on a CPU).
 
     Best, not mean: a busy machine at start-up would otherwise understate the peak and
-    overstate MFU for the whole run.
+    overstate MFU for the whole run. Cached per process: every training start (the speedrun's
+    stages, each test's tiny run) would otherwise pay the same seconds again.
     """
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
