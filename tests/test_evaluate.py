@@ -233,7 +233,13 @@ def test_summary_metrics():
     rep = report(_run())
     o = rep["overall"]
     assert (o["n"], o["n_answerable"]) == (5, 3)
-    assert o["retrieval"] == {"hit@1": 2 / 3, "hit@3": 1.0, "hit@5": 1.0, "mrr@10": (1 + 0.5 + 1) / 3}
+    r = o["retrieval"]
+    assert {m: r[m] for m in ("hit@1", "hit@3", "hit@5", "mrr@10")} == {
+        "hit@1": 2 / 3, "hit@3": 1.0, "hit@5": 1.0, "mrr@10": (1 + 0.5 + 1) / 3,
+    }  # fmt: skip
+    # every rate comes with its 95% interval and counts
+    assert r["hit@1_counts"] == [2, 3] and r["hit@1_ci"] == pytest.approx([0.2077, 0.9385], abs=1e-3)
+    assert r["mrr@10_counts"] == [2.5, 3] and r["mrr@10_ci"][0] < r["mrr@10"] <= r["mrr@10_ci"][1]
     a = o["answer"]
     assert a["key_fact_recall"] == 2 / 3  # mt abstained
     assert a["group_recall"] == 3 / 4
@@ -246,6 +252,9 @@ def test_summary_metrics():
     assert b["citation_precision"] is None
     assert o["latency"]["ttft_s_p50"] == 0.2 and o["latency"]["total_s_p50"] == 1.0
     assert a["answered_by_reader"] is None  # the answer function did not say who answered
+    assert a["key_fact_recall_counts"] == [2, 3] and a["abstention_accuracy_counts"] == [1, 2]
+    assert a["citation_precision_ci"] == pytest.approx([0.2077, 0.9385], abs=1e-3)
+    assert b["citation_precision_ci"] is None and b["citation_precision_counts"] == [0, 0]
     by = rep["breakdowns"]
     assert set(by["language"]) == {"pl", "en"}
     assert set(by["kind"]) == {"same-language", "cross-lingual", "unanswerable"}
@@ -305,7 +314,7 @@ def test_cli_eval_writes_json_report(tmp_path, fake_backends):
     out = tmp_path / "out" / "report.json"
     res = CliRunner().invoke(app, ["eval", str(_qa_file(tmp_path)), "--json", str(out), "--k", "4"])
     assert res.exit_code == 0, res.output
-    for text in ("hit@5", "baseline", "GPT", "cross-lingual", "multi-turn", "first token"):
+    for text in ("hit@5", "baseline", "GPT", "cross-lingual", "multi-turn", "first token", "[0.21–0.94]"):
         assert text in res.output
     assert fake_backends == {"index": None, "model": None, "k": 4, "mode": "hybrid", "answers": True}
     rep = json.loads(out.read_text(encoding="utf-8"))

@@ -29,6 +29,12 @@ def _fmt(v) -> str:
     return "–" if v is None else f"{v:.2f}"
 
 
+def _with_ci(metrics: dict, key: str) -> str:
+    """'0.43 [0.29–0.58]': a metric with its 95% interval (eval/intervals.py)."""
+    ci = metrics.get(f"{key}_ci")
+    return _fmt(metrics[key]) + (f" [dim][{ci[0]:.2f}–{ci[1]:.2f}][/]" if ci else "")
+
+
 def _rows(rep: dict, keep: Callable[[dict], bool] = lambda s: True):
     """(group label, summary, starts a new section) for overall, then each breakdown's groups
     whose summary passes `keep`."""
@@ -40,19 +46,19 @@ def _rows(rep: dict, keep: Callable[[dict], bool] = lambda s: True):
 
 
 def _retrieval_table(rep: dict) -> Table:
-    table = Table(title="Retrieval (answerable items)", title_justify="left")
+    table = Table(title="Retrieval (answerable items; 95% intervals)", title_justify="left")
     for name in ("group", "n", "hit@1", "hit@3", "hit@5", "MRR@10"):
         table.add_column(name, justify="left" if name == "group" else "right")
     for group, s, section in _rows(rep, keep=lambda s: s["n_answerable"] > 0):
         if section:
             table.add_section()
         r = s["retrieval"]
-        table.add_row(group, str(s["n_answerable"]), *(_fmt(r[m]) for m in ("hit@1", "hit@3", "hit@5", "mrr@10")))
+        table.add_row(group, str(s["n_answerable"]), *(_with_ci(r, m) for m in ("hit@1", "hit@3", "hit@5", "mrr@10")))
     return table
 
 
 def _answers_table(rep: dict, with_answers: bool) -> Table:
-    title = "Answers: extractive baseline" + (" vs GPT" if with_answers else " (--no-answers)")
+    title = "Answers: extractive baseline" + (" vs GPT" if with_answers else " (--no-answers)") + "; 95% intervals"
     table = Table(title=title, title_justify="left")
     table.add_column("group", no_wrap=True)
     table.add_column("system", no_wrap=True, min_width=8)
@@ -68,7 +74,7 @@ def _answers_table(rep: dict, with_answers: bool) -> Table:
                 group if i == 0 else "",
                 label,
                 str(s["n"]) if i == 0 else "",
-                *(_fmt(metrics[m]) for m in ANSWER_COLUMNS.values()),
+                *(_with_ci(metrics, m) for m in ANSWER_COLUMNS.values()),
             )
     return table
 

@@ -1,7 +1,8 @@
 """Summaries of `notes-rag eval` results: overall and per-group metrics, and the JSON report.
 
-Every metric is a share (None where it has no items to count); docs/EVAL.md ("Metrics") says
-what each one means.
+Every metric is a share (None where it has no items to count), MRR a mean; each comes with its
+95% interval and counts (`eval.intervals.metric`: `name`, `name_ci`, `name_counts`).
+docs/EVAL.md ("Metrics", "JSON report") says what each one means.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import asdict
 
+from notes_rag.eval.intervals import mean_metric, metric
 from notes_rag.eval.matching import RETRIEVAL_DEPTH
 from notes_rag.eval.runner import ItemResult, ScoredAnswer
 
@@ -27,10 +29,6 @@ ANSWER_COLUMNS = {
 }
 
 
-def _ratio(num: int, den: int) -> float | None:
-    return num / den if den else None
-
-
 def _percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -44,17 +42,17 @@ def _answer_metrics(pairs: list[tuple[ItemResult, ScoredAnswer]]) -> dict:
     groups = [g for _, a in ans for g in a.groups]
     answered = [a for _, a in ans if not a.abstained]
     cited = [h for a in answered for h in a.cited_hits]
+    by_reader = sum(a.answered_by == "reader" for _, a in pairs)
     return {
-        "key_fact_recall": _ratio(sum(bool(a.key_facts) for _, a in ans), len(ans)),
-        "group_recall": _ratio(sum(groups), len(groups)),
-        "abstention_accuracy": _ratio(sum(a.abstained for a in unans), len(unans)),
-        "false_abstention": _ratio(sum(a.abstained for _, a in ans), len(ans)),
-        "citation_precision": _ratio(sum(cited), len(cited)),
-        "answers_citing": _ratio(sum(bool(a.cited) for a in answered), len(answered)),
-        # share of all items whose shown answer (or abstention) came from the reader heads
-        "answered_by_reader": _ratio(sum(a.answered_by == "reader" for _, a in pairs), len(pairs))
-        if any(a.answered_by for _, a in pairs)
-        else None,
+        **metric("key_fact_recall", sum(bool(a.key_facts) for _, a in ans), len(ans)),
+        **metric("group_recall", sum(groups), len(groups)),
+        **metric("abstention_accuracy", sum(a.abstained for a in unans), len(unans)),
+        **metric("false_abstention", sum(a.abstained for _, a in ans), len(ans)),
+        **metric("citation_precision", sum(cited), len(cited)),
+        **metric("answers_citing", sum(bool(a.cited) for a in answered), len(answered)),
+        # share of all items whose shown answer (or abstention) came from the reader heads; 0
+        # items counted when the answer function did not say who answered
+        **metric("answered_by_reader", by_reader, len(pairs) if any(a.answered_by for _, a in pairs) else 0),
     }
 
 
@@ -62,13 +60,14 @@ def summarize(results: list[ItemResult]) -> dict:
     """Aggregate metrics of a set of results (None where a metric has no items to count)."""
     answerable = [r for r in results if r.answerable]
     ranks = [r.hit_rank for r in answerable]
+    retrieval: dict = {}
+    for h in HIT_AT:
+        retrieval.update(metric(f"hit@{h}", sum(x is not None and x <= h for x in ranks), len(ranks)))
+    retrieval.update(mean_metric(f"mrr@{RETRIEVAL_DEPTH}", [1 / x if x is not None else 0.0 for x in ranks]))
     out = {
         "n": len(results),
         "n_answerable": len(answerable),
-        "retrieval": {
-            **{f"hit@{k}": _ratio(sum(x is not None and x <= k for x in ranks), len(ranks)) for k in HIT_AT},
-            f"mrr@{RETRIEVAL_DEPTH}": _ratio(sum(1 / x for x in ranks if x is not None), len(ranks)),
-        },
+        "retrieval": retrieval,
         "baseline": _answer_metrics([(r, r.baseline) for r in results]),
         "answer": None,
     }
