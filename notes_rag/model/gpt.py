@@ -14,7 +14,9 @@ Training runs the norms, rotary embedding, activation and output-head loss throu
 hand-written autograd functions in kernels.py (1.3× faster eager CPU steps, same numbers).
 
 `forward` accepts a `KVCache` (see engine.py) for incremental decoding. With `reader=True` the
-model also carries the reader's match-flag embeddings and heads (reader.py owns their meaning).
+model also carries the reader's match-flag embeddings and heads (reader.py owns their meaning);
+with `copy_head=True` the match-flag embeddings and a pointer-generator copy head (copy_head.py;
+its loss `copy_loss`, its cached decode engine.CopyDecoder).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from notes_rag.model.copy_head import CopyHead, copy_loss, step_logprobs
 from notes_rag.model.kernels import linear_cross_entropy, relu_squared, rms_norm, rope_rms_norm
 
 N_MATCH_FLAGS = 4  # reader input flags: exact, lower-case, 5-letter prefix, translation (reader.py)
@@ -45,6 +48,10 @@ class GPTConfig:
     # Reader heads (reader.py): question-match flag embeddings on the input and pointer heads on
     # the last hidden states. Off for a plain language model; older configs load as off.
     reader: bool = False
+    # Copy head (copy_head.py): answers mix the vocabulary with attention over the source tokens;
+    # it brings the match-flag embeddings too. `copy_features`: the copy-score features it uses.
+    copy_head: bool = False
+    copy_features: tuple[str, ...] = ("follows_last", "follows_last_two", "question_match", "longest_run")
 
     @property
     def head_dim(self) -> int:
@@ -67,6 +74,8 @@ class GPTConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown GPTConfig fields: {sorted(unknown)}")
+        if "copy_features" in d:  # JSON has lists; the frozen config keeps a tuple
+            d = {**d, "copy_features": tuple(d["copy_features"])}
         return cls(**d)
 
 
@@ -157,13 +166,16 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.wte.weight
-        if cfg.reader:
+        if cfg.reader or cfg.copy_head:
             # one learned vector per match flag, summed over the flags a token has (zero at start:
             # the base model's behaviour is unchanged until the reader learns to use them)
             self.match_emb = nn.Parameter(torch.zeros(N_MATCH_FLAGS, cfg.n_embd))
+        if cfg.reader:
             self.read_tok = nn.Linear(cfg.n_embd, 3, bias=False)  # per token: sentence end, span start, span end
             self.read_pool = nn.Linear(cfg.n_embd, 1, bias=False)  # per token: evidence summed over its sentence
             self.read_cls = nn.Linear(cfg.n_embd, 4, bias=False)  # last token: no-answer, span, yes, no
+        if cfg.copy_head:
+            self.copy = CopyHead(cfg.n_embd, cfg.copy_features)
         cos, sin = rotary_tables(cfg)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
@@ -180,9 +192,13 @@ class GPT(nn.Module):
                 nn.init.normal_(p, std=std)
         if not self.config.tie_embeddings:
             nn.init.normal_(self.lm_head.weight, std=0.02 * std)
-        if self.config.reader:  # heads start uniform; flags start as no-ops
-            for p in (self.match_emb, self.read_tok.weight, self.read_pool.weight, self.read_cls.weight):
+        if hasattr(self, "match_emb"):  # flags start as no-ops
+            nn.init.zeros_(self.match_emb)
+        if self.config.reader:  # heads start uniform
+            for p in (self.read_tok.weight, self.read_pool.weight, self.read_cls.weight):
                 nn.init.zeros_(p)
+        if self.config.copy_head:
+            self.copy.reset_parameters()
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # tied weights counted once
@@ -226,3 +242,15 @@ class GPT(nn.Module):
         if last_only:
             x = x[:, -1:]
         return self.lm_head(x).float()
+
+    def copy_loss(self, idx, targets, copy_mask, match=None):
+        """Mean −log p(target) of the copy head's mixture over targets != −1 (copy_head.py);
+        `copy_mask` (B, T) marks the source positions an answer may copy from."""
+        if not self.config.copy_head:
+            raise ValueError("copy_loss needs a model with copy_head=True")
+        return copy_loss(self, idx, targets, copy_mask, match)
+
+    def copy_logprobs(self, h, keys, src_ids, feats=None):
+        """Next-token log-probabilities (V,) at one decode step: hidden state h (C,), the cached
+        source keys (S, C) = `self.copy.key(h_j)`, their ids (S,), features (S, F)."""
+        return step_logprobs(self, h, keys, src_ids, feats)
