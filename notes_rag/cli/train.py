@@ -1,4 +1,4 @@
-"""`notes-rag pretrain`, `finetune` and `train-reader`: parse options into the training configs, call the library."""
+"""`notes-rag pretrain`, `finetune`, `train-reader`, `train-generator`: options into configs, then the library."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ import typer
 from notes_rag.cli.app import app
 from notes_rag.errors import NotesRagError
 from notes_rag.train.finetune import FinetuneConfig, finetune
+from notes_rag.train.generator import GeneratorTrainConfig, train_generator
 from notes_rag.train.loop import TrainConfig
 from notes_rag.train.pretrain import PretrainConfig, pretrain
 from notes_rag.train.reader import ReaderTrainConfig, train_reader
 
 # Every option's default is read from these configs, so each default is written once.
-_PRE, _FT, _RD = PretrainConfig(), FinetuneConfig(), ReaderTrainConfig()
+_PRE, _FT, _RD, _GEN = PretrainConfig(), FinetuneConfig(), ReaderTrainConfig(), GeneratorTrainConfig()
 
 
 def parse_duration(text: str | None) -> float | None:
@@ -186,3 +187,28 @@ def train_reader_cmd(
     tc = train_config(_RD.train, steps=steps, time_budget=time_budget, lr=lr, eval_every=eval_every, threads=threads)
     result = train_reader(base, data, out, replace(_RD, train=tc), resume=resume)
     typer.echo(f"done: step {result['step']}, best val loss {result['best_val']:.4f}; reader in {out / 'best'}")
+
+
+@app.command("train-generator")
+def train_generator_cmd(
+    base: Path = typer.Option(
+        ..., "--base", help="Checkpoint to start from: a chat or reader model, or a generator to continue."
+    ),
+    data: list[Path] = typer.Option(
+        ..., "--data", help="Conversation JSONL files, or folders with train.jsonl/val.jsonl."
+    ),
+    out: Path = typer.Option(..., "--out", help="Run folder for checkpoints, metrics and loss.png."),
+    time_budget: str = typer.Option(None, "--time-budget", help="Wall-clock budget, e.g. 70m."),
+    steps: int = _STEPS,
+    resume: bool = _RESUME,
+    lr: float = typer.Option(_GEN.train.lr, "--lr", help="Peak learning rate."),
+    eval_every: int = typer.Option(_GEN.train.eval_every, "--eval-every", help="Validate every N steps."),
+    threads: int = typer.Option(_GEN.train.threads, "--threads", help="CPU threads (default: all cores)."),
+) -> None:
+    """Train the generator: a copy head that lets the GPT write answers copied from the passages.
+
+    Example: notes-rag train-generator --base models/ --data data/sft --out runs/generator --time-budget 70m
+    """
+    tc = train_config(_GEN.train, steps=steps, time_budget=time_budget, lr=lr, eval_every=eval_every, threads=threads)
+    result = train_generator(base, data, out, replace(_GEN, train=tc), resume=resume)
+    typer.echo(f"done: step {result['step']}, best val loss {result['best_val']:.4f}; generator in {out / 'best'}")

@@ -1,0 +1,175 @@
+"""Generator training items: the finetuning conversations as our GPT answers them, copy head on.
+
+Each assistant turn of a grounded conversation (`notes-rag sft-data` output) becomes one item:
+the reader's input (question first, the user's previous question, then the passages; match flags
+on passage words that match the question; model/reader.py `encode`), then the answer tokens and
+`<|end|>`. The loss is the copy head's mixture loss on the answer tokens only (model/copy_head.py):
+every non-special prompt token is a copy source.
+
+The kit's passages are Wikipedia-style paragraphs; a student's notes are lines, bullets and slide
+fragments under headings. `as_notes` re-renders each passage in one of those styles (seeded, per
+passage), keeping every sentence's text, so the gold answer stays a copy of the passage.
+
+An answer whose words the (fitted) prompt does not hold is left out: training the model to write
+words it cannot copy is training it to make them up.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from notes_rag.chat.format import Conversation
+from notes_rag.errors import NotesRagError
+from notes_rag.model.reader import encode
+from notes_rag.model.tokenizer import SPECIAL_TOKENS, Tokenizer
+from notes_rag.sft.reader_data import questions_of_record
+from notes_rag.text import sentence_spans, words
+from notes_rag.train.batching import LengthBatches
+
+_CITATION = re.compile(r"\[(\d+)\]")
+# Note styles and their shares: prose as retrieved, one sentence a line, bullets, and bullets
+# under a heading line that repeats the passage's last heading (slides repeat their title).
+STYLES = (("prose", 0.25), ("lines", 0.35), ("bullets", 0.25), ("slide", 0.15))
+MIN_COPYABLE = 0.85  # share of an answer's words (citation aside) that must occur in the prompt
+# Passages the generator reads (chat: the top ones retrieved; training: the gold one and the first
+# distractors). On questions about corpus/ kept from the team, the top 3 held a two-line window with
+# every key fact for 0.79 of them, the top 1 for 0.67; each passage more costs ~150 prompt tokens
+# of training and prefill.
+READ_PASSAGES = 3
+
+
+def as_notes(text: str, label: str, rng: random.Random) -> str:
+    """`text` rendered as notes in a random style; every sentence's own text is kept."""
+    style = rng.choices([s for s, _ in STYLES], [w for _, w in STYLES])[0]
+    sentences = [text[a:b].strip() for a, b in sentence_spans(text)]
+    sentences = [s for s in sentences if s]
+    if style == "prose" or len(sentences) < 2:
+        return text
+    if style == "lines":
+        return "\n".join(sentences)
+    bullet = rng.choice(("- ", "* ", "• "))
+    body = "\n".join(bullet + s for s in sentences)
+    if style == "slide":
+        title = label.split(" › ")[-1].strip()
+        return f"## {title}\n{body}" if title else body
+    return body
+
+
+@dataclass
+class GeneratorItem:
+    ids: np.ndarray  # int32: prompt, answer, <|end|>
+    match: np.ndarray  # int8 match-flag bits (0 on the answer)
+    prompt_len: int  # ids[:prompt_len] is the prompt (it ends with <|assistant|>)
+    answerable: bool
+    lang: str
+    source: str
+
+
+def _copyable(answer: str, prompt_text: str) -> bool:
+    """Most of the answer's words occur in the prompt (citation numbers aside)."""
+    ans = [w for w in words(answer) if not w.isdigit()]
+    if not ans:
+        return True
+    have = set(words(prompt_text))
+    return sum(w in have for w in ans) >= MIN_COPYABLE * len(ans)
+
+
+def _read_passages(rec: dict, n_passages: int) -> tuple[list[int], dict[int, int]]:
+    """The passages an item keeps (0-based, in order): every gold one, then the first others, up
+    to `n_passages` when the golds allow; and the renumbering old -> new passage number."""
+    n = len(rec["passages"])
+    golds = {g["passage"] - 1 for g in rec.get("golds") or [] if g.get("passage")}
+    if rec.get("gold_passage"):
+        golds.add(rec["gold_passage"] - 1)
+    others = [i for i in range(n) if i not in golds][: max(0, n_passages - len(golds))]
+    keep = sorted(golds | set(others))
+    return keep, {i + 1: j + 1 for j, i in enumerate(keep)}
+
+
+def _renumber(answer: str, numbers: dict[int, int]) -> str:
+    return _CITATION.sub(lambda m: f"[{numbers.get(int(m.group(1)), int(m.group(1)))}]", answer)
+
+
+def items_of_record(
+    rec: dict, tok: Tokenizer, max_len: int, seed: int = 0, n_passages: int = READ_PASSAGES
+) -> list[GeneratorItem]:
+    """The generator items of one conversation record (none for passage-free tasks)."""
+    questions = questions_of_record(rec)
+    if not questions:
+        return []
+    answers = [t.content for t in Conversation.from_dict(rec).turns if t.role == "assistant"]
+    keep, numbers = _read_passages(rec, n_passages)
+    rng = random.Random(f"{seed}:{rec.get('id', '')}:{questions[0].question}")
+    passages = [(label, as_notes(text, label, rng)) for label, text in (questions[0].passages[i] for i in keep)]
+    questions = [replace(q, passage=numbers[q.passage] if q.passage else None) for q in questions]
+    answers = [_renumber(a, numbers) for a in answers]
+    end = tok.special("end")
+    out = []
+    for q, answer in zip(questions, answers):
+        answer_ids = tok.encode(answer) + [end]
+        try:
+            inp = encode(tok, q.question, passages, q.history, max_len=max_len - len(answer_ids))
+        except ValueError:
+            continue
+        answerable = q.passage is not None
+        if answerable:
+            kept = " ".join(text for _, text in passages[: inp.passages])
+            if q.passage > inp.passages or not _copyable(answer, kept + " " + q.question):
+                continue
+        out.append(
+            GeneratorItem(
+                np.asarray(inp.ids + answer_ids, dtype=np.int32),
+                np.asarray(inp.match + [0] * len(answer_ids), dtype=np.int8),
+                len(inp.ids),
+                answerable,
+                q.lang,
+                q.source,
+            )
+        )
+    return out
+
+
+def build_items(
+    records: list[dict], tok: Tokenizer, max_len: int, seed: int = 0, n_passages: int = READ_PASSAGES
+) -> list[GeneratorItem]:
+    return [it for rec in records for it in items_of_record(rec, tok, max_len, seed, n_passages)]
+
+
+def special_ids(tok: Tokenizer) -> torch.Tensor:
+    return torch.tensor([tok.special(s) for s in SPECIAL_TOKENS])
+
+
+def batch_of(items: list[GeneratorItem], specials: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """(x, targets): padded ids, match bits and copy-source mask; targets are the next token on
+    the answer positions (the `<|assistant|>` token predicts the first answer token) and -1
+    elsewhere."""
+    B, T = len(items), max(len(it.ids) for it in items)
+    ids = torch.zeros(B, T, dtype=torch.long)
+    match = torch.zeros(B, T, dtype=torch.long)
+    source = torch.zeros(B, T, dtype=torch.bool)
+    targets = torch.full((B, T), -1, dtype=torch.long)
+    for b, it in enumerate(items):
+        n, p = len(it.ids), it.prompt_len
+        ids[b, :n] = torch.from_numpy(it.ids.astype(np.int64))
+        match[b, :n] = torch.from_numpy(it.match.astype(np.int64))
+        source[b, :p] = ~torch.isin(ids[b, :p], specials)
+        targets[b, p - 1 : n - 1] = ids[b, p:n]
+    return {"ids": ids, "match": match, "copy_mask": source}, targets
+
+
+class GeneratorBatches(LengthBatches):
+    """Seeded, resumable micro-batches of generator items of similar length (a BatchSource)."""
+
+    def __init__(self, items: list[GeneratorItem], specials: torch.Tensor, micro_tokens: int, seed: int = 0):
+        if not items:
+            raise NotesRagError("no generator items: check the finetuning data")
+        self.items, self.specials = items, specials
+        super().__init__([len(it.ids) for it in items], micro_tokens, seed)
+
+    def next_batch(self):
+        return batch_of([self.items[i] for i in self.next_indices()], self.specials)
