@@ -1,6 +1,6 @@
 """Fit the reranker's weights (`notes_rag/index/rerank-weights.json`) on kit questions.
 
-    python benchmarks/external_corpus.py --data data/sft/train.jsonl --out runs/rerank-train --scale 2
+    python benchmarks/external_corpus.py --data data/sft/train.jsonl --out runs/rerank-train --scale 2 --unanswerable 0
     notes-rag index runs/rerank-train/notes --out runs/rerank-train/index
     python benchmarks/rerank_fit.py --qa runs/rerank-train/qa.jsonl --index runs/rerank-train/index
 

@@ -83,6 +83,7 @@ def summarize(results: list[ItemResult]) -> dict:
         "ttft_s_p50": _percentile(ttft, 0.5),
         "ttft_s_p95": _percentile(ttft, 0.95),
         "total_s_p50": _percentile(total, 0.5),
+        "total_s_p95": _percentile(total, 0.95),
         "total_s_mean": statistics.fmean(total) if total else None,
     }
     return out
