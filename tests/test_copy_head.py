@@ -3,8 +3,12 @@
 import pytest
 import torch
 
+from notes_rag.model.checkpoint import load_model, write_checkpoint
+from notes_rag.model.constraint import WordConstraint
 from notes_rag.model.copy_head import FEATURES, features
+from notes_rag.model.engine import CopyDecoder, SamplingConfig, generate, generate_copy
 from notes_rag.model.gpt import GPT, GPTConfig
+from notes_rag.text import lowercase_words
 
 V = 60
 
@@ -89,3 +93,115 @@ def test_old_configs_load_without_copy_head():
     assert not cfg.copy_head and not hasattr(GPT(cfg), "copy")
     with pytest.raises(ValueError, match="copy features"):
         GPT(GPTConfig(vocab_size=50, n_layer=1, n_embd=32, n_head=2, n_kv_head=2, copy_head=True, copy_features=("x",)))
+
+
+def test_cached_decode_equals_uncached():
+    model = copy_model(seed=1)
+    x, _, cm, match = batch(seed=1, B=1, T=24)
+    prompt, mask, flags = x[0].tolist(), cm[0].tolist(), match[0].tolist()
+    decoder = CopyDecoder(model, prompt, mask, flags)
+    logp, seq = decoder.prefill(), list(prompt)
+    with torch.no_grad():
+        for _ in range(12):
+            full = torch.tensor([seq])
+            full_mask = torch.tensor([mask + [False] * (len(seq) - len(prompt))])
+            full_match = torch.tensor([flags + [0] * (len(seq) - len(prompt))])
+            ref = full_logprobs(model, full, full_mask, full_match, 0, len(seq) - 1)
+            torch.testing.assert_close(logp, ref, atol=1e-5, rtol=1e-5)
+            nxt = int(ref.argmax())
+            seq.append(nxt)
+            logp = decoder.step(nxt)
+    greedy = list(generate_copy(model, prompt, mask, flags, SamplingConfig(max_new_tokens=12)))
+    assert greedy == seq[len(prompt) :]
+
+
+def test_plain_model_decodes_like_generate(tiny_model):
+    prompt = [5, 17, 33, 2, 9]
+    out = list(generate_copy(tiny_model, prompt, cfg=SamplingConfig(max_new_tokens=15)))
+    assert out == list(generate(tiny_model, prompt, SamplingConfig(max_new_tokens=15)))
+
+
+def test_save_load_gives_identical_generations(tok, tmp_path):
+    model = copy_model(seed=2, vocab=tok.vocab_size)
+    write_checkpoint(tmp_path / "ck", model, tok)
+    loaded, _, config = load_model(tmp_path / "ck")
+    assert config["model"]["copy_head"] and tuple(config["model"]["copy_features"]) == FEATURES
+    prompt = tok.encode("Mechanizm uwagi liczy podobieństwo zapytania do klucza.")
+    mask, flags = [True] * len(prompt), [1 if i % 3 == 0 else 0 for i in range(len(prompt))]
+    cfg = SamplingConfig(temperature=1.0, max_new_tokens=20, seed=5)
+    assert list(generate_copy(loaded, prompt, mask, flags, cfg)) == list(generate_copy(model, prompt, mask, flags, cfg))
+
+
+# -- constrained decoding ----------------------------------------------------------------------
+
+
+def constraint_for(words, stop=99):
+    """A constraint over single-byte tokens (id = byte value) plus a stop id."""
+    return WordConstraint(lambda i: bytes([i]), [stop], words, [stop])
+
+
+def feed(c: WordConstraint, text: str) -> bool:
+    for b in text.encode("utf-8"):
+        if not c.allows(b):
+            return False
+        c.push(b)
+    return True
+
+
+def test_constraint_words_prefixes_citations_and_utf8():
+    assert feed(constraint_for({"transformer", "uses"}), "Transformer uses, [12] transformer.")
+    assert not feed(constraint_for({"transformer"}), "transformers")
+    assert not feed(constraint_for({"transformer"}), "trans former")  # "trans" is not a word
+    c = constraint_for({"transformer"})
+    assert feed(c, "trans") and not c.allows(99)  # the answer cannot stop inside a word
+    assert feed(c, "former") and c.allows(99)
+    c = constraint_for({"łódź"})
+    assert feed(c, "Łódź") and not feed(constraint_for({"łódź"}), "łódka")
+    assert not constraint_for({"łódź"}).allows(0xFF)  # never valid UTF-8
+
+
+def test_constrained_generation_never_writes_an_absent_content_word(tok):
+    import random
+
+    from conftest import SAMPLE_TEXT
+
+    vocab = sorted({w for t in SAMPLE_TEXT for w in lowercase_words(t)})
+    model = copy_model(seed=3, vocab=tok.vocab_size)
+    end = tok.special("end")
+    escaped = written = 0
+    for trial in range(12):
+        rng = random.Random(trial)
+        passages = [" ".join(rng.sample(vocab, 6)) + "." for _ in range(2)]
+        question = " ".join(rng.sample(vocab, 3)) + "?"
+        prompt = tok.encode(question + " " + " ".join(passages))
+        mask, cfg = [True] * len(prompt), SamplingConfig(temperature=1.0, top_k=100, max_new_tokens=30, seed=trial)
+        constraint = WordConstraint.for_sources(tok, [question, *passages], stop_ids=[end])
+        ids = list(generate_copy(model, prompt, mask, None, cfg, stop_ids=[end], constraint=constraint))
+        out = tok.decode(ids)
+        found = lowercase_words(out)
+        if len(ids) == cfg.max_new_tokens and out[-1:].isalnum():  # cut inside a word by the limit
+            last = found.pop()
+            assert any(w.startswith(last) for w in constraint.word_set) or last.isdigit(), (last, out)
+        for w in found:
+            assert w in constraint.word_set or f"[{w}" in out, (w, out)
+        written += len(found)
+        free = tok.decode(generate_copy(model, prompt, mask, None, cfg, stop_ids=[end]))
+        escaped += any(w not in constraint.word_set for w in lowercase_words(free))
+    assert written >= 30  # the constraint does not just stop the answers
+    assert escaped >= 3  # unconstrained, the same model does write absent words
+
+
+def test_tiny_model_learns_the_synthetic_copy_task():
+    from notes_rag.model.copy_task import CopyTask, TrainSetup, train
+
+    task = CopyTask(n_content=24, sentences=4, min_len=3, max_len=5)
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=task.vocab_size, seq_len=64, n_layer=2, n_head=2, n_kv_head=2, n_embd=48, copy_head=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one core, as in the benchmark (and faster for a model this small)
+    try:
+        setup = TrainSetup(steps=120, batch=16, lr=1e-2, warmup=20, eval_every=120, eval_examples=60)
+        rows = train(GPT(cfg), task, setup)
+    finally:
+        torch.set_num_threads(threads)
+    assert rows[-1]["exact_match"] >= 0.9, rows

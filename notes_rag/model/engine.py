@@ -3,6 +3,10 @@
 The engine knows nothing about chat: it takes prompt ids and yields new ids (`generate`), and
 turns an id stream into text pieces that are always whole UTF-8 characters (`stream_text`).
 Sampling: greedy when temperature is 0, else temperature with optional top-k / top-p, seeded.
+
+Copy-head models (copy_head.py) decode through `CopyDecoder`: the prompt is run once, the copy
+keys of its source positions are cached next to the KV cache, then one token per step;
+`generate_copy` drives it, optionally under a `WordConstraint` (constraint.py).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from notes_rag.model.constraint import WordConstraint
+from notes_rag.model.copy_head import features
 from notes_rag.model.gpt import GPT
 
 
@@ -131,6 +137,103 @@ def generate(
         generated.append(nxt)
         yield nxt
         ids = torch.tensor([[nxt]], dtype=torch.long, device=device)
+
+
+class CopyDecoder:
+    """One answer of a copy-head model, token by token over a KV cache.
+
+    `prefill()` runs the prompt once and returns the first step's log-probabilities (V,) (the
+    mass on an abstention's first token is a no-answer score); `step(token)` feeds one token and
+    returns the next step's. `copy_mask` marks the prompt positions the answer may copy from
+    (default: none, so a plain model or an empty mask decodes with the vocabulary alone);
+    `match` holds the prompt's match-flag bits (generated tokens get none).
+    """
+
+    def __init__(
+        self, model: GPT, prompt: list[int], copy_mask: list[bool] | None = None, match: list[int] | None = None
+    ):
+        if not prompt:
+            raise ValueError("decoding needs a non-empty prompt")
+        self.room = model.config.seq_len - len(prompt)
+        if self.room <= 0:
+            raise ValueError(f"prompt of {len(prompt)} tokens leaves no room in a {model.config.seq_len}-token context")
+        self.model, self.device = model, next(model.parameters()).device
+        self.cache = KVCache(model)
+        self.ids = torch.zeros(1, model.config.seq_len, dtype=torch.long, device=self.device)
+        self.ids[0, : len(prompt)] = torch.tensor(prompt)
+        self.n = len(prompt)
+        self.prompt_match = None if match is None else torch.tensor([match], dtype=torch.long, device=self.device)
+        mask = copy_mask if copy_mask is not None and model.config.copy_head else [False] * len(prompt)
+        self.src = torch.tensor(mask, dtype=torch.bool, device=self.device).nonzero()[:, 0]
+        self.keys: torch.Tensor | None = None
+
+    @torch.inference_mode()
+    def prefill(self) -> torch.Tensor:
+        h = self.model.hidden(self.ids[:, : self.n], kv_cache=self.cache, match=self.prompt_match)[0]
+        if self.src.numel():
+            self.keys = self.model.copy.key(h[self.src])  # (S, C), never recomputed
+        return self._logprobs(h[-1])
+
+    @torch.inference_mode()
+    def step(self, token: int) -> torch.Tensor:
+        if self.n >= self.model.config.seq_len:
+            raise ValueError(f"the answer fills the {self.model.config.seq_len}-token context")
+        self.ids[0, self.n] = token
+        self.n += 1
+        match = None if self.prompt_match is None else torch.zeros(1, 1, dtype=torch.long, device=self.device)
+        return self._logprobs(
+            self.model.hidden(self.ids[:, self.n - 1 : self.n], kv_cache=self.cache, match=match)[0, -1]
+        )
+
+    def _logprobs(self, h: torch.Tensor) -> torch.Tensor:
+        if self.keys is None:
+            return self.model.lm_head(h).float().log_softmax(-1)
+        names = self.model.copy.features
+        ids = self.ids[:, : self.n]
+        valid = torch.zeros(1, self.n, dtype=torch.bool, device=self.device)
+        valid[0, self.src] = True
+        match = None
+        if self.prompt_match is not None:
+            match = torch.zeros(1, self.n, dtype=torch.long, device=self.device)
+            match[:, : self.prompt_match.size(1)] = self.prompt_match
+        f = features(names, ids, torch.tensor([self.n - 1], device=self.device), valid, match)
+        return self.model.copy_logprobs(h, self.keys, ids[0, self.src], None if f is None else f[0, self.src])
+
+
+def generate_copy(
+    model: GPT,
+    prompt: list[int],
+    copy_mask: list[bool] | None = None,
+    match: list[int] | None = None,
+    cfg: SamplingConfig | None = None,
+    stop_ids: Iterable[int] = (),
+    constraint: WordConstraint | None = None,
+) -> Iterator[int]:
+    """Yield new ids of a copy-head answer (see `CopyDecoder`), stopping at a stop id (not
+    yielded) or the limit. With a `constraint`, only tokens it allows are chosen (it is advanced
+    with each one); it decides the stop ids too, so a word never ends unfinished."""
+    cfg = cfg or SamplingConfig()
+    stop = set(stop_ids)
+    decoder = CopyDecoder(model, prompt, copy_mask, match)
+    generator = None
+    if cfg.seed is not None:
+        generator = torch.Generator(device=decoder.device).manual_seed(cfg.seed)
+    logp = decoder.prefill()
+    for i in range(min(cfg.max_new_tokens, decoder.room)):
+        if constraint is None:
+            nxt = sample_next(logp, cfg, generator)
+        else:  # sampling renormalises over the allowed candidates
+            allowed = constraint.candidates(logp, greedy=cfg.temperature <= 0)
+            if not allowed:
+                return
+            nxt = allowed[0] if len(allowed) == 1 else allowed[sample_next(logp[allowed], cfg, generator)]
+        if nxt in stop:
+            return
+        if constraint is not None:
+            constraint.push(nxt)
+        yield nxt
+        if i + 1 < min(cfg.max_new_tokens, decoder.room):
+            logp = decoder.step(nxt)
 
 
 @torch.inference_mode()
