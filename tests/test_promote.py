@@ -20,7 +20,7 @@ def fake_report(key_facts: float, abstention: float, ids=("d1", "d2", "d3")) -> 
         "abstention_accuracy": abstention,
         "false_abstention": 0.1,
         "citation_precision": 0.8,
-        "answered_by_reader": 0.9,
+        "answered_by_model": 0.9,
     }
     return {
         "meta": {"qa_file": "eval/dev.jsonl", "date": "2026-11-27T12:00:00+00:00"},
@@ -37,7 +37,7 @@ def _write(path, obj):
 @pytest.fixture()
 def setup(tmp_path, tiny_model, tok):
     models, run = tmp_path / "models", tmp_path / "run"
-    write_checkpoint(models, tiny_model, tok, meta={"stage": "reader", "step": 7})
+    write_checkpoint(models, tiny_model, tok, meta={"stage": "generator", "step": 7})
     _write(models / "eval.json", fake_report(0.35, 0.83))
     (models / "README.md").write_text("# Model card\n\nHand-written text.\n")
     (models / "pretrain_loss.png").write_bytes(b"old curve")
@@ -49,7 +49,7 @@ def setup(tmp_path, tiny_model, tok):
         "val_loss": 5.7,
         "val_bpb": 3.3,
     }
-    meta = {"stage": "reader", "step": 20, "tokens": 80000, "train_seconds": 12.0, "val_loss": 1.0}
+    meta = {"stage": "generator", "step": 20, "tokens": 80000, "train_seconds": 12.0, "val_loss": 1.0}
     meta["base_meta"] = {"stage": "finetune", "step": 20, "tokens": 80000, "val_loss": 1.2, "base_meta": pretrain}
     write_checkpoint(run / "release", tiny_model, tok, meta={**meta, "speedrun": "smoke"}, shards=("float16", 110_000))
     (run / "pretrain").mkdir()
@@ -70,6 +70,7 @@ def test_promotes_a_better_run(setup):
     readme = (models / "README.md").read_text()
     assert readme.startswith("# Model card\n\nHand-written text.")
     assert "| key-fact recall | 0.35 | 0.40 |" in readme and "| pretrain | 40 | 0.2M | 0.5 min |" in readme
+    assert "| answers by the model | 0.90 | 0.90 |" in readme and "| generator | 20 |" in readme
     assert not [p for p in models.parent.iterdir() if p.name.startswith(".")]  # no temporary folder left
 
     _write(run / "eval.json", fake_report(0.45, 0.90))  # promoted again: the block is replaced, not added

@@ -102,7 +102,8 @@ def test_smoke_speedrun_ctrl_c_resume_report(kit, tmp_path, monkeypatch, interru
     assert state["stages"]["finetune"]["steps"] == profiles.SMOKE.finetune.train.max_steps
     assert state["stages"]["eval"]["items"] == 3 and fake_eval["model"] == out / "release"
     model, _, config = load_model(out / "release")
-    assert model.config.reader and config["meta"]["speedrun"] == "smoke"
+    assert model.config.copy_head and config["meta"]["stage"] == "generator" and config["meta"]["speedrun"] == "smoke"
+    assert "answer_hit" in state["stages"]["generator"] and "| generator |" in (out / "report.md").read_text()
     probes = [json.loads(line) for line in (out / "pretrain" / "metrics.jsonl").read_text().splitlines()]
     assert [p["step"] for p in probes if "copy_gain" in p] == [steps // 2, steps]
     report = (out / "report.md").read_text()
@@ -133,7 +134,9 @@ def test_gpu_profile_paths_at_tiny_size_on_cpu(kit, tmp_path, fake_eval):
         pretrain=tiny(pre, 3, batch_tokens=1024, device_batch=8),
         sft=replace(gpu.sft, max_tokens=256),
         finetune=tiny(replace(gpu.finetune, seq_len=256, micro_tokens=1024), 2, batch_tokens=1024),
-        reader=tiny(replace(gpu.reader, seq_len=256, micro_tokens=1024, val_items=10), 2, batch_tokens=1024),
+        generator=tiny(
+            replace(gpu.generator, seq_len=256, micro_tokens=1024, val_items=10, val_generate=4), 2, batch_tokens=1024
+        ),
         release_shards=("float16", 100_000),  # several shards even at this size
     )
     assert profiles.GPU.pretrain.train.compile and profiles.GPU.release_shards[0] == "float16"
@@ -144,7 +147,7 @@ def test_gpu_profile_paths_at_tiny_size_on_cpu(kit, tmp_path, fake_eval):
     assert 1 < len(shards) <= 8 and (release / INDEX_FILE).is_file()
     assert all(f.stat().st_size <= 100_000 for f in shards)
     fp16, _, _ = load_model(release)
-    trained, _, _ = load_model(tmp_path / "gpu" / "reader" / "best")
+    trained, _, _ = load_model(tmp_path / "gpu" / "generator" / "best")
     with torch.no_grad():
         for p in trained.parameters():
             p.copy_(p.half().float())  # what the fp16 release stores

@@ -37,7 +37,7 @@ def speedrun_cmd(
         None, "--models", help="Release to compare with in the report (default: the repository's models/)."
     ),
 ) -> None:
-    """Tokenizer, pretraining, SFT data, finetuning, reader, release and dev eval in one run folder.
+    """Tokenizer, pretraining, SFT data, finetuning, generator, release and dev eval in one run folder.
 
     Example: notes-rag speedrun --profile smoke
     """

@@ -9,7 +9,7 @@
            data from `data/kit/` inside the checkout, release weights as fp16 shards ≤ 16 MB
 
 Each stage's settings are the library's own config dataclasses (`PretrainConfig`,
-`BuildConfig`, `FinetuneConfig`, `ReaderTrainConfig`); a profile only says where they differ
+`BuildConfig`, `FinetuneConfig`, `GeneratorTrainConfig`); a profile only says where they differ
 from the defaults, so a default is still written once.
 """
 
@@ -21,10 +21,10 @@ from pathlib import Path
 from notes_rag.errors import NotesRagError
 from notes_rag.sft.config import DEFAULT_MIX, BuildConfig
 from notes_rag.train.finetune import FinetuneConfig
+from notes_rag.train.generator import GeneratorTrainConfig
 from notes_rag.train.loop import TrainConfig
 from notes_rag.train.pretrain import PretrainConfig
 from notes_rag.train.pretrain_data import DataConfig
-from notes_rag.train.reader import ReaderTrainConfig
 
 MEASURE = "measure"  # precision: time bf16 against fp32 at start (train/precision.py)
 
@@ -37,7 +37,7 @@ class Profile:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     sft: BuildConfig = field(default_factory=BuildConfig)  # its data_dir is replaced by `kit`
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    reader: ReaderTrainConfig = field(default_factory=ReaderTrainConfig)
+    generator: GeneratorTrainConfig = field(default_factory=GeneratorTrainConfig)
     precision: str = MEASURE  # or "fp32" / "bf16" to skip the measurement
     release_shards: tuple[str, int] | None = None  # (dtype, max bytes a file); None = one fp32 file
 
@@ -78,29 +78,32 @@ SMOKE = Profile(
         micro_tokens=2048,
         train=_train(FinetuneConfig().train, lr=2e-3, max_steps=20, batch_tokens=2048, warmup_steps=5, eval_every=10),
     ),
-    reader=ReaderTrainConfig(
+    generator=GeneratorTrainConfig(
         seq_len=256,
         micro_tokens=2048,
-        val_items=60,
+        val_items=30,
+        val_generate=10,
         train=_train(
-            ReaderTrainConfig().train, lr=2e-3, max_steps=20, batch_tokens=2048, warmup_steps=5, eval_every=10
+            GeneratorTrainConfig().train, lr=2e-3, max_steps=20, batch_tokens=2048, warmup_steps=5, eval_every=10
         ),
     ),
 )
 
 # The release recipe (README "Retraining the model"): pretrain 65 + finetune 42 + reader 110 min
-# took 3.6 h; here 55 + 25 + 50 min of training leave ~20 min for the tokenizer, the token shards,
-# the SFT data, the reader items and the dev evaluation within 2.5 h.
+# took 3.6 h; here 55 + 25 + 50 min of training (the generator in the reader's place) leave ~20 min
+# for the tokenizer, the token shards, the SFT data, the generator items and the dev evaluation
+# within 2.5 h.
 CPU = Profile(
     name="cpu",
     kit=Path("../shared/data"),
     pretrain=PretrainConfig(model="small", train=_train(PretrainConfig().train, optimizer="muon", time_budget=55 * 60)),
     finetune=FinetuneConfig(train=_train(FinetuneConfig().train, lr=1e-3, time_budget=25 * 60)),
-    reader=ReaderTrainConfig(train=_train(ReaderTrainConfig().train, time_budget=50 * 60)),
+    # evaluations (greedy answers) are outside the time budget: every 250 steps keeps them to minutes
+    generator=GeneratorTrainConfig(train=_train(GeneratorTrainConfig().train, time_budget=50 * 60, eval_every=250)),
 )
 
 # Ten minutes on one Hopper GPU, start-up and compilation included: ~4 min of pretraining at
-# 256k-token steps (~100M tokens, ~3 epochs of the kit), 1 + 1.5 min of finetuning and reader
+# 256k-token steps (~100M tokens, ~3 epochs of the kit), 1 + 1.5 min of finetuning and generator
 # training, the rest for the tokenizer, data, compilation and the dev evaluation.
 GPU = Profile(
     name="gpu",
@@ -125,9 +128,10 @@ GPU = Profile(
         micro_tokens=32_768,
         train=_train(FinetuneConfig().train, lr=1e-3, batch_tokens=65_536, time_budget=60, log_every=20),
     ),
-    reader=ReaderTrainConfig(
+    generator=GeneratorTrainConfig(
         micro_tokens=32_768,
-        train=_train(ReaderTrainConfig().train, batch_tokens=65_536, time_budget=90, log_every=20),
+        val_generate=30,  # greedy answers decode token by token: few, and rarely, in a 10-minute run
+        train=_train(GeneratorTrainConfig().train, batch_tokens=65_536, time_budget=90, eval_every=500, log_every=20),
     ),
     release_shards=("float16", 16_000_000),
 )

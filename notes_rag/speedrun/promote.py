@@ -24,7 +24,7 @@ from notes_rag.model.tokenizer import TOKENIZER_FILE
 from notes_rag.speedrun.stages import EVAL_FILE
 
 KEY, GUARD = "key_fact_recall", "abstention_accuracy"
-LOSS_CURVES = {"pretrain": "pretrain_loss.png", "finetune": "finetune_loss.png", "reader": "reader_loss.png"}
+LOSS_CURVES = {"pretrain": "pretrain_loss.png", "finetune": "finetune_loss.png", "generator": "generator_loss.png"}
 BEGIN, END = "<!-- release-numbers:begin -->", "<!-- release-numbers:end -->"
 # README rows: label -> (answer metric or latency key, format)
 DEV_ROWS = {
@@ -32,7 +32,7 @@ DEV_ROWS = {
     "abstention accuracy": ("abstention_accuracy", "{:.2f}"),
     "false abstention": ("false_abstention", "{:.2f}"),
     "citation precision": ("citation_precision", "{:.2f}"),
-    "answers by the reader": ("answered_by_reader", "{:.2f}"),
+    "answers by the model": ("answered_by_model", "{:.2f}"),
     "answer time p50 (s)": ("total_s_p50", "{:.3f}"),
 }
 

@@ -48,9 +48,9 @@ RESULTS = {
     ),
     "sft-data": lambda r: f"{r['train']:,} train / {r['val']:,} val conversations",
     "finetune": lambda r: f"answer-token val loss {r['best_val']:.3f}",
-    "reader": lambda r: (
-        f"val loss {r['best_val']:.3f}, sentence acc. {_fmt(r.get('sentence_acc'), '.2f')}, "
-        f"abstention {_fmt(r.get('abstain_acc'), '.2f')}, span F1 {_fmt(r.get('span_f1'), '.2f')}"
+    "generator": lambda r: (
+        f"val loss {r['best_val']:.3f}, answer hit {_fmt(r.get('answer_hit'), '.2f')}, "
+        f"abstention {_fmt(r.get('abstain_acc'), '.2f')}, false abstention {_fmt(r.get('false_abstain'), '.2f')}"
     ),
     "release": lambda r: (
         f"{r['params'] / 1e6:.2f}M params, {r['dtype']}, {r['weight_files']} weight file(s), "
@@ -95,7 +95,7 @@ def _precision(p: dict) -> str:
 def _curves(out: Path) -> list[str]:
     return [
         f"![{stage} loss]({stage}/loss.png)"
-        for stage in ("pretrain", "finetune", "reader")
+        for stage in ("pretrain", "finetune", "generator")
         if (out / stage / "loss.png").is_file()
     ]
 

@@ -4,8 +4,9 @@ an interruption left half-way: its `last/` checkpoint holds the exact state).
 
     RUN/pretrain/     tokenizer.json (tokenizer), token shards and the pretraining run (pretrain)
     RUN/sft/          train.jsonl, val.jsonl (sft-data)
-    RUN/finetune/     RUN/reader/     the two training runs on those conversations
-    RUN/release/      the reader's best checkpoint in the profile's release format (release)
+    RUN/finetune/     RUN/generator/  the two training runs on those conversations (the generator
+                      adds the copy head to the finetuned model: train/generator.py)
+    RUN/release/      the generator's best checkpoint in the profile's release format (release)
     RUN/eval.json     `notes-rag eval` of the release on the dev set (eval)
 
 Every output is written atomically by the library, so Ctrl-C leaves a stage either done or not.
@@ -33,9 +34,9 @@ from notes_rag.model.tokenizer import TOKENIZER_FILE, load_tokenizer
 from notes_rag.sft.build import build_sft, write_jsonl
 from notes_rag.speedrun.profiles import Profile
 from notes_rag.train.finetune import finetune
+from notes_rag.train.generator import train_generator
 from notes_rag.train.pretrain import get_tokenizer, pretrain
 from notes_rag.train.pretrain_data import find_data_files
-from notes_rag.train.reader import train_reader
 
 EVAL_FILE = "eval.json"
 
@@ -138,15 +139,15 @@ def _finetune(ctx: Context) -> dict:
     return _train_record(result, run)
 
 
-def _reader(ctx: Context) -> dict:
-    run = ctx.path("reader")
-    cfg = _with_precision(ctx.profile.reader, ctx.precision)
-    result = train_reader(ctx.path("finetune", "best"), [ctx.path("sft")], run, cfg, _resume(run), ctx.console)
+def _generator(ctx: Context) -> dict:
+    run = ctx.path("generator")
+    cfg = _with_precision(ctx.profile.generator, ctx.precision)
+    result = train_generator(ctx.path("finetune", "best"), [ctx.path("sft")], run, cfg, _resume(run), ctx.console)
     return _train_record(result, run)
 
 
 def _release(ctx: Context) -> dict:
-    model, tok, config = load_model(ctx.path("reader", "best"))
+    model, tok, config = load_model(ctx.path("generator", "best"))
     meta = {**config["meta"], "speedrun": ctx.profile.name, "precision": ctx.precision}
     folder = ctx.path("release")
     write_checkpoint(folder, model, tok, meta=meta, shards=ctx.profile.release_shards)
@@ -184,7 +185,7 @@ STAGES = (
     Stage("pretrain", lambda c: c.path("pretrain"), _pretrain, training=True),
     Stage("sft-data", lambda c: c.path("sft", "val.jsonl"), _sft_data),
     Stage("finetune", lambda c: c.path("finetune"), _finetune, training=True),
-    Stage("reader", lambda c: c.path("reader"), _reader, training=True),
+    Stage("generator", lambda c: c.path("generator"), _generator, training=True),
     Stage("release", lambda c: c.path("release", "config.json"), _release),
     Stage("eval", lambda c: c.path(EVAL_FILE), _eval),
 )

@@ -25,6 +25,7 @@ from notes_rag.model.checkpoint import (
     unwrap,
     write_checkpoint,
 )
+from notes_rag.model.gpt import GPTConfig
 from notes_rag.model.tokenizer import Tokenizer
 from notes_rag.train.optim import load_optimizer, optimizer_name, optimizer_tensors
 
@@ -106,7 +107,8 @@ def restore(run: Run, model: torch.nn.Module, tok: Tokenizer, opt: torch.optim.O
     config = read_config(folder)
     if config.get("tokenizer") != tok.fingerprint:
         raise CheckpointError(f"{folder} was trained with a different tokenizer")
-    if config["model"] != unwrap(model).config.to_dict():
+    # compared as configs, not dicts: JSON keeps tuples (copy_features) as lists
+    if GPTConfig.from_dict(config["model"]) != unwrap(model).config:
         raise CheckpointError(f"{folder} holds a model of a different shape than requested")
     try:
         state = json.loads((folder / "train_state.json").read_text())
