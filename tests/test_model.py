@@ -114,3 +114,27 @@ def test_checkpoint_with_separate_q_and_kv_weights_loads_exactly(tiny_model, tok
     loaded, _, _ = load_model(tmp_path / "ck")
     x = torch.randint(0, cfg.vocab_size, (1, 12))
     torch.testing.assert_close(loaded(x), tiny_model.eval()(x), rtol=0, atol=0)
+
+
+def test_old_reader_checkpoint_loads_and_becomes_a_generator(tok, tmp_path):
+    """The release (and train-generator's usual start) is a reader checkpoint: it loads, even one
+    saved before `read_pool` (2026-11-27), and its pointer heads are dropped for the copy head."""
+    from safetensors.torch import load_file, save_file
+
+    from notes_rag.train.generator import with_copy_head
+
+    torch.manual_seed(0)
+    reader = GPT(preset("tiny", vocab_size=tok.vocab_size, reader=True)).eval()
+    torch.nn.init.normal_(reader.match_emb, std=0.5)
+    write_checkpoint(tmp_path / "r", reader, tok, meta={"stage": "reader"})
+    weights = tmp_path / "r" / "model.safetensors"
+    state = load_file(str(weights))
+    del state["read_pool.weight"]
+    save_file(state, str(weights))
+    loaded, _, config = load_model(tmp_path / "r")
+    assert config["model"]["reader"] is True and not loaded.read_pool.weight.any()
+    gen = with_copy_head(loaded).eval()
+    assert gen.config.copy_head and not gen.config.reader and not hasattr(gen, "read_tok")
+    assert torch.equal(gen.match_emb, reader.match_emb)
+    x = torch.randint(0, tok.vocab_size, (1, 12))
+    torch.testing.assert_close(gen(x), reader(x), rtol=0, atol=0)

@@ -1,4 +1,4 @@
-"""`notes-rag pretrain`, `finetune`, `train-reader`, `train-generator`: options into configs, then the library."""
+"""`notes-rag pretrain`, `finetune`, `train-generator`: options into configs, then the library."""
 
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ from notes_rag.train.finetune import FinetuneConfig, finetune
 from notes_rag.train.generator import GeneratorTrainConfig, train_generator
 from notes_rag.train.loop import TrainConfig
 from notes_rag.train.pretrain import PretrainConfig, pretrain
-from notes_rag.train.reader import ReaderTrainConfig, train_reader
 
 # Every option's default is read from these configs, so each default is written once.
-_PRE, _FT, _RD, _GEN = PretrainConfig(), FinetuneConfig(), ReaderTrainConfig(), GeneratorTrainConfig()
+_PRE, _FT, _GEN = PretrainConfig(), FinetuneConfig(), GeneratorTrainConfig()
 
 
 def parse_duration(text: str | None) -> float | None:
@@ -162,31 +161,6 @@ def finetune_cmd(
     cfg = replace(_FT, seq_len=seq_len, micro_tokens=micro_tokens, train=tc)
     result = finetune(base, data, out, cfg, resume=resume)
     typer.echo(f"done: step {result['step']}, best val loss {result['best_val']:.4f}; model in {out / 'best'}")
-
-
-@app.command("train-reader")
-def train_reader_cmd(
-    base: Path = typer.Option(
-        ..., "--base", help="Checkpoint to start from: a chat/base model, or a reader to continue."
-    ),
-    data: list[Path] = typer.Option(
-        ..., "--data", help="Conversation JSONL files, or folders with train.jsonl/val.jsonl."
-    ),
-    out: Path = typer.Option(..., "--out", help="Run folder for checkpoints, metrics and loss.png."),
-    time_budget: str = typer.Option(None, "--time-budget", help="Wall-clock budget, e.g. 70m."),
-    steps: int = _STEPS,
-    resume: bool = _RESUME,
-    lr: float = typer.Option(_RD.train.lr, "--lr", help="Peak learning rate."),
-    eval_every: int = typer.Option(_RD.train.eval_every, "--eval-every", help="Validate every N steps."),
-    threads: int = typer.Option(_RD.train.threads, "--threads", help="CPU threads (default: all cores)."),
-) -> None:
-    """Train the reader: match flags and pointer heads that make the GPT read the passages.
-
-    Example: notes-rag train-reader --base models/ --data data/sft --out runs/reader --time-budget 70m
-    """
-    tc = train_config(_RD.train, steps=steps, time_budget=time_budget, lr=lr, eval_every=eval_every, threads=threads)
-    result = train_reader(base, data, out, replace(_RD, train=tc), resume=resume)
-    typer.echo(f"done: step {result['step']}, best val loss {result['best_val']:.4f}; reader in {out / 'best'}")
 
 
 @app.command("train-generator")

@@ -13,10 +13,11 @@ Architecture (nanochat / modded-nanogpt lineage, our own code):
 Training runs the norms, rotary embedding, activation and output-head loss through the
 hand-written autograd functions in kernels.py (1.3× faster eager CPU steps, same numbers).
 
-`forward` accepts a `KVCache` (see engine.py) for incremental decoding. With `reader=True` the
-model also carries the reader's match-flag embeddings and heads (reader.py owns their meaning);
-with `copy_head=True` the match-flag embeddings and a pointer-generator copy head (copy_head.py;
-its loss `copy_loss`, its cached decode engine.CopyDecoder).
+`forward` accepts a `KVCache` (see engine.py) for incremental decoding. With `copy_head=True`
+the model carries the match-flag embeddings (reader.py, the model input) and a pointer-generator
+copy head (copy_head.py; its loss `copy_loss`, its cached decode engine.CopyDecoder). `reader=True`
+is the old reader (pointer heads, removed 2026-12-01): its checkpoints, the release among them,
+still load; train-generator turns one into a generator (train/generator.py `with_copy_head`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 from notes_rag.model.copy_head import CopyHead, copy_loss, step_logprobs
 from notes_rag.model.kernels import linear_cross_entropy, relu_squared, rms_norm, rope_rms_norm
 
-N_MATCH_FLAGS = 4  # reader input flags: exact, lower-case, 5-letter prefix, translation (reader.py)
+N_MATCH_FLAGS = 4  # input flags: exact, lower-case, 5-letter prefix, translation (reader.py)
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,8 @@ class GPTConfig:
     mlp_ratio: int = 4
     tie_embeddings: bool = True
     rope_base: float = 10000.0
-    # Reader heads (reader.py): question-match flag embeddings on the input and pointer heads on
-    # the last hidden states. Off for a plain language model; older configs load as off.
+    # The old reader: question-match flag embeddings on the input and pointer heads on the last
+    # hidden states (removed; its checkpoints load, the heads unused). Older configs load as off.
     reader: bool = False
     # Copy head (copy_head.py): answers mix the vocabulary with attention over the source tokens;
     # it brings the match-flag embeddings too. `copy_features`: the copy-score features it uses.
@@ -168,12 +169,12 @@ class GPT(nn.Module):
             self.lm_head.weight = self.wte.weight
         if cfg.reader or cfg.copy_head:
             # one learned vector per match flag, summed over the flags a token has (zero at start:
-            # the base model's behaviour is unchanged until the reader learns to use them)
+            # the base model's behaviour is unchanged until training learns to use them)
             self.match_emb = nn.Parameter(torch.zeros(N_MATCH_FLAGS, cfg.n_embd))
-        if cfg.reader:
-            self.read_tok = nn.Linear(cfg.n_embd, 3, bias=False)  # per token: sentence end, span start, span end
-            self.read_pool = nn.Linear(cfg.n_embd, 1, bias=False)  # per token: evidence summed over its sentence
-            self.read_cls = nn.Linear(cfg.n_embd, 4, bias=False)  # last token: no-answer, span, yes, no
+        if cfg.reader:  # old reader checkpoints load; their heads are unused
+            self.read_tok = nn.Linear(cfg.n_embd, 3, bias=False)
+            self.read_pool = nn.Linear(cfg.n_embd, 1, bias=False)
+            self.read_cls = nn.Linear(cfg.n_embd, 4, bias=False)
         if cfg.copy_head:
             self.copy = CopyHead(cfg.n_embd, cfg.copy_features)
         cos, sin = rotary_tables(cfg)
@@ -194,9 +195,6 @@ class GPT(nn.Module):
             nn.init.normal_(self.lm_head.weight, std=0.02 * std)
         if hasattr(self, "match_emb"):  # flags start as no-ops
             nn.init.zeros_(self.match_emb)
-        if self.config.reader:  # heads start uniform
-            for p in (self.read_tok.weight, self.read_pool.weight, self.read_cls.weight):
-                nn.init.zeros_(p)
         if self.config.copy_head:
             self.copy.reset_parameters()
 

@@ -1,47 +1,32 @@
-"""The reader: our GPT reads retrieved passages and points at the answer instead of generating it.
+"""The model input: how our GPT reads a question over retrieved passages.
 
-A 3M-parameter GPT trained on two CPU cores does not learn to copy facts by generation (copying
-needs induction heads, which form far later than our token budget), but it learns to *point*.
-The reader input puts the question first, so every passage token can attend to it (causal
-attention), and marks each passage word that matches a question word::
+The generator (sft/generator_data.py in training, chat/writer.py in the chat) writes its answer
+after this input; the copy head copies from its passage tokens (model/copy_head.py). The input
+puts the question first, so every passage token can attend to it (causal attention), and marks
+each passage word that matches a question word::
 
     <|bos|><|user|>{earlier question}<|end|> … <|user|>{question}<|end|>
     <|passage|>[1] {label}\\n{sentence}{sentence}…<|end|> … <|assistant|>
 
 Each passage is encoded one sentence (or slide line) at a time, so sentence boundaries are token
-boundaries. Match flags (bits, summed as learned vectors into the input embedding, gpt.py):
-exact word, lower-case word, same 5-letter folded prefix (Polish inflection), and a translation
-of a question word (when the bilingual dictionaries supply one).
+boundaries and every token keeps its character range. Match flags (bits, summed as learned
+vectors into the input embedding, gpt.py `match_emb`): exact word, lower-case word, same
+5-letter folded prefix (Polish inflection), and a translation of a question word (when the
+bilingual dictionaries supply one).
 
-Heads on the last hidden states (gpt.py `read_tok`, `read_pool`, `read_cls`):
-- sentence pointer: a score at the last token of every sentence plus per-token evidence summed
-  over the sentence, against a no-answer score at the final `<|assistant|>` token (which has
-  seen every passage); one softmax over [no-answer, sentences] — the chosen sentence is the
-  citation;
-- span pointer: start/end scores per token, searched inside the chosen sentence;
-- answer kind at the final token: span, yes, no.
-The language-model head keeps training on a sample of the input tokens (auxiliary loss).
-
-This module owns the input encoding, the heads' loss and the inference (`read`). Turning a
-reading into the user's reply is chat/reply.py; training data is sft/reader_data.py.
+The module is named for the reader, the pointer heads that first read this input (removed
+2026-12-01; their old checkpoints still load, gpt.py).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-import torch
-import torch.nn.functional as F
-
-from notes_rag.model.checkpoint import unwrap
-from notes_rag.model.gpt import GPT
-from notes_rag.model.kernels import linear_cross_entropy
 from notes_rag.model.tokenizer import Tokenizer
-from notes_rag.text import fold, sentence_spans, stems, words
+from notes_rag.text import fold, sentence_spans, words
 
 EXACT, LOWER, PREFIX, TRANSLATION = 1, 2, 4, 8
-KINDS = ("span", "yes", "no")
 _WORD = re.compile(r"\w+")
 # Words too common to mark: a flag on "the" or "w" says nothing about where the answer is.
 _STOP = frozenset(
@@ -94,7 +79,7 @@ def text_flags(text: str, q: QuestionWords) -> list[tuple[int, int, int]]:
 
 @dataclass
 class Unit:
-    """One sentence (or line) of one passage: the thing the sentence pointer chooses."""
+    """One sentence (or line) of one passage that can hold an answer (`can_answer`)."""
 
     passage: int  # 1-based passage number
     start: int  # character range in the passage text
@@ -139,9 +124,9 @@ MIN_ANSWER_WORDS = 3  # a shorter line (a slide title, "Zadanie:", a rule of das
 
 
 def can_answer(sentence: str, headings: set[str]) -> bool:
-    """May the pointer choose this sentence? Not a heading (a markdown `#` line, or the text of
-    one of the passage's headings: slides repeat their title as a line) and not a fragment of
-    fewer than MIN_ANSWER_WORDS words. Such lines stay in the input as context."""
+    """Can this sentence hold an answer (be a `Unit`)? Not a heading (a markdown `#` line, or
+    the text of one of the passage's headings: slides repeat their title as a line) and not a
+    fragment of fewer than MIN_ANSWER_WORDS words. Such lines stay in the input as context."""
     text = sentence.strip()
     if text.startswith("#") or len(words(text)) < MIN_ANSWER_WORDS:
         return False
@@ -232,176 +217,3 @@ def _token_bits(spans: list[tuple[int, int]], flags: list[tuple[int, int, int]])
             k += 1
         out.append(bits)
     return out
-
-
-def with_reader_heads(model: GPT) -> GPT:
-    """A reader model holding `model`'s weights, its new flags and heads at their zero start."""
-    if model.config.reader:
-        return model
-    reader = GPT(replace(model.config, reader=True)).to(next(model.parameters()).device)
-    missing, unexpected = reader.load_state_dict(model.state_dict(), strict=False)
-    assert not unexpected and set(missing) <= {"match_emb", "read_tok.weight", "read_pool.weight", "read_cls.weight"}, (
-        missing,
-        unexpected,
-    )
-    return reader
-
-
-# -- training ------------------------------------------------------------------------------------
-
-
-@dataclass
-class ReaderLossConfig:
-    span_weight: float = 0.5  # start + end losses, each
-    kind_weight: float = 0.5
-    lm_weight: float = 0.1  # auxiliary language-model loss on sampled input tokens
-
-
-def heads(model: GPT, x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Hidden states, per-token head scores (B, T, 3), final-token scores (B, 4) and the
-    pointer logits (B, 1 + U): no-answer first, then one per sentence (-inf where padded)."""
-    h = model.hidden(x["ids"], match=x["match"])
-    tok_scores = model.read_tok(h).float()
-    rows = torch.arange(h.size(0), device=h.device)
-    cls = model.read_cls(h[rows, x["cls"]]).float()
-    # a sentence's score: what its last token (which has read the whole sentence) says, plus the
-    # evidence of every one of its tokens summed (a direct path for "how many question words")
-    pool = F.pad(model.read_pool(h).float()[..., 0].cumsum(1), (1, 0))
-    evidence = pool.gather(1, x["unit_last"] + 1) - pool.gather(1, x["unit_first"])
-    sent = tok_scores[..., 0].gather(1, x["unit_last"]) + evidence
-    sent = sent.masked_fill(~x["unit_mask"], float("-inf"))
-    return h, tok_scores, cls, torch.cat([cls[:, :1], sent], 1)
-
-
-def reader_loss(
-    model: GPT, x: dict[str, torch.Tensor], y: dict[str, torch.Tensor], cfg: ReaderLossConfig = ReaderLossConfig()
-) -> torch.Tensor:
-    """Pointer + span + kind losses (+ auxiliary LM loss) of a batch, averaged over examples."""
-    model = unwrap(model)
-    return heads_loss(model, heads(model, x), x, y, cfg)
-
-
-def heads_loss(
-    model: GPT, out: tuple, x: dict[str, torch.Tensor], y: dict[str, torch.Tensor], cfg: ReaderLossConfig
-) -> torch.Tensor:
-    """`reader_loss` of the heads' outputs `out` (from `heads`), for callers that also use them.
-
-    `y["unit"]`: gold sentence index, -1 = no answer, -2 = answerable but sentence unknown
-    (yes/no items: the loss then asks only that the answer is *somewhere*).
-    """
-    h, tok_scores, cls, ptr = out
-    logp = ptr.log_softmax(-1)
-    unit = y["unit"]
-    known = unit >= 0
-    nll = torch.where(
-        known,
-        -logp.gather(1, (unit + 1).clamp(min=0)[:, None])[:, 0],
-        torch.where(unit == -1, -logp[:, 0], -torch.logsumexp(logp[:, 1:], -1)),
-    )
-    loss = nll.mean()
-    kind_ok = y["kind"] >= 0
-    if kind_ok.any():
-        loss = loss + cfg.kind_weight * F.cross_entropy(cls[kind_ok, 1:], y["kind"][kind_ok])
-    has_span = y["start"] >= 0
-    if has_span.any():
-        pos = torch.arange(tok_scores.size(1), device=h.device)
-        g = unit.clamp(min=0)[:, None]
-        lo, hi = x["unit_first"].gather(1, g), x["unit_last"].gather(1, g)
-        inside = (pos >= lo) & (pos <= hi)
-        for col, key in ((1, "start"), (2, "end")):
-            scores = tok_scores[..., col].masked_fill(~inside, float("-inf"))[has_span]
-            loss = loss + cfg.span_weight * F.cross_entropy(scores, y[key][has_span])
-    if cfg.lm_weight and "lm" in y:
-        sel = y["lm"] >= 0
-        if sel.any():
-            lm = (
-                linear_cross_entropy(h[sel], model.lm_head.weight, y["lm"][sel])
-                if h.requires_grad
-                else F.cross_entropy(model.lm_head(h[sel]).float(), y["lm"][sel])
-            )
-            loss = loss + cfg.lm_weight * lm
-    return loss
-
-
-# -- inference -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Reading:
-    """What the heads say about one input."""
-
-    no_answer: float  # probability of the no-answer position
-    kind: str  # "span" | "yes" | "no"
-    kind_prob: float
-    unit: Unit | None  # the best sentence (None when there is none)
-    unit_prob: float  # its probability among [no-answer, sentences]
-    span: tuple[int, int] | None  # character range of the span in the unit's passage text
-    passage_probs: list[float] = field(default_factory=list)  # summed sentence probability per passage
-
-
-def collate(inputs: list[ReaderInput]) -> dict[str, torch.Tensor]:
-    """Pad reader inputs into one batch (ids, match, cls position, sentence token ranges)."""
-    T = max(len(r.ids) for r in inputs)
-    U = max(1, max(len(r.units) for r in inputs))
-    B = len(inputs)
-    x = {
-        "ids": torch.zeros(B, T, dtype=torch.long),
-        "match": torch.zeros(B, T, dtype=torch.long),
-        "cls": torch.zeros(B, dtype=torch.long),
-        "unit_first": torch.zeros(B, U, dtype=torch.long),
-        "unit_last": torch.zeros(B, U, dtype=torch.long),
-        "unit_mask": torch.zeros(B, U, dtype=torch.bool),
-    }
-    for b, r in enumerate(inputs):
-        n = len(r.ids)
-        x["ids"][b, :n] = torch.tensor(r.ids)
-        x["match"][b, :n] = torch.tensor(r.match)
-        x["cls"][b] = n - 1
-        for u, unit in enumerate(r.units):
-            x["unit_first"][b, u], x["unit_last"][b, u] = unit.first, unit.last
-            x["unit_mask"][b, u] = True
-    return x
-
-
-def best_span(scores: torch.Tensor, max_tokens: int = 40) -> tuple[int, int]:
-    """(start, end), inclusive, maximising start + end score over a sentence's token scores
-    (T, 3), with start <= end < start + max_tokens."""
-    s, e = scores[:, 1], scores[:, 2]
-    n = s.numel()
-    pair = s[:, None] + e[None, :]
-    i, j = torch.arange(n)[:, None], torch.arange(n)[None, :]
-    flat = int(pair.masked_fill((j < i) | (j - i >= max_tokens), float("-inf")).argmax())
-    return flat // n, flat % n
-
-
-def shared_stems(inp: ReaderInput, passages: list[str], query: str) -> list[int]:
-    """Per unit, how many word stems it shares with the query (the extractive baseline's rule)."""
-    q = stems(query)
-    return [len(q & stems(passages[u.passage - 1][u.start : u.end])) for u in inp.units]
-
-
-@torch.no_grad()
-def read(model: GPT, inp: ReaderInput, max_span_tokens: int = 40, prior: list[float] | None = None) -> Reading:
-    """Run the heads on one input: no-answer probability, answer kind, best sentence and span.
-
-    `prior` (one value per unit) is added to the sentences' log-probabilities when choosing the
-    sentence, not to the no-answer decision: lexical evidence the assistant trusts besides the
-    heads (AnswerConfig.reader_overlap_weight × shared stems)."""
-    x = collate([inp])
-    _, tok_scores, cls, ptr = heads(model, x)
-    probs = ptr[0].softmax(-1)
-    kind_p = cls[0, 1:].softmax(-1)
-    k = int(kind_p.argmax())
-    passage_probs = [0.0] * inp.passages
-    for u, unit in enumerate(inp.units):
-        passage_probs[unit.passage - 1] += float(probs[u + 1])
-    if not inp.units:
-        return Reading(float(probs[0]), KINDS[k], float(kind_p[k]), None, 0.0, None, passage_probs)
-    choice = probs[1:].log()
-    if prior is not None:
-        choice = choice + torch.tensor(prior, dtype=choice.dtype)
-    best = int(choice.argmax())
-    unit = inp.units[best]
-    a, b = best_span(tok_scores[0, unit.first : unit.last + 1], max_span_tokens)
-    span = (inp.offsets[unit.first + a][1], inp.offsets[unit.first + b][2])
-    return Reading(float(probs[0]), KINDS[k], float(kind_p[k]), unit, float(probs[best + 1]), span, passage_probs)

@@ -27,7 +27,6 @@ from notes_rag.chat.format import Conversation
 from notes_rag.errors import NotesRagError
 from notes_rag.model.reader import encode
 from notes_rag.model.tokenizer import SPECIAL_TOKENS, Tokenizer
-from notes_rag.sft.reader_data import questions_of_record
 from notes_rag.text import sentence_spans, words
 from notes_rag.train.batching import LengthBatches
 
@@ -68,6 +67,41 @@ class GeneratorItem:
     answerable: bool
     lang: str
     source: str
+
+
+@dataclass
+class ReaderQuestion:
+    """One question of a conversation record, with what the model needs to answer it."""
+
+    question: str
+    history: tuple[str, ...]  # earlier questions of the conversation, oldest first
+    passages: list[tuple[str, str]]  # (label, text), numbered from 1
+    passage: int | None  # gold passage number, None when unanswerable
+    answer: str  # gold answer span, "yes"/"no", or "" when unanswerable
+    lang: str
+    source: str
+
+
+def questions_of_record(rec: dict, history_turns: int = 1) -> list[ReaderQuestion]:
+    """The questions of one conversation record (none for passage-free tasks)."""
+    conv = Conversation.from_dict(rec)
+    if not conv.passages or rec.get("task", "qa") != "qa":
+        return []
+    passages = [(p.label, p.text) for p in conv.passages]
+    golds = rec.get("golds") or [{"passage": rec.get("gold_passage"), "answer": rec.get("gold_answer", "")}]
+    questions = [t.content for t in conv.turns if t.role == "user"]
+    return [
+        ReaderQuestion(
+            q,
+            tuple(questions[max(0, i - history_turns) : i]),
+            passages,
+            g.get("passage"),
+            (g.get("answer") or "") if g.get("passage") else "",
+            rec.get("lang", ""),
+            rec.get("source", ""),
+        )
+        for i, (q, g) in enumerate(zip(questions, golds))
+    ]
 
 
 def _copyable(answer: str, prompt_text: str) -> bool:
