@@ -201,8 +201,8 @@ class Retriever:
         return np.asarray(encode_passages(self.encoder, texts), dtype=np.float32) @ q
 
     def translations(self, query: str) -> list[str]:
-        """The query's words in the other language ([] without the dictionaries): the reader
-        flags passage words that match them."""
+        """The query's words in the other language ([] without the dictionaries): the model
+        input flags passage words that match them (model/reader.py)."""
         return [w for group in self._translate(query, detect_lang(query)) for w in group]
 
     def _translate(self, query: str, lang: str) -> list[list[str]]:

@@ -212,7 +212,7 @@ class GPT(nn.Module):
 
     def hidden(self, idx, kv_cache=None, match=None):
         """idx (B, T) -> normalised last hidden states (B, T, C); `match` (B, T) holds each
-        token's match-flag bits (reader models only)."""
+        token's match-flag bits (copy-head and old reader models only)."""
         B, T = idx.shape
         start = kv_cache.pos if kv_cache is not None else 0
         if start + T > self.config.seq_len:

@@ -1,6 +1,6 @@
 """Length-bucketed micro-batches: seeded, resumable, the same plan on every rank.
 
-Finetuning conversations and reader items vary from ~100 to ~1,000 tokens. Each epoch the
+Finetuning conversations and generator items vary from ~100 to ~1,000 tokens. Each epoch the
 items are shuffled, sorted by length within chunks of 512, and cut into micro-batches whose
 padded size (longest × count) stays within `micro_tokens`; the batches are then shuffled. So
 little compute goes to padding and none to attention across unrelated items. A source subclass

@@ -1,4 +1,4 @@
-"""The training loop shared by `pretrain`, `finetune` and the reader.
+"""The training loop shared by `pretrain`, `finetune` and `train-generator`.
 
 It owns everything that is not about the data: the optimizer and its schedule (train/optim.py),
 fitted to a step count or a wall-clock budget, gradient accumulation to a batch in tokens,
@@ -98,7 +98,7 @@ def train(
     """Train until `max_steps` or `time_budget`; returns the final metrics.
 
     `loss_fn(model, x, y)` gives the loss of a batch; by default the language-model loss
-    `model(x, targets=y)`. The reader passes its own (dict batches, several heads).
+    `model(x, targets=y)`. The generator passes its own (dict batches, the copy head's loss).
     """
     from rich.console import Console
 
