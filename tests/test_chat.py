@@ -16,10 +16,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from notes_rag.chat import assistant as answer_mod
+from notes_rag.chat import writer as answer_mod
 from notes_rag.chat.assistant import AnswerConfig, Assistant
-from notes_rag.chat.format import ABSTAIN, SYSTEM_PROMPT, Passage, Turn
-from notes_rag.chat.prompt import fit_prompt
+from notes_rag.chat.format import ABSTAIN, SYSTEM_PROMPT, Turn
 from notes_rag.chat.sessions import History, load_session, save_session, session_path
 from notes_rag.cli.main import app
 from notes_rag.cli.repl import ChatState, run_command
@@ -43,7 +42,7 @@ NOTES = {
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory, tok):
     torch.manual_seed(0)
-    model = GPT(preset("tiny", vocab_size=tok.vocab_size, seq_len=512))
+    model = GPT(preset("tiny", vocab_size=tok.vocab_size, seq_len=512, copy_head=True))
     folder = tmp_path_factory.mktemp("model") / "best"
     write_checkpoint(folder, model, tok, meta={"stage": "test", "step": 1})
     return folder
@@ -104,8 +103,12 @@ class FakeRetriever:
         return np.zeros(len(texts))  # no encoder: the quote's lexical score decides
 
 
-def _fake_generate(text, tok):
-    def gen(model, prompt, cfg=None, stop_ids=(), logit_bias=None):
+def _fake_generate(text, tok, seen=None):
+    """A stand-in for `engine.generate_copy` that writes `text` (and records each prompt)."""
+
+    def gen(model, prompt, copy_mask=None, match=None, cfg=None, stop_ids=(), constraint=None):
+        if seen is not None:
+            seen.append(prompt)
         yield from tok.encode(text)
 
     return gen
@@ -113,106 +116,107 @@ def _fake_generate(text, tok):
 
 def _assistant(tiny_ckpt, retriever, **cfg):
     model, tok, _ = load_model(tiny_ckpt)
-    cfg = {"min_grounding": 0.0, **cfg}  # fake answers need not be grounded unless a test says so
     return Assistant(retriever, model, tok, AnswerConfig(**cfg), "test-model", "test-index")
 
 
-# -- prompt assembly ---------------------------------------------------------------------------
-
-
-def _fit(tok, context, history, passages, **kw):
-    return fit_prompt(tok, "System prompt.", passages, history, "Ostatnie pytanie?", context, reserve=20, **kw)
-
-
-def test_prompt_drops_oldest_turns_then_trims_then_drops_passages(tok):
-    passages = [Passage(f"p{i}.md › H", " ".join(["tekst notatki o sieciach"] * 30)) for i in range(3)]
-    history = []
-    for i in range(3):
-        history += [Turn("user", f"Pytanie numer {i} o sieci?"), Turn("assistant", f"Odpowiedź {i} z notatek. [1]")]
-    full = _fit(tok, 10_000, history, passages)
-    assert full.dropped_turns == 0 and not full.trimmed and full.passages == 3
-    per_exchange = (full.tokens["history"]) // 3
-
-    # Room for everything but one exchange: the oldest goes, passages stay whole.
-    plan = _fit(tok, full.tokens["total"] + 20 - per_exchange // 2, history, passages)
-    assert plan.dropped_turns == 2 and plan.turns == history[2:] and not plan.trimmed
-
-    # Less room: down to the last exchange, then the passages are trimmed to a common length
-    # (the top passage may keep twice as much: here all of it).
-    tight = full.tokens["total"] + 20 - full.tokens["history"] + per_exchange - 30
-    plan = _fit(tok, tight, history, passages)
-    assert plan.turns == history[4:] and plan.passages == 3 and plan.trimmed
-    assert plan.passage_tokens[0] == plan.passage_tokens_full[0]
-    assert plan.passage_tokens[1] == plan.passage_tokens[2] < plan.passage_tokens_full[1]
-    assert len(plan.ids) <= tight - 20 and tok.decode(plan.ids).count("tekst notatki") < 90
-    # Trimmed text is the start of the passage.
-    assert plan.tokens["passages"] < full.tokens["passages"]
-
-    # Much less: no history, passages at the floor, the lowest-ranked dropped.
-    plan = _fit(tok, 200, history, passages, min_passage_tokens=40)
-    assert plan.turns == [] and plan.dropped_passages >= 1 and len(plan.ids) <= 180
-    assert plan.tokens["total"] == len(plan.ids)
-
-    with pytest.raises(NotesRagError, match="too long"):
-        _fit(tok, 25, history, passages)
+# -- the turn ------------------------------------------------------------------------------------
 
 
 def test_system_prompt_injected_default_and_override(tiny_ckpt, monkeypatch, tok):
-    monkeypatch.setattr(answer_mod, "generate", _fake_generate("Odpowiedź. [1]", tok))
+    seen = []
+    monkeypatch.setattr(answer_mod, "generate_copy", _fake_generate("Odpowiedź. [1]", tok, seen))
     a = _assistant(tiny_ckpt, FakeRetriever())
-    ans = a.ask([], "Kiedy zaproponowano model neuronu?")
-    assert tok.decode(ans.prompt.ids).count(SYSTEM_PROMPT["pl"]) == 1
+    a.ask([], "Kiedy zaproponowano model neuronu?")
+    assert tok.decode(seen[-1]).count(SYSTEM_PROMPT["pl"]) == 1
     a.cfg.system = "Mów jak pirat."
-    ans = a.ask([], "When was the neuron model proposed?")
-    prompt = tok.decode(ans.prompt.ids)
+    a.ask([], "When was the neuron model proposed?")
+    prompt = tok.decode(seen[-1])
     assert "Mów jak pirat." in prompt and SYSTEM_PROMPT["en"] not in prompt
 
 
 def test_history_aware_retrieval_and_multi_turn(tiny_ckpt, monkeypatch, tok):
-    monkeypatch.setattr(answer_mod, "generate", _fake_generate("W 1943. [2]", tok))
+    seen = []
+    monkeypatch.setattr(answer_mod, "generate_copy", _fake_generate("W 1943. [2]", tok, seen))
     r = FakeRetriever()
-    a = _assistant(tiny_ckpt, r, k=2)  # a 512-token model: room for the earlier exchange
+    a = _assistant(tiny_ckpt, r, k=2)
     turns, ans = a.ask_turns(["Kto zaproponował model neuronu?", "W którym roku?"])
     assert r.calls == [["Kto zaproponował model neuronu?"], ["Kto zaproponował model neuronu?", "W którym roku?"]]
     assert [t.role for t in turns] == ["user", "assistant"] * 2
-    assert ans.question == "W którym roku?" and ans.cited == [2]
-    assert ans.prompt.turns == turns[:2]  # the earlier exchange is in the prompt
-    assert "Kto zaproponował" in tok.decode(ans.prompt.ids)
+    assert ans.question == "W którym roku?" and ans.cited == [2] and ans.answered_by == "model"
+    assert "Kto zaproponował" in tok.decode(seen[-1])  # the previous question is in the input
 
 
 def test_low_cosine_abstains_without_the_model(tiny_ckpt, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("the model must not run")
 
-    monkeypatch.setattr(answer_mod, "generate", boom)
+    monkeypatch.setattr(answer_mod, "generate_copy", boom)
     a = _assistant(tiny_ckpt, FakeRetriever(top_cosine=0.5, threshold=0.8))
     ans = a.ask([], "Jaka jest stolica Australii?")
     assert ans.abstained and ans.abstain_reason == "retrieval" and ans.text == ABSTAIN["pl"]
-    assert len(ans.sources) == 4 and ans.prompt is None and ans.cited == []
+    assert len(ans.sources) == 4 and ans.prompt_passages == [] and ans.cited == []
     # The config's threshold overrides the retriever's.
     a.cfg.abstain_threshold = 0.4
-    monkeypatch.setattr(answer_mod, "generate", _fake_generate("Canberra. [1]", a.tok))
+    monkeypatch.setattr(answer_mod, "generate_copy", _fake_generate("Canberra. [1]", a.tok))
     assert not a.ask([], "What is the capital of Australia?").abstained
 
 
-def test_model_abstention_and_citation_cleanup(tiny_ckpt, monkeypatch, tok):
-    a = _assistant(tiny_ckpt, FakeRetriever())
-    monkeypatch.setattr(answer_mod, "generate", _fake_generate(ABSTAIN["en"], tok))
+def test_model_abstention_citations_and_the_appended_citation(tiny_ckpt, monkeypatch, tok):
+    r = FakeRetriever()
+    a = _assistant(tiny_ckpt, r)
+    monkeypatch.setattr(answer_mod, "generate_copy", _fake_generate(ABSTAIN["en"], tok))
     ans = a.ask([], "What is the capital of Australia?")
-    assert ans.abstained and ans.abstain_reason == "model" and ans.cited == []
-    monkeypatch.setattr(answer_mod, "generate", _fake_generate("It is 1943. [2][7]", tok))
+    assert ans.abstained and ans.abstain_reason == "model" and ans.cited == [] and ans.answered_by == "abstain"
+    monkeypatch.setattr(answer_mod, "generate_copy", _fake_generate("It is 1943. [2][7]", tok))
     ans = a.ask([], "When?")
     assert not ans.abstained and ans.cited == [2] and ans.invalid_citations == [7]
-    monkeypatch.setattr(answer_mod, "generate", _fake_generate("No citation at all", tok))
-    ans = a.ask([], "When?")
-    assert ans.text == "No citation at all" and ans.cited == [] and not ans.abstained
+    # uncited: the passage holding most of its words is cited, appended to what was streamed
+    words = " ".join(r.hits[1].text.split()[:3])
+    monkeypatch.setattr(answer_mod, "generate_copy", _fake_generate(words, tok))
+    items = list(a.stream([], "When?"))
+    ans = items[-1]
+    assert ans.text == f"{words} [2]" and ans.cited == [2]
+    assert "".join(items[:-1]).strip() == ans.text  # streamed text is the answer: nothing retracted
 
 
 def test_real_generation_stops_within_budget(tiny_ckpt):
     a = _assistant(tiny_ckpt, FakeRetriever(words=400), max_new_tokens=16)
     ans = a.ask([Turn("user", "Pytanie?"), Turn("assistant", "Odpowiedź.")], "Co dalej?")
-    assert ans.timings.new_tokens <= 16 and ans.prompt.tokens["total"] <= 512 - 16
-    assert ans.prompt.trimmed  # 4 passages of ~2000 tokens had to be cut
+    assert ans.timings.new_tokens <= 16 and ans.answered_by in ("model", "abstain", "quote")
+    assert ans.read_passages >= 1  # passages of ~2000 tokens were cut to fit the 512-token context
+
+
+def test_empty_answer_falls_back_to_the_quote(tiny_ckpt, monkeypatch, tok):
+    monkeypatch.setattr(answer_mod, "generate_copy", _fake_generate("", tok))
+    r = FakeRetriever()
+    items = list(_assistant(tiny_ckpt, r).stream([], "Co mówi słowo1x3?"))
+    ans = items[-1]
+    assert ans.answered_by == "quote" and ans.cited and items[:-1] == [ans.text]
+    assert ans.text.rsplit(" [", 1)[0] in r.hits[ans.cited[0] - 1].text
+
+
+def test_a_model_without_copy_head_is_refused(tmp_path, tok):
+    plain = GPT(preset("tiny", vocab_size=tok.vocab_size))
+    write_checkpoint(tmp_path / "m", plain, tok, meta={"stage": "finetune", "step": 1})
+    with pytest.raises(NotesRagError, match="train-generator"):
+        _assistant(tmp_path / "m", FakeRetriever()).ask([], "Co?")
+
+
+def test_real_decoding_writes_only_words_of_the_sources(tiny_ckpt):
+    """The random tiny model under the constraint: every content word it streams is in the
+    passages or the question; nothing is retracted."""
+    from notes_rag.model.constraint import GLUE_WORDS
+    from notes_rag.text import lowercase_words
+
+    r = FakeRetriever(n=3)
+    a = _assistant(tiny_ckpt, r, k=3, max_new_tokens=30)
+    items = list(a.stream([], "Co mówi słowo2x3?"))
+    ans = items[-1]
+    assert "".join(items[:-1]).strip() == ans.text
+    allowed = set(GLUE_WORDS) | {w for h in r.hits for w in lowercase_words(h.text + " " + " ".join(h.heading_path))}
+    allowed |= set(lowercase_words("Co mówi słowo2x3? " + " ".join(ABSTAIN.values())))
+    body = ans.text.rsplit(" [", 1)[0] if ans.cited else ans.text
+    assert all(w in allowed or w.isdigit() for w in lowercase_words(body)), ans.text
 
 
 def test_missing_model_names_the_fix(tmp_path, monkeypatch):
@@ -289,7 +293,7 @@ def test_eval_answers_through_the_pipeline(tiny_index, tiny_ckpt, tmp_path):
 
 
 def test_slash_commands(tiny_ckpt, monkeypatch, data_dir, tok):
-    monkeypatch.setattr(answer_mod, "generate", _fake_generate("Tak. [1]", tok))
+    monkeypatch.setattr(answer_mod, "generate_copy", _fake_generate("Tak. [1]", tok))
     state = ChatState(_assistant(tiny_ckpt, FakeRetriever()))
     assert "/sources" in run_command(state, "/help")
     assert run_command(state, "/sources") == "no answer yet"
@@ -308,7 +312,7 @@ def test_slash_commands(tiny_ckpt, monkeypatch, data_dir, tok):
     assert run_command(state, "/sources") is not None and "note1.md" in str(
         run_command(state, "/sources 1").renderables[0]
     )
-    assert "passages kept 2" in str(run_command(state, "/debug").renderables[1])
+    assert "top 2 passage(s) of 2" in str(run_command(state, "/debug").renderables[0])
     assert run_command(state, "/history") is not None
     assert "saved 1 exchanges" in run_command(state, "/save test-1")
     run_command(state, "/reset")
@@ -387,104 +391,17 @@ def test_repl_smoke_through_a_pty(tiny_index, tiny_ckpt, data_dir):
     assert "model neuronu" in history and "/k 3" in history
 
 
-def test_abstain_by_retrieval_bans_the_abstention_start(tiny_ckpt, tok):
-    a = _assistant(tiny_ckpt, FakeRetriever(), abstain_by="retrieval", copy_boost=0.0)
-    bias = a.logit_bias(tok.encode("prompt"))
-    first = bias(torch.zeros(tok.vocab_size), [])
-    for text in ABSTAIN.values():
-        assert first[tok.encode(text)[0]] == float("-inf")
-    assert torch.isfinite(bias(torch.zeros(tok.vocab_size), [5])).all()  # only the first token
-    assert _assistant(tiny_ckpt, FakeRetriever(), copy_boost=0.0, abstain_by="model").logit_bias([1, 2]) is None
-
-
-def test_grounding_guard_quotes_the_notes_instead_of_an_ungrounded_answer(tiny_ckpt, monkeypatch, tok):
-    from notes_rag.chat.guard import grounding
-
-    passages = [h.text for h in FakeRetriever().search_conversation(["x"], k=2)]
-    assert grounding(passages[0] + " [1]", passages) == 1.0
-    assert grounding("całkiem zmyślona odpowiedź", passages) == 0.0
-    monkeypatch.setattr(answer_mod, "generate", _fake_generate("Zupełnie zmyślona bzdura o kosmosie. [1]", tok))
-    ans = _assistant(tiny_ckpt, FakeRetriever(), k=2, min_grounding=0.6).ask([], "Kto zaproponował model neuronu?")
-    assert ans.ungrounded_text.startswith("Zupełnie zmyślona")
-    assert ans.text != ans.ungrounded_text and ans.cited and not ans.abstained and ans.answered_by == "quote"
-    quoted = ans.text.rsplit("[", 1)[0].strip()
-    assert any(quoted in p for p in passages)
-    # nothing is retracted: the only text streamed is the answer that stands
-    a = _assistant(tiny_ckpt, FakeRetriever(), k=2, min_grounding=0.6)
-    pieces = [x for x in a.stream([], "Kto zaproponował model neuronu?") if isinstance(x, str)]
-    assert pieces == [ans.text]
-
-
-@pytest.fixture(scope="module")
-def reader_ckpt(tmp_path_factory, tok):
-    torch.manual_seed(0)
-    model = GPT(preset("tiny", vocab_size=tok.vocab_size, seq_len=512, reader=True))
-    for p in (model.match_emb, model.read_tok.weight, model.read_pool.weight, model.read_cls.weight):
-        torch.nn.init.normal_(p, std=0.5)
-    folder = tmp_path_factory.mktemp("reader") / "best"
-    write_checkpoint(folder, model, tok, meta={"stage": "reader", "step": 1})
-    return folder
-
-
-@pytest.mark.parametrize("reader_abstain", [1.01, -1.0])
-def test_reader_answers_by_pointing_or_abstains(reader_ckpt, reader_abstain):
-    retriever = FakeRetriever(n=3)
-    a = _assistant(reader_ckpt, retriever, k=3, reader_abstain=reader_abstain, answer_with="reader")
-    assert a.reads
-    items = list(a.stream([], "Co mówi słowo2x3?"))
-    ans = items[-1]
-    assert items[:-1] == [ans.text]  # one piece: the reply, shown once
-    data = ans.to_dict()
-    if reader_abstain > 1:  # never abstains: a quoted sentence of the cited passage
-        assert ans.answered_by == "reader" and not ans.abstained and len(ans.cited) == 1
-        quoted = ans.text.rsplit(" [", 1)[0]
-        assert quoted in retriever.hits[ans.cited[0] - 1].text
-        assert data["span"] is None or ans.text[slice(*ans.span)] in quoted
-    else:
-        assert ans.answered_by == "abstain" and ans.abstained and ans.abstain_reason == "reader"
-        assert ans.text == ABSTAIN["pl"] and not ans.cited
-    assert 0.0 <= data["no_answer"] <= 1.0 and data["answered_by"] == ans.answered_by
-    gen = _assistant(reader_ckpt, retriever, k=3, answer_with="model")
-    assert not gen.reads
-
-
-@pytest.mark.parametrize("reader_abstain", [1.01, -1.0])
-def test_quote_answers_by_meaning_unless_the_reader_abstains(reader_ckpt, reader_abstain):
-    retriever = FakeRetriever(n=3)
-    a = _assistant(reader_ckpt, retriever, k=3, reader_abstain=reader_abstain)  # the default: quote
-    assert a.cfg.answer_with == "quote" and a.reads
-    items = list(a.stream([], "Co mówi słowo1x3?"))
-    ans = items[-1]
-    assert items[:-1] == [ans.text] and 0.0 <= ans.no_answer <= 1.0
-    if reader_abstain > 1:  # a sentence of the top passage, cited
-        assert ans.answered_by == "quote" and ans.cited == [1] and not ans.abstained
-        assert ans.text.rsplit(" [", 1)[0] in retriever.hits[0].text
-    else:
-        assert ans.answered_by == "abstain" and ans.abstain_reason == "reader"
-
-
-def test_ask_json_with_a_reader_model(tiny_index, reader_ckpt):
-    result = CliRunner().invoke(
-        app,
-        ["ask", "Kto zaproponował model neuronu?", "--json", "--index", str(tiny_index), "--model", str(reader_ckpt)],
-    )
-    assert result.exit_code == 0, result.output
-    out = json.loads(result.output)
-    assert out["answered_by"] in ("quote", "abstain") and 0 <= out["no_answer"] <= 1
-    if out["answered_by"] == "quote":  # grounded by construction: a sentence of the cited source
-        (n,) = out["cited"]
-        assert out["answer"].rsplit(" [", 1)[0].split()[-1] in out["sources"][n - 1]["text"]
-
-
-def test_repl_prints_a_reader_answer_once_with_its_span(reader_ckpt, monkeypatch, data_dir):
+def test_repl_streams_the_answer_once(tiny_ckpt, monkeypatch, data_dir, tok):
     from notes_rag.cli import repl
 
-    a = _assistant(reader_ckpt, FakeRetriever(n=3), k=3, reader_abstain=1.01, answer_with="reader")
+    monkeypatch.setattr(answer_mod, "generate_copy", _fake_generate("słowo1x1 słowo1x2 [1]", tok))
     monkeypatch.setattr(repl, "console", repl.Console(record=True, width=200))
-    answer = repl.answer_turn(ChatState(a), "Co mówi słowo2x3?")
+    answer = repl.answer_turn(ChatState(_assistant(tiny_ckpt, FakeRetriever())), "Co?")
     shown = repl.console.export_text()
-    assert shown.count(answer.text) == 1 and answer.answered_by == "reader"
-    assert str(repl.answer_text(answer)) == answer.text
+    assert shown.count(answer.text) == 1 and answer.answered_by == "model" and "closest sentence" not in shown
+    monkeypatch.setattr(answer_mod, "generate_copy", _fake_generate("", tok))
+    quoted = repl.answer_turn(ChatState(_assistant(tiny_ckpt, FakeRetriever())), "Co?")
+    assert quoted.answered_by == "quote" and "closest sentence" in repl.console.export_text()
 
 
 def test_sources_table_never_cuts_number_or_place():
@@ -495,47 +412,9 @@ def test_sources_table_never_cuts_number_or_place():
 
     heading = "Model matematyczny neuronu › " + "bardzo długi nagłówek slajdu " * 4
     src = [Source(1, "004_c37a24b139456986.txt", 5, 46, heading, 0.9, "x"), Source(2, "b.md", 7, 9, "krótki", 0.8, "y")]
-    ans = Answer("q", "t [1]", False, None, "pl", src, [1], [], 0.9, 0.8, Timings(1, 1, None, 1), None, read_passages=2)
+    ans = Answer("q", "t [1]", False, None, "pl", src, [1], [], 0.9, 0.8, Timings(1, 1, None, 1), read_passages=2)
     console = Console(width=60, record=True)
     console.print(sources_table(ans))
     shown = console.export_text()
     assert "004_c37a24b139456986.txt:5-46" in shown and "b.md:7-9" in shown
     assert "1  004_" in shown and "2  b.md" in shown
-
-
-@pytest.mark.parametrize(
-    "generated, reason",
-    [
-        ("{p0} {p0} {p0} {p0} [1]", "loop"),
-        ("{p0}", "uncited"),
-        ("{p0} [7]", "uncited"),  # a made-up passage number is no citation
-        ("Zupełnie zmyślona bzdura o kosmosie i gwiazdach. [1]", "ungrounded"),
-        ("{p1} [1]", "ungrounded"),  # grounded in passage 2, but passage 1 is cited
-    ],
-)
-def test_looping_uncited_and_ungrounded_answers_are_never_shown(tiny_ckpt, monkeypatch, tok, generated, reason):
-    from notes_rag.chat.guard import problem
-
-    passages = [h.text for h in FakeRetriever().search_conversation(["x"], k=2)]
-    first = " ".join(passages[0].split()[:6])
-    text = generated.format(p0=first, p1=" ".join(passages[1].split()[:6]))
-    assert problem(text, passages, 0.6) == reason
-    assert problem(first + " [1]", passages, 0.6) is None
-    monkeypatch.setattr(answer_mod, "generate", _fake_generate(text, tok))
-    a = _assistant(tiny_ckpt, FakeRetriever(), k=2, min_grounding=0.6)
-    shown = [x for x in a.stream([], "Kto zaproponował model neuronu?") if isinstance(x, str)]
-    ans = a.ask([], "Kto zaproponował model neuronu?")
-    assert shown == [ans.text] and ans.answered_by == "quote" and ans.cited
-    assert ans.ungrounded_text == text.strip() and text.strip() not in shown
-
-
-def test_repl_says_the_model_was_overruled_only_when_the_guard_replaced_it(reader_ckpt, tiny_ckpt, monkeypatch, tok):
-    from notes_rag.cli import repl
-
-    note = "not supported by your notes"
-    monkeypatch.setattr(repl, "console", repl.Console(record=True, width=200))
-    quoted = repl.answer_turn(ChatState(_assistant(reader_ckpt, FakeRetriever(n=3), k=3, reader_abstain=1.01)), "Co?")
-    assert quoted.answered_by == "quote" and note not in repl.console.export_text()
-    monkeypatch.setattr(answer_mod, "generate", _fake_generate("Zupełnie zmyślona bzdura o kosmosie. [1]", tok))
-    guarded = repl.answer_turn(ChatState(_assistant(tiny_ckpt, FakeRetriever(), k=2, min_grounding=0.6)), "Kto?")
-    assert guarded.ungrounded_text is not None and note in repl.console.export_text()

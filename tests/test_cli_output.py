@@ -11,12 +11,12 @@ import test_chat
 from rich.console import Console
 from typer.testing import CliRunner
 
-from notes_rag.chat import assistant as answer_mod
+from notes_rag.chat import writer as answer_mod
 from notes_rag.chat.answer import Answer, Source, Timings
 from notes_rag.cli.index import search_listing
 from notes_rag.cli.main import app
 from notes_rag.cli.markup import note_text
-from notes_rag.cli.repl import answer_text, sources_table, sources_text
+from notes_rag.cli.repl import sources_table, sources_text
 from notes_rag.index.search import Hit
 
 tiny_ckpt, tiny_index = test_chat.tiny_ckpt, test_chat.tiny_index  # the fixtures of test_chat.py
@@ -37,10 +37,10 @@ def shown(renderable, width: int = 80) -> str:
     return console.export_text()
 
 
-def answer(text: str = "Słownik to **tabela** [1]", span=None) -> Answer:
+def answer(text: str = "Słownik to **tabela** [1]") -> Answer:
     sources = [Source(i, PLACES[i % 3], 5 * i, 5 * i + 41, HEADING, 0.9, NOTE) for i in range(1, 13)]
     timings = Timings(1, 1, None, 1)
-    return Answer("q", text, False, None, "pl", sources, [1], [], 0.9, 0.8, timings, None, span=span, read_passages=2)
+    return Answer("q", text, False, None, "pl", sources, [1], [], 0.9, 0.8, timings, read_passages=2)
 
 
 def test_markdown_is_rendered_and_lines_are_kept():
@@ -56,15 +56,6 @@ def test_markdown_is_rendered_and_lines_are_kept():
     assert styled["Słownik tokenów"] == "bold" and styled["tabela odwzorowań (lookup table)"] == "bold"
     assert styled["tokeny"] == "italic" and "bold" in styled["ran"] and "underline" in styled["kurs"]
     assert note_text("plain [1]").plain == "plain [1]" and note_text("").plain == ""
-
-
-def test_answer_span_follows_the_markup():
-    text = "Słownik to **tabela odwzorowań** (lookup table) [1]"
-    start = text.index("tabela")
-    rendered = answer_text(answer(text, span=(start, start + len("tabela"))))
-    assert rendered.plain == "Słownik to tabela odwzorowań (lookup table) [1]"
-    spans = [(rendered.plain[s.start : s.end], str(s.style)) for s in rendered.spans]
-    assert ("tabela", "bold") in spans
 
 
 def test_sources_table_at_80_columns_keeps_every_number_and_place():
@@ -96,17 +87,12 @@ def _documented_fields() -> list[str]:
     return re.findall(r"^\s*\| `(\w+)` \|", table, re.M)
 
 
-def test_ask_json_is_the_documented_schema_and_keeps_hidden_model_text(tiny_index, tiny_ckpt, monkeypatch, tok):
-    invented = "Zupełnie zmyślona bzdura o kosmosie i gwiazdach. [1]"
-    monkeypatch.setattr(answer_mod, "generate", test_chat._fake_generate(invented, tok))
+def test_ask_json_is_the_documented_schema(tiny_index, tiny_ckpt, monkeypatch, tok):
     args = ["ask", "Kto zaproponował model neuronu?", "--index", str(tiny_index), "--model", str(tiny_ckpt)]
+    shown_as_is = "Walter **Pitts** zaproponowali matematyczny model neuronu. [1]"
+    monkeypatch.setattr(answer_mod, "generate_copy", test_chat._fake_generate(shown_as_is, tok))
     out = json.loads(CliRunner().invoke(app, [*args, "--json"]).output)
     assert sorted(out) == sorted(_documented_fields())
-    assert out["answered_by"] == "quote" and out["model_text"] == invented and out["answer"] != invented
-
-    shown_as_is = "Walter **Pitts** zaproponowali matematyczny model neuronu. [1]"
-    monkeypatch.setattr(answer_mod, "generate", test_chat._fake_generate(shown_as_is, tok))
-    out = json.loads(CliRunner().invoke(app, [*args, "--json"]).output)
-    assert out["answered_by"] == "model" and out["answer"] == shown_as_is and out["model_text"] is None
+    assert out["answered_by"] == "model" and out["answer"] == shown_as_is and out["read_passages"] >= 1
     printed = CliRunner().invoke(app, args).output  # the same answer on the terminal: markdown rendered
     assert "Walter Pitts zaproponowali" in printed and "**" not in printed

@@ -217,16 +217,19 @@ def test_run_eval_per_item_results():
     assert res["un2"].answer.cited_hits == [False]
 
 
-def test_summary_counts_answers_by_the_reader():
-    def by_reader(turns):
+def test_summary_counts_answers_written_by_the_model():
+    def by_model(turns):
         rec = fake_answer(turns)
-        rec.answered_by = "retrieval" if rec.abstained else "reader"
+        rec.answered_by = (
+            "retrieval" if rec.abstained else "model" if "?" in turns[-1][:-1] or len(turns) > 1 else "quote"
+        )
         return rec
 
-    results = _run(answer_fn=by_reader)
-    answered = sum(not r.answer.abstained for r in results)
-    assert 0 < answered < len(results)
-    assert report(results)["overall"]["answer"]["answered_by_reader"] == answered / len(results)
+    results = _run(answer_fn=by_model)
+    shown = [r for r in results if not r.answer.abstained]
+    by = sum(r.answer.answered_by == "model" for r in shown)
+    assert 0 < len(shown) < len(results)
+    assert report(results)["overall"]["answer"]["answered_by_model"] == by / len(shown)
 
 
 def test_summary_metrics():
@@ -251,7 +254,7 @@ def test_summary_metrics():
     assert b["abstention_accuracy"] == 0.5 and b["false_abstention"] == 0.0
     assert b["citation_precision"] is None
     assert o["latency"]["ttft_s_p50"] == 0.2 and o["latency"]["total_s_p50"] == 1.0
-    assert a["answered_by_reader"] is None  # the answer function did not say who answered
+    assert a["answered_by_model"] is None  # the answer function did not say who answered
     assert a["key_fact_recall_counts"] == [2, 3] and a["abstention_accuracy_counts"] == [1, 2]
     assert a["citation_precision_ci"] == pytest.approx([0.2077, 0.9385], abs=1e-3)
     assert b["citation_precision_ci"] is None and b["citation_precision_counts"] == [0, 0]

@@ -1,14 +1,11 @@
-"""What one chat turn returns: the answer, its sources, the prompt plan and timings.
+"""What one chat turn returns: the answer, its sources and timings.
 
-`Answer.to_dict` is the `ask --json` schema (documented in docs/CHAT.md); `PromptPlan` says what
-`chat.prompt.fit_prompt` kept of the passages and the conversation, for `/debug` and `--verbose`.
+`Answer.to_dict` is the `ask --json` schema (documented in docs/CHAT.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-
-from notes_rag.chat.format import Turn
 
 
 @dataclass
@@ -29,30 +26,6 @@ class Source:
     def label(self) -> str:
         """The passage label of the chat format: `file › heading path`."""
         return f"{self.file} › {self.heading}" if self.heading else self.file
-
-
-@dataclass
-class PromptPlan:
-    """What went into the prompt, for `/debug` and `--verbose`."""
-
-    ids: list[int]
-    system: str
-    passages: int  # passages kept (the first ones by rank)
-    dropped_passages: int
-    passage_tokens: list[int]  # text tokens of each kept passage in the prompt ...
-    passage_tokens_full: list[int]  # ... and before trimming
-    turns: list[Turn]  # earlier turns kept, oldest first
-    dropped_turns: int
-    tokens: dict[str, int]  # system, passages, history, question, total, budget, context
-
-    @property
-    def trimmed(self) -> bool:
-        return self.passage_tokens != self.passage_tokens_full
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("ids")
-        return d
 
 
 @dataclass
@@ -77,21 +50,16 @@ class Answer:
     top_cosine: float
     threshold: float | None
     timings: Timings
-    prompt: PromptPlan | None  # None when retrieval abstained and the model did not run
     model_id: str = ""
     index_id: str = ""
-    ungrounded_text: str | None = None  # the model's answer when the grounding guard replaced it
-    # who produced the text shown: "reader" (pointer heads), "model" (generated), "quote" (the
-    # grounding guard's fallback sentence) or "abstain"
+    # who produced the text shown: "model" (our GPT wrote it), "quote" (the model wrote nothing:
+    # the notes' closest sentence) or "abstain"
     answered_by: str = "model"
-    span: tuple[int, int] | None = None  # the answer span inside `text` (reader answers), for highlighting
-    no_answer: float | None = None  # the reader's no-answer probability
-    read_passages: int | None = None  # passages that fit the reader's input (the first ones)
+    read_passages: int | None = None  # passages that fit the model's input (the first ones)
 
     @property
     def prompt_passages(self) -> list[Source]:
-        if self.prompt:
-            return self.sources[: self.prompt.passages]
+        """The passages the model read (none when retrieval abstained)."""
         return self.sources[: self.read_passages] if self.read_passages is not None else self.sources
 
     def to_dict(self) -> dict:
@@ -119,11 +87,8 @@ class Answer:
             "top_cosine": self.top_cosine,
             "threshold": self.threshold,
             "timings": asdict(self.timings),
-            "prompt": None if self.prompt is None else self.prompt.to_dict(),
             "model": self.model_id,
             "index": self.index_id,
             "answered_by": self.answered_by,
-            "span": list(self.span) if self.span else None,
-            "no_answer": self.no_answer,
-            "model_text": self.ungrounded_text,  # generated but not shown
+            "read_passages": self.read_passages,
         }

@@ -15,7 +15,7 @@ from notes_rag.chat.sessions import History, load_session, read_session_file
 from notes_rag.cli import options
 from notes_rag.cli.app import app
 from notes_rag.cli.markup import note_text
-from notes_rag.cli.repl import ChatState, answer_text, console, debug_report, read_system, repl, sources_table
+from notes_rag.cli.repl import ChatState, console, debug_report, read_system, repl, sources_table
 from notes_rag.errors import NotesRagError
 from notes_rag.fileio import read_json
 
@@ -105,7 +105,7 @@ def ask_cmd(
         return
     for earlier in _exchanges_text(turns[len(history) : -2]):
         console.print(earlier, style="dim")
-    console.print(answer_text(answer), soft_wrap=True)
+    console.print(note_text(answer.text), soft_wrap=True)
     console.print(sources_table(answer))
     if verbose:
         console.print(debug_report(answer))

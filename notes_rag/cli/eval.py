@@ -143,25 +143,11 @@ def eval_cmd(
     mode: str = options.MODE,
     json_out: Path = typer.Option(None, "--json", help="Write the full report with per-item results here."),
     no_answers: bool = typer.Option(False, "--no-answers", help="Retrieval and the extractive baseline only."),
-    copy_boost: float = typer.Option(None, "--copy-boost", help="Copy-bias logit bonus (default: the chat default)."),
-    abstain_by: str = typer.Option(
-        None, "--abstain-by", help="Who abstains: model or retrieval (default: the chat default)."
+    passages: int = typer.Option(
+        None, "--passages", help="Top retrieved passages the model reads (default: the chat's)."
     ),
-    answer_with: str = typer.Option(
-        None,
-        "--answer-with",
-        help="reader (pointer heads, when the model has them), quote (the quote by meaning) or model (generation).",
-    ),
-    reader_abstain: float = typer.Option(
-        None, "--reader-abstain", help="No-answer probability at which the reader abstains (default: the chat's)."
-    ),
-    reader_passages: int = typer.Option(
-        None, "--reader-passages", help="Top retrieved passages the reader reads (default: the chat's)."
-    ),
-    reader_overlap_weight: float = typer.Option(
-        None,
-        "--reader-overlap-weight",
-        help="Weight of shared word stems in the reader's choice (default: the chat's).",
+    no_constrain: bool = typer.Option(
+        False, "--no-constrain", help="Decode without the passage-words constraint (to measure it)."
     ),
 ) -> None:
     """Score retrieval, an extractive baseline and the GPT's answers on a QA file.
@@ -169,14 +155,7 @@ def eval_cmd(
     Example: notes-rag eval qa.jsonl --json eval.json
     """
     items = load_items(qa_file)
-    settings = {
-        "copy_boost": copy_boost,
-        "abstain_by": abstain_by,
-        "answer_with": answer_with,
-        "reader_abstain": reader_abstain,
-        "reader_passages": reader_passages,
-        "reader_overlap_weight": reader_overlap_weight,
-    }
+    settings = {"passages": passages, "constrain": False if no_constrain else None}
     overrides = {k_: v for k_, v in settings.items() if v is not None}
     backends = open_backends(index, model, k, mode, answers=not no_answers, overrides=overrides)
     try:

@@ -4,9 +4,7 @@ Notes are markdown, or plain text with markdown in it (slides exported to .txt),
 are kept as they are and only what reads as markup is rendered: **strong**, *emphasis*, `code`,
 ~~strike~~, links (their text, then the address, dimmed), images ([alt text], dimmed) and
 `#` heading lines (bold, without the hashes). The inline parser is markdown-it's (CommonMark,
-the one rich uses), so "** spaced **" or snake_case stay as written. `note_text(text, span)`
-also styles a span given in offsets of the raw text (the reader's answer span), wherever the
-markup moved it.
+the one rich uses), so "** spaced **" or snake_case stay as written.
 """
 
 from __future__ import annotations
@@ -30,10 +28,10 @@ def _parser():
 
 
 class _Renderer:
-    """The rendered text, and for each of its characters the offset of the raw one it shows."""
+    """The rendered text, and the offset in the raw text reached so far."""
 
     def __init__(self, raw: str):
-        self.raw, self.text, self.where, self.cursor = raw, Text(), [], 0
+        self.raw, self.text, self.cursor = raw, Text(), 0
 
     def shown(self, piece: str, styles: list[Style]) -> None:
         """Text of the raw one: each character is found from the cursor on (skipping the markup,
@@ -42,12 +40,10 @@ class _Renderer:
             at = self.raw.find(ch, self.cursor)
             if at >= 0:
                 self.cursor = at + 1
-            self.where.append(self.cursor - 1)
         self.text.append(piece, Style.combine(styles) if styles else None)
 
     def added(self, piece: str, style: Style) -> None:
-        """Text that is not in the raw one (a link's address): it stands where the cursor is."""
-        self.where.extend([self.cursor - 1] * len(piece))
+        """Text that is not in the raw one (a link's address)."""
         self.text.append(piece, style)
 
     def inline(self, end: int, styles: list[Style]) -> None:
@@ -79,8 +75,8 @@ class _Renderer:
         self.cursor = max(self.cursor, end)
 
 
-def note_text(text: str, span: tuple[int, int] | None = None, span_style: str = "bold") -> Text:
-    """`text` (a note's markdown) rendered; `span` (raw offsets) in `span_style`."""
+def note_text(text: str) -> Text:
+    """`text` (a note's markdown) rendered."""
     r = _Renderer(text)
     for m in _HEADING.finditer(text):
         r.inline(m.start(), [])
@@ -88,8 +84,4 @@ def note_text(text: str, span: tuple[int, int] | None = None, span_style: str = 
         r.inline(m.end(1), [Style.parse("bold")])
         r.cursor = m.end()
     r.inline(len(text), [])
-    if span:
-        inside = [i for i, at in enumerate(r.where) if span[0] <= at < span[1]]
-        if inside:
-            r.text.stylize(span_style, inside[0], inside[-1] + 1)
     return r.text

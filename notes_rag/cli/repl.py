@@ -83,7 +83,7 @@ def sources_text(answer: Answer) -> Group:
 
 
 def debug_report(answer: Answer) -> Group | str:
-    """What the prompt kept and its token counts, plus timings."""
+    """What the model read, plus timings."""
     t = answer.timings
     tps = "–" if t.tokens_per_s is None else f"{t.tokens_per_s:.1f}"
     timing = (
@@ -91,19 +91,10 @@ def debug_report(answer: Answer) -> Group | str:
         f" · total {t.total_s:.2f}s · top cosine {answer.top_cosine:.3f}"
         + ("" if answer.threshold is None else f" (threshold {answer.threshold:.2f})")
     )
-    p = answer.prompt
-    if p is None:
+    if answer.abstain_reason == "retrieval":
         return Group(Text("retrieval abstained: the model did not run"), Text(timing, style="dim"))
-    tok = p.tokens
-    lines = [
-        f"prompt {tok['total']} / {tok['budget']} tokens (context {tok['context']} minus answer reserve): "
-        f"system {tok['system']}, passages {tok['passages']}, history {tok['history']}, question {tok['question']}",
-        f"passages kept {p.passages}, dropped {p.dropped_passages}; text tokens "
-        + ", ".join(str(n) if n == full else f"{n}/{full}" for n, full in zip(p.passage_tokens, p.passage_tokens_full))
-        + (" (kept/whole)" if p.trimmed else " (whole)"),
-        f"earlier turns kept {len(p.turns)}, dropped {p.dropped_turns}",
-    ]
-    return Group(*(Text(line) for line in lines), Text(timing, style="dim"))
+    read = f"the model read the top {answer.read_passages} passage(s) of {len(answer.sources)} retrieved"
+    return Group(Text(read), Text(timing, style="dim"))
 
 
 # -- REPL state and slash commands ---------------------------------------------------------------
@@ -251,35 +242,22 @@ def run_command(state: ChatState, line: str):
         return f"error: {e}"
 
 
-def answer_text(answer: Answer) -> Text:
-    """The answer as shown: the note's words with their markdown rendered, the reader's answer
-    span in bold."""
-    return note_text(answer.text, answer.span)
-
-
 def answer_turn(state: ChatState, question: str) -> Answer | None:
-    """Stream one answer to the console, then its sources; None when stopped with Ctrl-C.
-    Pieces arrive only once they are known to stand (chat/assistant.py); a reader's answer
-    arrives whole and is printed with its span marked."""
+    """Stream one answer to the console as the model writes it, then its sources; None when
+    stopped with Ctrl-C. Every piece stands once shown (chat/writer.py)."""
     answer = None
     try:
         for item in state.assistant.stream(state.history.turns, question):
             if isinstance(item, Answer):
                 answer = item
-            elif not state.assistant.reads:
-                # checked answers arrive whole; unchecked ones stream, and markup split across
-                # two pieces stays as written
+            else:  # markup split across two pieces stays as written
                 console.print(note_text(item), end="", soft_wrap=True)
     except KeyboardInterrupt:
         console.print(" [yellow]\\[stopped][/]")
         return None
-    if state.assistant.reads:
-        console.print(answer_text(answer), soft_wrap=True, end="")
     console.print()
-    if answer.ungrounded_text is not None:  # the guard replaced generated text by the quote
-        console.print(
-            "[dim](the model's own answer was not supported by your notes: this is their closest sentence)[/]"
-        )
+    if answer.answered_by == "quote":  # the model wrote nothing: the notes' closest sentence
+        console.print("[dim](the model wrote no answer: this is the closest sentence of your notes)[/]")
     state.history.add(answer.question, answer.text)
     state.last = answer
     if answer.abstained and answer.abstain_reason == "retrieval":

@@ -98,11 +98,7 @@ def _answer_adapter(assistant: Assistant) -> Callable[[list[str]], AnswerRecord]
             passages=[s.text for s in ans.prompt_passages],
             ttft_s=ans.timings.ttft_s,
             total_s=ans.timings.total_s,
-            answered_by="retrieval"
-            if ans.abstain_reason == "retrieval"
-            else "reader"
-            if ans.abstain_reason == "reader"
-            else ans.answered_by,
+            answered_by="retrieval" if ans.abstain_reason == "retrieval" else ans.answered_by,
         )
 
     return answer_fn

@@ -25,7 +25,7 @@ ANSWER_COLUMNS = {
     "abst. ok": "abstention_accuracy",
     "false abst.": "false_abstention",
     "cite prec.": "citation_precision",
-    "by reader": "answered_by_reader",
+    "by model": "answered_by_model",
 }
 
 
@@ -42,7 +42,7 @@ def _answer_metrics(pairs: list[tuple[ItemResult, ScoredAnswer]]) -> dict:
     groups = [g for _, a in ans for g in a.groups]
     answered = [a for _, a in ans if not a.abstained]
     cited = [h for a in answered for h in a.cited_hits]
-    by_reader = sum(a.answered_by == "reader" for _, a in pairs)
+    shown = [a for _, a in pairs if not a.abstained]
     return {
         **metric("key_fact_recall", sum(bool(a.key_facts) for _, a in ans), len(ans)),
         **metric("group_recall", sum(groups), len(groups)),
@@ -50,9 +50,13 @@ def _answer_metrics(pairs: list[tuple[ItemResult, ScoredAnswer]]) -> dict:
         **metric("false_abstention", sum(a.abstained for _, a in ans), len(ans)),
         **metric("citation_precision", sum(cited), len(cited)),
         **metric("answers_citing", sum(bool(a.cited) for a in answered), len(answered)),
-        # share of all items whose shown answer (or abstention) came from the reader heads; 0
-        # items counted when the answer function did not say who answered
-        **metric("answered_by_reader", by_reader, len(pairs) if any(a.answered_by for _, a in pairs) else 0),
+        # share of the answers shown (not abstentions) that our GPT wrote, not the quote fallback;
+        # 0 items counted when the answer function did not say who answered
+        **metric(
+            "answered_by_model",
+            sum(a.answered_by == "model" for a in shown),
+            len(shown) if any(a.answered_by for _, a in pairs) else 0,
+        ),
     }
 
 

@@ -120,6 +120,7 @@ def sentence_units(text: str) -> list[tuple[int, int]]:
     return out
 
 
+MIN_UNIT_TOKENS = 32  # a single line is cut down to this many tokens before its passage is dropped
 MIN_ANSWER_WORDS = 3  # a shorter line (a slide title, "Zadanie:", a rule of dashes) answers nothing
 
 
@@ -145,14 +146,18 @@ def encode(
     history: tuple[str, ...] = (),
     translations: tuple[str, ...] = (),
     max_len: int = 1024,
+    system: str | None = None,
 ) -> ReaderInput:
     """The reader input for a question over (label, text) passages, fitted into `max_len`:
     the longest passages lose their last sentences first (down to one each), then the
     lowest-ranked passages are dropped; passage numbers stay those of `passages`. Only
-    sentences that `can_answer` become units the pointer can choose."""
+    sentences that `can_answer` become units. With `system`, the input opens with that system
+    prompt (chat/format.py; the generator is trained with it)."""
     q = QuestionWords.of(question, translations)
     end = tok.special("end")
     head = [tok.special("bos")]
+    if system:  # the generator's input opens with the chat's system prompt (chat/format.py)
+        head += [tok.special("system"), *tok.encode(system), end]
     for h in history:
         head += [tok.special("user"), *tok.encode(h), end]
     head += [tok.special("user"), *tok.encode(question), end]
@@ -173,9 +178,13 @@ def encode(
 
     while total() > budget:
         cut = [i for i, s in enumerate(sizes) if len(s) > 1]
+        long = [i for i, s in enumerate(sizes) if len(s) == 1 and s[0] > MIN_UNIT_TOKENS]
         if cut:  # the longest passage loses its last sentence
             sizes[max(cut, key=lambda i: (sum(sizes[i]), i))].pop()
-        else:  # every passage is down to one sentence: the lowest-ranked goes
+        elif long:  # a passage of one long line (a slide export, a paragraph without stops) is cut
+            i = max(long, key=lambda i: (sizes[i][0], i))
+            sizes[i][0] = max(MIN_UNIT_TOKENS, sizes[i][0] - (total() - budget))
+        else:  # every passage is down to one short sentence: the lowest-ranked goes
             blocks.pop()
             sizes.pop()
         if not blocks:
@@ -189,7 +198,10 @@ def encode(
         match += [0, *lbits]
         offsets += [(0, 0, 0)] * (1 + len(lids))
         flags = text_flags(text, q)
-        for uids, uspans, (a, b) in units[: len(keep)]:
+        for (uids, uspans, (a, b)), size in zip(units, keep):
+            if size < len(uids):  # a cut line ends at its last kept token
+                uids, uspans = uids[:size], uspans[:size]
+                b = uspans[-1][1]
             first = len(ids)
             ids += uids
             match += _token_bits(uspans, flags)

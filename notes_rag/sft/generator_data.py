@@ -1,8 +1,9 @@
 """Generator training items: the finetuning conversations as our GPT answers them, copy head on.
 
 Each assistant turn of a grounded conversation (`notes-rag sft-data` output) becomes one item:
-the reader's input (question first, the user's previous question, then the passages; match flags
-on passage words that match the question; model/reader.py `encode`), then the answer tokens and
+the reader's input (the system prompt, the user's previous question, the question, then the
+passages; match flags on passage words that match the question; model/reader.py `encode`), then
+the answer tokens and
 `<|end|>`. The loss is the copy head's mixture loss on the answer tokens only (model/copy_head.py):
 every non-special prompt token is a copy source.
 
@@ -142,12 +143,13 @@ def items_of_record(
     passages = [(label, as_notes(text, label, rng)) for label, text in (questions[0].passages[i] for i in keep)]
     questions = [replace(q, passage=numbers[q.passage] if q.passage else None) for q in questions]
     answers = [_renumber(a, numbers) for a in answers]
+    system = rec.get("system") or None
     end = tok.special("end")
     out = []
     for q, answer in zip(questions, answers):
         answer_ids = tok.encode(answer) + [end]
         try:
-            inp = encode(tok, q.question, passages, q.history, max_len=max_len - len(answer_ids))
+            inp = encode(tok, q.question, passages, q.history, max_len=max_len - len(answer_ids), system=system)
         except ValueError:
             continue
         answerable = q.passage is not None

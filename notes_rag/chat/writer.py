@@ -1,0 +1,118 @@
+"""Our GPT writes the answer: its input over the top passages, a constrained copy decode that
+streams only text that stands, and the citation.
+
+The input is the reader's (model/reader.py `encode`): the system prompt, the previous question,
+the question, then the passages, with match flags on the passage words the question names, and
+`<|assistant|>`. The copy-head model (model/copy_head.py) decodes greedily under a
+`WordConstraint` (model/constraint.py): every content word it writes occurs in the passages or
+the question, so no check after the fact has anything to retract. Decoding also stops, before
+the token that would do it, when the answer would exceed `max_words` or repeat a run of
+`LOOP_WORDS` words.
+
+An answer that cites nothing gets the passage holding most of its words appended as `[n]`
+(appended, so the streamed text stands); an empty answer is not shown: the caller falls back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+
+from notes_rag.chat.format import ABSTAIN, extract_citations, is_abstention
+from notes_rag.model.constraint import WordConstraint
+from notes_rag.model.engine import SamplingConfig, generate_copy, stream_text
+from notes_rag.model.reader import ReaderInput, encode
+from notes_rag.model.tokenizer import SPECIAL_TOKENS, Tokenizer
+from notes_rag.text import words
+
+LOOP_WORDS = 4  # a run of this many words written twice is a loop: stop before the second ends
+
+
+@dataclass
+class Written:
+    """The generated answer and how it went."""
+
+    text: str
+    abstained: bool
+    cited: list[int]
+    ttft: float  # question to first token
+    tokens_per_s: float | None
+    new_tokens: int
+    passages: int  # passages that fit the input (the first ones)
+
+
+def model_input(
+    tok: Tokenizer,
+    question: str,
+    passages: list[tuple[str, str]],
+    history: tuple[str, ...],
+    translations: tuple[str, ...],
+    max_len: int,
+    system: str,
+) -> ReaderInput:
+    return encode(tok, question, passages, history, translations, max_len=max_len, system=system)
+
+
+def _stops(tok: Tokenizer, ids: Iterator[int], max_words: int) -> Iterator[int]:
+    """`ids` until the answer would pass `max_words` words or repeat a LOOP_WORDS-word run."""
+    out: list[int] = []
+    for i in ids:
+        ws = words(tok.decode([*out, i]))
+        if len(ws) > max_words:
+            return
+        runs = [tuple(ws[j : j + LOOP_WORDS]) for j in range(len(ws) - LOOP_WORDS + 1)]
+        if runs and runs[-1] in runs[:-1]:
+            return
+        out.append(i)
+        yield i
+
+
+def best_citation(text: str, passages: list[str]) -> int:
+    """The passage (1-based) holding the most of the answer's words."""
+    have = set(words(text))
+    return 1 + max(range(len(passages)), key=lambda p: (len(have & set(words(passages[p]))), -p))
+
+
+def write(
+    model,
+    tok: Tokenizer,
+    inp: ReaderInput,
+    passages: list[str],
+    sources: list[str],
+    sampling: SamplingConfig,
+    max_words: int,
+    t0: float,
+    constrain: bool = True,
+) -> Generator[str, None, Written]:
+    """Yield the answer's text pieces as they are decoded; return the `Written` answer.
+    `passages` are the texts of `inp`'s passages, in its numbering; `sources` every text whose
+    words the answer may use (passages, their labels, the questions), not the system prompt."""
+    specials = [tok.special(s) for s in SPECIAL_TOKENS]
+    copy_mask = [i not in set(specials) for i in inp.ids]
+    constraint = (
+        WordConstraint.for_sources(tok, sources, fixed=ABSTAIN.values(), stop_ids=specials) if constrain else None
+    )
+    times: list[float] = []
+
+    def timed(ids: Iterator[int]) -> Iterator[int]:
+        for i in ids:
+            times.append(time.perf_counter())
+            yield i
+
+    ids = generate_copy(model, inp.ids, copy_mask, inp.match, sampling, stop_ids=specials, constraint=constraint)
+    pieces = []
+    for piece in stream_text(tok.token_bytes, timed(_stops(tok, ids, max_words))):
+        pieces.append(piece)
+        yield piece
+    text = "".join(pieces)
+    abstained = is_abstention(text)
+    cited = [c for c in extract_citations(text) if 1 <= c <= inp.passages]
+    if text.strip() and not abstained and not cited:
+        cited = [best_citation(text, passages[: inp.passages])]
+        tail = f" [{cited[0]}]"
+        text += tail
+        yield tail
+    ttft = (times[0] if times else time.perf_counter()) - t0
+    tps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
+    return Written(text.strip(), abstained, cited, ttft, tps, len(times), inp.passages)
