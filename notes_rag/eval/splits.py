@@ -6,6 +6,11 @@ fitting, the rest is the test. Nothing else decides which half an item is in, so
 `benchmarks/eval_all.py` cannot disagree. Sorting by id rather than taking file order keeps the
 halves fixed when the file is reordered.
 
+On dev2 (ids e01-e99, then the unanswerable ex01-ex15) the fit half is 57 answerable items over
+8 of the 12 notes; the test half holds the other 42 answerable items (4 of its notes unseen by
+the fit) and all 15 unanswerable ones. So a fit on dev2 bounds false abstention only, and the
+test half judges abstention and retrieval on questions and notes the fit never saw.
+
     fit, test = halves(load_items("eval_sets/dev2/qa.jsonl"))
 """
 
