@@ -7,7 +7,7 @@ the question, then the passages, with match flags on the passage words the quest
 `WordConstraint` (model/constraint.py): every content word it writes occurs in the passages or
 the question, so no check after the fact has anything to retract. Decoding also stops, before
 the token that would do it, when the answer would exceed `max_words` or repeat a run of
-`LOOP_WORDS` words.
+`LOOP_WORDS` words, and after an abstention sentence.
 
 An answer that cites nothing gets the passage holding most of its words appended as `[n]`
 (appended, so the streamed text stands); an empty answer is not shown: the caller falls back.
@@ -55,9 +55,13 @@ def model_input(
 
 
 def _stops(tok: Tokenizer, ids: Iterator[int], max_words: int) -> Iterator[int]:
-    """`ids` until the answer would pass `max_words` words or repeat a LOOP_WORDS-word run."""
+    """`ids` until the answer would pass `max_words` words or repeat a LOOP_WORDS-word run, or
+    once it is an abstention (nothing may follow it, not even a citation)."""
     out: list[int] = []
     for i in ids:
+        so_far = tok.decode(out)
+        if is_abstention(so_far) and so_far.rstrip().endswith("."):
+            return
         ws = words(tok.decode([*out, i]))
         if len(ws) > max_words:
             return

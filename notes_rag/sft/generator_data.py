@@ -114,7 +114,7 @@ def _copyable(answer: str, prompt_text: str) -> bool:
     return sum(w in have for w in ans) >= MIN_COPYABLE * len(ans)
 
 
-def _read_passages(rec: dict, n_passages: int) -> tuple[list[int], dict[int, int]]:
+def read_passages(rec: dict, n_passages: int) -> tuple[list[int], dict[int, int]]:
     """The passages an item keeps (0-based, in order): every gold one, then the first others, up
     to `n_passages` when the golds allow; and the renumbering old -> new passage number."""
     n = len(rec["passages"])
@@ -138,7 +138,7 @@ def items_of_record(
     if not questions:
         return []
     answers = [t.content for t in Conversation.from_dict(rec).turns if t.role == "assistant"]
-    keep, numbers = _read_passages(rec, n_passages)
+    keep, numbers = read_passages(rec, n_passages)
     rng = random.Random(f"{seed}:{rec.get('id', '')}:{questions[0].question}")
     passages = [(label, as_notes(text, label, rng)) for label, text in (questions[0].passages[i] for i in keep)]
     questions = [replace(q, passage=numbers[q.passage] if q.passage else None) for q in questions]

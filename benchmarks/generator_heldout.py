@@ -1,0 +1,165 @@
+"""Checkpoint 2 of the generator (issue 22): the held-out kit split rendered as notes.
+
+    python benchmarks/generator_heldout.py --model models/ --data data/sft --n 400 \
+        --json docs/benchmarks/generator_heldout.json
+
+The items are `notes-rag sft-data`'s validation split (kit paragraphs never trained on, no
+passage shared with training), rendered as notes and read as the model reads them
+(sft/generator_data.py): the gold passage plus 2 distractors found by BM25 in the same source,
+about a quarter unanswerable (the gold passage removed). Each question is answered in one run by
+
+- the model: the chat's constrained copy decode (chat/writer.py), and
+- the quote by meaning (chat/quote.py) over the same passages (all of them: their order here is
+  random, not retrieval's), with the retrieval encoder,
+
+and scored per language: the answer holds the gold answer (folded substring, as eval's key
+facts), at most 60 words; abstention precision / false abstention on the mix. Yes/no
+questions are left out (their gold is the word "yes"/"no", not a fact to copy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from notes_rag.chat.assistant import AnswerConfig
+from notes_rag.chat.format import ABSTAIN, SYSTEM_PROMPT
+from notes_rag.chat.quote import QuoteConfig, cited_quote
+from notes_rag.chat.writer import write
+from notes_rag.eval.intervals import wilson
+from notes_rag.fileio import atomic_write_json
+from notes_rag.model.checkpoint import load_model
+from notes_rag.model.engine import SamplingConfig
+from notes_rag.model.reader import encode
+from notes_rag.sft.generator_data import READ_PASSAGES, as_notes, questions_of_record, read_passages
+from notes_rag.text import fold, n_words
+
+
+def _items(path: Path, n: int, seed: int) -> list[dict]:
+    """Questions of the validation conversations, note-rendered as in training (seeded)."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        qs = questions_of_record(rec)
+        if not qs:
+            continue
+        keep, numbers = read_passages(rec, READ_PASSAGES)
+        rng = random.Random(f"{seed}:{rec.get('id', '')}:{qs[0].question}")
+        passages = [(lb, as_notes(tx, lb, rng)) for lb, tx in (qs[0].passages[i] for i in keep)]
+        q = qs[-1]  # the last question (its history is the one before)
+        if q.answer.lower() in ("yes", "no"):
+            continue
+        out.append(
+            {
+                "question": q.question,
+                "history": q.history,
+                "passages": passages,
+                "answerable": q.passage is not None,
+                "gold": q.answer,
+                "lang": rec.get("lang", "en"),
+                "source": rec.get("source", ""),
+            }
+        )
+    random.Random(seed).shuffle(out)
+    return out[:n]
+
+
+def _holds(answer: str, gold: str) -> bool:
+    return bool(gold.strip()) and fold(gold) in fold(answer)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", type=Path, default=Path("models"))
+    ap.add_argument("--data", type=Path, default=Path("data/sft"))
+    ap.add_argument("--n", type=int, default=400)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from notes_rag.index.encoder import encode_passages, encode_queries, load_query_encoder
+
+    model, tok, _ = load_model(args.model)
+    model.eval()
+    enc = load_query_encoder()
+
+    def similarity(query: str, texts: list[str]):
+        q = encode_queries(enc, [query])[0]
+        return encode_passages(enc, texts) @ q
+
+    cfg = AnswerConfig()
+    items = _items(args.data / "val.jsonl", args.n, args.seed)
+    rows, t0 = [], time.time()
+    for it in items:
+        lang = it["lang"] if it["lang"] in ABSTAIN else "en"
+        inp = encode(
+            tok, it["question"], it["passages"], it["history"], max_len=model.config.seq_len - cfg.max_new_tokens,
+            system=SYSTEM_PROMPT[lang],
+        )  # fmt: skip
+        texts = [t for _, t in it["passages"]]
+        sources = [*texts, *(lb for lb, _ in it["passages"]), it["question"], *it["history"]]
+        pieces = write(model, tok, inp, texts, sources, SamplingConfig(max_new_tokens=cfg.max_new_tokens),
+                       cfg.max_words, time.perf_counter())  # fmt: skip
+        while True:
+            try:
+                next(pieces)
+            except StopIteration as done:
+                w = done.value
+                break
+        # the quote reads every passage: here they come in random order, not retrieval's
+        query = " ".join([*it["history"][-1:], it["question"]])
+        quote = cited_quote(query, texts, similarity, QuoteConfig(passages=len(texts))) or ABSTAIN[lang]
+        rows.append({**it, "model": w.text, "quote": quote, "model_abstained": w.abstained})
+    console = Console()
+    table = Table(title=f"held-out kit as notes: {len(rows)} questions, {time.time() - t0:.0f} s")
+    for col in ("lang", "n", "model holds gold", "quote holds gold", "model ≤60 words"):
+        table.add_column(col, justify="right")
+    report: dict = {"n": len(rows), "model": str(args.model), "date": time.strftime("%Y-%m-%d"), "by_lang": {}}
+    for lang in ("en", "pl"):
+        ans = [r for r in rows if r["answerable"] and r["lang"] == lang]
+        m = sum(_holds(r["model"], r["gold"]) and not r["model_abstained"] for r in ans)
+        q = sum(_holds(r["quote"], r["gold"]) for r in ans)
+        short = sum(n_words(r["model"]) <= 60 for r in ans)
+        report["by_lang"][lang] = {
+            "n": len(ans),
+            "model_holds_gold": [m / max(len(ans), 1), *(wilson(m, len(ans)) or ())],
+            "quote_holds_gold": [q / max(len(ans), 1), *(wilson(q, len(ans)) or ())],
+            "model_at_most_60_words": short / max(len(ans), 1),
+        }
+        table.add_row(lang, str(len(ans)), f"{m / max(len(ans), 1):.2f}", f"{q / max(len(ans), 1):.2f}",
+                      f"{short / max(len(ans), 1):.2f}")  # fmt: skip
+    unans = [r for r in rows if not r["answerable"]]
+    ans = [r for r in rows if r["answerable"]]
+    tp = sum(r["model_abstained"] for r in unans)
+    fp = sum(r["model_abstained"] for r in ans)
+    report["abstention"] = {
+        "unanswerable": len(unans),
+        "precision": tp / max(tp + fp, 1),
+        "recall": tp / max(len(unans), 1),
+        "false_abstention": fp / max(len(ans), 1),
+    }
+    console.print(table)
+    console.print(
+        f"abstention on the mix ({len(unans)} unanswerable of {len(rows)}): precision "
+        f"{report['abstention']['precision']:.2f}, recall {report['abstention']['recall']:.2f}, "
+        f"false abstention {report['abstention']['false_abstention']:.2f}"
+    )
+    report["examples"] = [
+        {k: r[k] for k in ("question", "gold", "model", "quote", "lang", "answerable")} for r in rows[:25]
+    ]
+    if args.json:
+        atomic_write_json(args.json, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
