@@ -53,7 +53,7 @@ def build_index(s: EvalSet, work_dir: Path, encoder, encoder_path: str | None = 
 
 
 def _answered_by(results: list[ItemResult]) -> dict[str, int]:
-    """How many shown answers came from each path (reader, quote, model, retrieval)."""
+    """How many shown answers came from each path (model, quote, abstain, retrieval)."""
     return dict(Counter(r.answer.answered_by or "?" for r in results if r.answer is not None))
 
 

@@ -47,7 +47,7 @@ class AnswerRecord:
     passages: list[str]  # texts of the passages the model was given, in prompt order
     ttft_s: float | None = None  # time to first token
     total_s: float | None = None  # whole answer, retrieval included; measured here when None
-    answered_by: str | None = None  # "reader" | "model" | "quote" | "retrieval" (abstained before the model)
+    answered_by: str | None = None  # "model" | "quote" | "abstain" | "retrieval" (abstained before the model)
 
 
 @dataclass
