@@ -1,6 +1,6 @@
 """Synthetic copy benchmark (issue 22, checkpoint 1): LM head vs copy head vs copy head + features.
 
-    python benchmarks/copy_synthetic.py [--steps 1000] [--ablation-steps 400] [--json PATH]
+    python benchmarks/copy_synthetic.py [--steps 1000] [--ablation-steps 200] [--json PATH]
 
 The task is notes_rag/model/copy_task.py: eight sentences of random tokens, a question naming a
 type and two adjacent key tokens, an answer of a type frame and every token after the keys up to
@@ -50,7 +50,7 @@ def variants(ablations: bool) -> dict[str, dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=1000)
-    ap.add_argument("--ablation-steps", type=int, default=400, help="0 skips the leave-one-out runs")
+    ap.add_argument("--ablation-steps", type=int, default=200, help="0 skips the leave-one-out runs")
     ap.add_argument("--json", type=Path, default=Path("docs/benchmarks/copy_synthetic.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
