@@ -15,6 +15,12 @@ about a quarter unanswerable (the gold passage removed). Each question is answer
 and scored per language: the answer holds the gold answer (folded substring, as eval's key
 facts), at most 60 words; abstention precision / false abstention on the mix. Yes/no
 questions are left out (their gold is the word "yes"/"no", not a fact to copy).
+
+It also fits the chat's `AnswerConfig.abstain_bias` from the model's no-answer scores (first-step
+log-odds of the abstention start, chat/writer.py): the bias that abstains on as many
+unanswerable questions as possible while false abstention stays ≤ 5% on the answerable ones
+(greedy abstains when score + bias > 0). Printed and written to the JSON; the run itself uses the
+bias the chat has now (`--bias`).
 """
 
 from __future__ import annotations
@@ -76,6 +82,22 @@ def _holds(answer: str, gold: str) -> bool:
     return bool(gold.strip()) and fold(gold) in fold(answer)
 
 
+def fit_bias(answerable: list[dict], unanswerable: list[dict], max_false: float = 0.05) -> dict:
+    """The bias b abstaining on the most unanswerable items (score + b > 0) while at most
+    `max_false` of the answerable ones do, and what it gives on these items."""
+    ans = sorted(r["no_answer"] for r in answerable)
+    una = [r["no_answer"] for r in unanswerable]
+    allowed = int(max_false * len(ans))  # answerable items that may abstain
+    b = -ans[len(ans) - 1 - allowed] if ans else 0.0  # just below the (allowed+1)-th highest score
+    tp, fp = sum(x + b > 0 for x in una), sum(x + b > 0 for x in ans)
+    return {
+        "bias": round(b, 3),
+        "false_abstention": fp / max(len(ans), 1),
+        "abstention_recall": tp / max(len(una), 1),
+        "abstention_precision": tp / max(tp + fp, 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", type=Path, default=Path("models"))
@@ -84,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--bias", type=float, default=AnswerConfig().abstain_bias, help="abstain bias for this run")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from notes_rag.index.encoder import encode_passages, encode_queries, load_query_encoder
@@ -108,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         texts = [t for _, t in it["passages"]]
         sources = [*texts, *(lb for lb, _ in it["passages"]), it["question"], *it["history"]]
         pieces = write(model, tok, inp, texts, sources, SamplingConfig(max_new_tokens=cfg.max_new_tokens),
-                       cfg.max_words, time.perf_counter())  # fmt: skip
+                       cfg.max_words, time.perf_counter(), abstain_bias=args.bias)  # fmt: skip
         while True:
             try:
                 next(pieces)
@@ -118,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         # the quote reads every passage: here they come in random order, not retrieval's
         query = " ".join([*it["history"][-1:], it["question"]])
         quote = cited_quote(query, texts, similarity, QuoteConfig(passages=len(texts))) or ABSTAIN[lang]
-        rows.append({**it, "model": w.text, "quote": quote, "model_abstained": w.abstained})
+        rows.append({**it, "model": w.text, "quote": quote, "model_abstained": w.abstained, "no_answer": w.no_answer})
     console = Console()
     table = Table(title=f"held-out kit as notes: {len(rows)} questions, {time.time() - t0:.0f} s")
     for col in ("lang", "n", "model holds gold", "quote holds gold", "model ≤60 words"):
@@ -147,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         "recall": tp / max(len(unans), 1),
         "false_abstention": fp / max(len(ans), 1),
     }
+    report["abstain_bias_fit"] = fit_bias(ans, unans)
     console.print(table)
+    console.print(f"abstain bias fitted (false abstention ≤ 0.05): {report['abstain_bias_fit']}")
     console.print(
         f"abstention on the mix ({len(unans)} unanswerable of {len(rows)}): precision "
         f"{report['abstention']['precision']:.2f}, recall {report['abstention']['recall']:.2f}, "

@@ -106,7 +106,7 @@ class FakeRetriever:
 def _fake_generate(text, tok, seen=None):
     """A stand-in for `engine.generate_copy` that writes `text` (and records each prompt)."""
 
-    def gen(model, prompt, copy_mask=None, match=None, cfg=None, stop_ids=(), constraint=None):
+    def gen(model, prompt, copy_mask=None, match=None, cfg=None, stop_ids=(), constraint=None, on_first=None):
         if seen is not None:
             seen.append(prompt)
         yield from tok.encode(text)

@@ -56,6 +56,7 @@ class Answer:
     # the notes' closest sentence) or "abstain"
     answered_by: str = "model"
     read_passages: int | None = None  # passages that fit the model's input (the first ones)
+    no_answer: float | None = None  # the model's no-answer score (chat/writer.py); None when it did not run
 
     @property
     def prompt_passages(self) -> list[Source]:
@@ -91,4 +92,5 @@ class Answer:
             "index": self.index_id,
             "answered_by": self.answered_by,
             "read_passages": self.read_passages,
+            "no_answer": self.no_answer,
         }

@@ -52,6 +52,10 @@ class AnswerConfig:
     constrain: bool = True
     system: str | None = None  # system prompt override; None = SYSTEM_PROMPT in the conversation's language
     abstain_threshold: float | None = None  # dense top-1 cosine; None = the retriever's calibrated one
+    # Added to the abstention's first-token log-probability at the first step (chat/writer.py):
+    # > 0 abstains more. Fitted on the held-out kit split as notes (benchmarks/generator_heldout.py
+    # --fit-bias; docs/GENERATOR.md), never on dev.
+    abstain_bias: float = 0.0
     seed: int | None = None  # sampling seed when temperature > 0
 
 
@@ -190,7 +194,7 @@ class Assistant:
             model_id=self.model_id,
             index_id=self.index_id,
         )
-        answer.answered_by, answer.read_passages = by, n_passages
+        answer.answered_by, answer.read_passages, answer.no_answer = by, n_passages, w.no_answer
         return answer
 
     def _write(self, history: Sequence[Turn], r: _Retrieved, questions: list[str]) -> Iterator[str | Answer]:
@@ -212,7 +216,16 @@ class Assistant:
         )
         sources = [*texts, *(s.label for s in read_from), r.question, *previous]
         pieces = write(
-            self.model, self.tok, inp, texts, sources, sampling, self.cfg.max_words, r.t0, self.cfg.constrain
+            self.model,
+            self.tok,
+            inp,
+            texts,
+            sources,
+            sampling,
+            self.cfg.max_words,
+            r.t0,
+            self.cfg.constrain,
+            self.cfg.abstain_bias,
         )
         w = yield from pieces
         if w.abstained:

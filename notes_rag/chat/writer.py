@@ -9,6 +9,11 @@ the question, so no check after the fact has anything to retract. Decoding also 
 the token that would do it, when the answer would exceed `max_words` or repeat a run of
 `LOOP_WORDS` words, and after an abstention sentence.
 
+Abstention is the model's: it writes the abstention sentence when the passages it read do not
+answer. Its no-answer score is the first step's log-odds of the abstention's first token against
+the best other token (`Written.no_answer`); `abstain_bias` is added to that token's
+log-probability before decoding, calibrated on held-out data (AnswerConfig.abstain_bias).
+
 An answer that cites nothing gets the passage holding most of its words appended as `[n]`
 (appended, so the streamed text stands); an empty answer is not shown: the caller falls back.
 """
@@ -18,6 +23,8 @@ from __future__ import annotations
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+
+import torch
 
 from notes_rag.chat.format import ABSTAIN, extract_citations, is_abstention
 from notes_rag.model.constraint import WordConstraint
@@ -40,6 +47,7 @@ class Written:
     tokens_per_s: float | None
     new_tokens: int
     passages: int  # passages that fit the input (the first ones)
+    no_answer: float | None = None  # first-step log-odds of the abstention start (before the bias)
 
 
 def model_input(
@@ -88,6 +96,7 @@ def write(
     max_words: int,
     t0: float,
     constrain: bool = True,
+    abstain_bias: float = 0.0,
 ) -> Generator[str, None, Written]:
     """Yield the answer's text pieces as they are decoded; return the `Written` answer.
     `passages` are the texts of `inp`'s passages, in its numbering; `sources` every text whose
@@ -98,13 +107,26 @@ def write(
         WordConstraint.for_sources(tok, sources, fixed=ABSTAIN.values(), stop_ids=specials) if constrain else None
     )
     times: list[float] = []
+    starts = sorted({tok.encode(text)[0] for text in ABSTAIN.values()})
+    score: list[float] = []
+
+    def no_answer(logp: torch.Tensor) -> torch.Tensor:
+        others = logp.clone()
+        others[starts] = float("-inf")
+        score.append(float(logp[starts].max() - others.max()))
+        if abstain_bias:
+            logp = logp.clone()
+            logp[starts] += abstain_bias
+        return logp
 
     def timed(ids: Iterator[int]) -> Iterator[int]:
         for i in ids:
             times.append(time.perf_counter())
             yield i
 
-    ids = generate_copy(model, inp.ids, copy_mask, inp.match, sampling, stop_ids=specials, constraint=constraint)
+    ids = generate_copy(
+        model, inp.ids, copy_mask, inp.match, sampling, stop_ids=specials, constraint=constraint, on_first=no_answer
+    )
     pieces = []
     for piece in stream_text(tok.token_bytes, timed(_stops(tok, ids, max_words))):
         pieces.append(piece)
@@ -119,4 +141,4 @@ def write(
         yield tail
     ttft = (times[0] if times else time.perf_counter()) - t0
     tps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
-    return Written(text.strip(), abstained, cited, ttft, tps, len(times), inp.passages)
+    return Written(text.strip(), abstained, cited, ttft, tps, len(times), inp.passages, score[0] if score else None)

@@ -208,10 +208,13 @@ def generate_copy(
     cfg: SamplingConfig | None = None,
     stop_ids: Iterable[int] = (),
     constraint: WordConstraint | None = None,
+    on_first: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Iterator[int]:
     """Yield new ids of a copy-head answer (see `CopyDecoder`), stopping at a stop id (not
     yielded) or the limit. With a `constraint`, only tokens it allows are chosen (it is advanced
-    with each one); it decides the stop ids too, so a word never ends unfinished."""
+    with each one); it decides the stop ids too, so a word never ends unfinished. `on_first`
+    sees the first step's log-probabilities and returns the ones to decode with (the chat reads
+    its no-answer score there and adds its calibrated bias)."""
     cfg = cfg or SamplingConfig()
     stop = set(stop_ids)
     decoder = CopyDecoder(model, prompt, copy_mask, match)
@@ -219,6 +222,8 @@ def generate_copy(
     if cfg.seed is not None:
         generator = torch.Generator(device=decoder.device).manual_seed(cfg.seed)
     logp = decoder.prefill()
+    if on_first is not None:
+        logp = on_first(logp)
     for i in range(min(cfg.max_new_tokens, decoder.room)):
         if constraint is None:
             nxt = sample_next(logp, cfg, generator)
