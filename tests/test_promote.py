@@ -96,6 +96,15 @@ def test_refuses_a_run_that_is_not_better(setup, key_facts, abstention, ids, mes
     assert {p.name: p.read_bytes() for p in models.iterdir()} == before
 
 
+def test_forced_promotion_says_why(setup):
+    models, run = setup
+    _write(run / "eval.json", fake_report(0.35, 0.90))  # not better: refused unless forced
+    verdict = promote(run, models, force="the release cannot run on this code")
+    assert verdict.promote and "forced (the release cannot run on this code)" in verdict.reason
+    assert "not better than the release" in verdict.reason
+    assert "the release cannot run on this code" in (models / "README.md").read_text(encoding="utf-8")
+
+
 def test_cli_promote_and_its_errors(setup):
     models, run = setup
     runner = CliRunner()

@@ -56,11 +56,14 @@ def promote_cmd(
     models: Path = typer.Option(
         None, "--models", help="Release folder to replace (default: the repository's models/)."
     ),
+    force: str = typer.Option(
+        None, "--force", help="Install whatever dev says, for this reason (written into the model card)."
+    ),
 ) -> None:
     """Copy a speedrun's model into models/ if it beats the release on dev key facts without abstaining worse.
 
     Example: notes-rag promote runs/speedrun-cpu
     """
     models = models or default_model_dir()
-    verdict = promote(run, models)
+    verdict = promote(run, models, force)
     typer.echo(f"promoted {run / 'release'} to {models}: {verdict.reason}")

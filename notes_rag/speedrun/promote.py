@@ -136,8 +136,10 @@ def _assemble(run: Path, models: Path, tmp: Path) -> None:
     shutil.copy2(run / EVAL_FILE, tmp / EVAL_FILE)
 
 
-def promote(run: Path, models: Path) -> Verdict:
-    """Install RUN/release into `models` when its dev eval beats the release's; else raise."""
+def promote(run: Path, models: Path, force: str | None = None) -> Verdict:
+    """Install RUN/release into `models` when its dev eval beats the release's; else raise.
+    `force` (a reason, written into the model card) installs it whatever the comparison says:
+    for a release the current code can no longer run, whose report cannot be remade."""
     run, models = Path(run), Path(models)
     if not (run / "release" / CONFIG_FILE).is_file():
         raise NotesRagError(f"{run} has no release/ yet: finish its speedrun first")
@@ -153,7 +155,9 @@ def promote(run: Path, models: Path) -> Verdict:
             )
         previous = read_json(models / EVAL_FILE, "eval report")
         verdict = compare(rep, previous)
-        if not verdict.promote:
+        if force:
+            verdict = Verdict(True, f"forced ({force}); the comparison said: {verdict.reason}")
+        elif not verdict.promote:
             raise NotesRagError(f"not promoted: {verdict.reason}")
     else:
         verdict = Verdict(True, f"{models} holds no release yet")
@@ -163,7 +167,8 @@ def promote(run: Path, models: Path) -> Verdict:
         _assemble(run, models, tmp)
         readme = tmp / "README.md"
         text = readme.read_text(encoding="utf-8") if readme.is_file() else "# Model card\n"
-        atomic_write_text(readme, with_numbers(text, release_numbers(tmp, rep, previous, str(run))))
+        source = f"{run}; {verdict.reason}" if force else str(run)
+        atomic_write_text(readme, with_numbers(text, release_numbers(tmp, rep, previous, source)))
         swap_folder(tmp, models)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
