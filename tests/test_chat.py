@@ -116,6 +116,7 @@ def _fake_generate(text, tok, seen=None):
 
 def _assistant(tiny_ckpt, retriever, **cfg):
     model, tok, _ = load_model(tiny_ckpt)
+    cfg = {"answer_with": "model", **cfg}  # the model's own answers, unless a test says otherwise
     return Assistant(retriever, model, tok, AnswerConfig(**cfg), "test-model", "test-index")
 
 
@@ -193,6 +194,23 @@ def test_empty_answer_falls_back_to_the_quote(tiny_ckpt, monkeypatch, tok):
     ans = items[-1]
     assert ans.answered_by == "quote" and ans.cited and items[:-1] == [ans.text]
     assert ans.text.rsplit(" [", 1)[0] in r.hits[ans.cited[0] - 1].text
+
+
+@pytest.mark.parametrize("bias", [-100.0, 100.0])
+def test_quote_answers_unless_the_model_abstains(tiny_ckpt, monkeypatch, bias):
+    def boom(*a, **k):
+        raise AssertionError("the model reads, it does not write, with answer_with='quote'")
+
+    monkeypatch.setattr(answer_mod, "generate_copy", boom)
+    r = FakeRetriever()
+    items = list(_assistant(tiny_ckpt, r, answer_with="quote", abstain_bias=bias).stream([], "Co mówi słowo1x3?"))
+    ans = items[-1]
+    assert items[:-1] == [ans.text] and ans.no_answer is not None
+    if bias < 0:  # never abstains: a sentence of the top passage, cited
+        assert ans.answered_by == "quote" and ans.cited == [1] and not ans.abstained
+        assert ans.text.rsplit(" [", 1)[0] in r.hits[0].text
+    else:
+        assert ans.answered_by == "abstain" and ans.abstain_reason == "model" and ans.text == ABSTAIN["pl"]
 
 
 def test_a_model_without_copy_head_is_refused(tmp_path, tok):

@@ -28,7 +28,7 @@ import torch
 
 from notes_rag.chat.format import ABSTAIN, extract_citations, is_abstention
 from notes_rag.model.constraint import WordConstraint
-from notes_rag.model.engine import SamplingConfig, generate_copy, stream_text
+from notes_rag.model.engine import CopyDecoder, SamplingConfig, generate_copy, stream_text
 from notes_rag.model.reader import ReaderInput, encode
 from notes_rag.model.tokenizer import SPECIAL_TOKENS, Tokenizer
 from notes_rag.text import words
@@ -80,6 +80,27 @@ def _stops(tok: Tokenizer, ids: Iterator[int], max_words: int) -> Iterator[int]:
         yield i
 
 
+def abstention_starts(tok: Tokenizer) -> list[int]:
+    """The first tokens of the abstention sentences."""
+    return sorted({tok.encode(text)[0] for text in ABSTAIN.values()})
+
+
+def abstention_margin(tok: Tokenizer, logp: torch.Tensor) -> float:
+    """The no-answer score of a first step: log-odds of an abstention start against the best
+    other token."""
+    starts = abstention_starts(tok)
+    others = logp.clone()
+    others[starts] = float("-inf")
+    return float(logp[starts].max() - others.max())
+
+
+def no_answer_score(model, tok: Tokenizer, inp: ReaderInput) -> float:
+    """The model's no-answer score for this input without writing the answer: one prefill."""
+    specials = {tok.special(s) for s in SPECIAL_TOKENS}
+    decoder = CopyDecoder(model, inp.ids, [i not in specials for i in inp.ids], inp.match)
+    return abstention_margin(tok, decoder.prefill())
+
+
 def best_citation(text: str, passages: list[str]) -> int:
     """The passage (1-based) holding the most of the answer's words."""
     have = set(words(text))
@@ -107,16 +128,13 @@ def write(
         WordConstraint.for_sources(tok, sources, fixed=ABSTAIN.values(), stop_ids=specials) if constrain else None
     )
     times: list[float] = []
-    starts = sorted({tok.encode(text)[0] for text in ABSTAIN.values()})
     score: list[float] = []
 
     def no_answer(logp: torch.Tensor) -> torch.Tensor:
-        others = logp.clone()
-        others[starts] = float("-inf")
-        score.append(float(logp[starts].max() - others.max()))
+        score.append(abstention_margin(tok, logp))
         if abstain_bias:
             logp = logp.clone()
-            logp[starts] += abstain_bias
+            logp[abstention_starts(tok)] += abstain_bias
         return logp
 
     def timed(ids: Iterator[int]) -> Iterator[int]:
