@@ -45,7 +45,7 @@ from notes_rag.fileio import atomic_write_json
 from notes_rag.model.checkpoint import load_model
 from notes_rag.model.engine import SamplingConfig
 from notes_rag.model.reader import encode
-from notes_rag.sft.generator_data import READ_PASSAGES, as_notes, questions_of_record, read_passages
+from notes_rag.sft.generator_data import note_passages, questions_of_record
 from notes_rag.text import fold, n_words
 
 
@@ -57,9 +57,7 @@ def _items(path: Path, n: int, seed: int) -> list[dict]:
         qs = questions_of_record(rec)
         if not qs:
             continue
-        keep, numbers = read_passages(rec, READ_PASSAGES)
-        rng = random.Random(f"{seed}:{rec.get('id', '')}:{qs[0].question}")
-        passages = [(lb, as_notes(tx, lb, rng)) for lb, tx in (qs[0].passages[i] for i in keep)]
+        passages, _ = note_passages(rec, qs, seed)
         q = qs[-1]  # the last question (its history is the one before)
         if q.answer.lower() in ("yes", "no"):
             continue
@@ -129,9 +127,9 @@ def main(argv: list[str] | None = None) -> int:
             system=SYSTEM_PROMPT[lang],
         )  # fmt: skip
         texts = [t for _, t in it["passages"]]
-        sources = [*texts, *(lb for lb, _ in it["passages"]), it["question"], *it["history"]]
-        pieces = write(model, tok, inp, texts, sources, SamplingConfig(max_new_tokens=cfg.max_new_tokens),
-                       cfg.max_words, time.perf_counter(), abstain_bias=args.bias)  # fmt: skip
+        pieces = write(model, tok, inp, it["passages"], [it["question"], *it["history"]],
+                       SamplingConfig(max_new_tokens=cfg.max_new_tokens), cfg.max_words, time.perf_counter(),
+                       abstain_bias=args.bias)  # fmt: skip
         while True:
             try:
                 next(pieces)

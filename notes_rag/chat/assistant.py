@@ -25,11 +25,12 @@ import numpy as np
 from notes_rag.chat.answer import Answer, Source, Timings
 from notes_rag.chat.format import ABSTAIN, NOT_MENTIONED, SYSTEM_PROMPT, Turn, extract_citations
 from notes_rag.chat.quote import cited_quote
-from notes_rag.chat.writer import Written, model_input, no_answer_score, write
+from notes_rag.chat.writer import Written, no_answer_score, write
 from notes_rag.errors import NotesRagError
 from notes_rag.lang import detect_lang
 from notes_rag.model.checkpoint import load_model
 from notes_rag.model.engine import SamplingConfig
+from notes_rag.model.reader import encode
 from notes_rag.model.release import model_id, resolve_model
 from notes_rag.model.tokenizer import Tokenizer
 from notes_rag.sft.generator_data import READ_PASSAGES
@@ -207,59 +208,52 @@ class Assistant:
     def _write(self, history: Sequence[Turn], r: _Retrieved, questions: list[str]) -> Iterator[str | Answer]:
         """The model's answer over the top passages, streamed; the quote when it wrote nothing
         (or, with `answer_with` "quote", when the model's no-answer score does not abstain)."""
-        read_from = r.sources[: max(1, self.cfg.passages)]
+        passages = [(s.label, s.text) for s in r.sources[: max(1, self.cfg.passages)]]
         previous = tuple(questions[-1:])
-        inp = model_input(
+        inp = encode(
             self.tok,
             r.question,
-            [(s.label, s.text) for s in read_from],
+            passages,
             previous,
             tuple(self.retriever.translations(r.question)),
-            self.model.config.seq_len - self.cfg.max_new_tokens,
-            self.system_prompt(conversation_lang(history, r.question)),
+            max_len=self.model.config.seq_len - self.cfg.max_new_tokens,
+            system=self.system_prompt(conversation_lang(history, r.question)),
         )
-        texts = [s.text for s in read_from]
+        texts = [text for _, text in passages]
         if self.cfg.answer_with == "quote":
-            yield from self._quote(r, questions, inp, texts)
-            return
-        sampling = SamplingConfig(
-            temperature=self.cfg.temperature, max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed
-        )
-        sources = [*texts, *(s.label for s in read_from), r.question, *previous]
-        pieces = write(
-            self.model,
-            self.tok,
-            inp,
-            texts,
-            sources,
-            sampling,
-            self.cfg.max_words,
-            r.t0,
-            self.cfg.constrain,
-            self.cfg.abstain_bias,
-        )
-        w = yield from pieces
-        if w.abstained:
-            yield self._answer(r, w.text, "model", "abstain", w)
-            return
-        if w.text:
-            yield self._answer(r, w.text, None, "model", w)
-            return
-        # nothing was written (and so nothing shown): the notes' closest sentence, else no answer
+            score = no_answer_score(self.model, self.tok, inp)
+            w = Written("", False, [], time.perf_counter() - r.t0, None, 0, inp.passages, score)
+            if score + self.cfg.abstain_bias > 0:  # the model reads and abstains; else the quote answers
+                yield ABSTAIN[r.lang]
+                yield self._answer(r, ABSTAIN[r.lang], "model", "abstain", w)
+                return
+        else:
+            sampling = SamplingConfig(
+                temperature=self.cfg.temperature, max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed
+            )
+            w = yield from write(
+                self.model,
+                self.tok,
+                inp,
+                passages,
+                [r.question, *previous],
+                sampling,
+                self.cfg.max_words,
+                r.t0,
+                self.cfg.constrain,
+                self.cfg.abstain_bias,
+            )
+            if w.abstained:
+                yield self._answer(r, w.text, "model", "abstain", w)
+                return
+            if w.text:
+                yield self._answer(r, w.text, None, "model", w)
+                return
+        # the quote by meaning of the top passage (with "model": nothing was written, so nothing
+        # was shown), else no answer
         text = cited_quote(_with_previous(questions, r.question), texts, self.retriever.similarity)
-        yield text or ABSTAIN[r.lang]
-        yield self._answer(r, text or ABSTAIN[r.lang], None if text else "model", "quote" if text else "abstain", w)
-
-    def _quote(self, r: _Retrieved, questions: list[str], inp, texts: list[str]) -> Iterator[str | Answer]:
-        """The model reads and abstains or not (no-answer score + bias > 0); the quote answers."""
-        score = no_answer_score(self.model, self.tok, inp)
-        w = Written("", False, [], time.perf_counter() - r.t0, None, 0, inp.passages, score)
-        if score + self.cfg.abstain_bias > 0:
-            yield ABSTAIN[r.lang]
-            yield self._answer(r, ABSTAIN[r.lang], "model", "abstain", w)
-            return
-        text = cited_quote(_with_previous(questions, r.question), texts, self.retriever.similarity)
-        w.ttft = time.perf_counter() - r.t0
+        if self.cfg.answer_with == "quote":  # the quote is the first text shown
+            w.ttft = time.perf_counter() - r.t0
         yield text or ABSTAIN[r.lang]
         yield self._answer(r, text or ABSTAIN[r.lang], None if text else "model", "quote" if text else "abstain", w)
 

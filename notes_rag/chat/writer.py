@@ -1,7 +1,7 @@
 """Our GPT writes the answer: its input over the top passages, a constrained copy decode that
 streams only text that stands, and the citation.
 
-The input is the reader's (model/reader.py `encode`): the system prompt, the previous question,
+The input is the model input (model/reader.py `encode`): the system prompt, the previous question,
 the question, then the passages, with match flags on the passage words the question names, and
 `<|assistant|>`. The copy-head model (model/copy_head.py) decodes greedily under a
 `WordConstraint` (model/constraint.py): every content word it writes occurs in the passages or
@@ -29,7 +29,7 @@ import torch
 from notes_rag.chat.format import ABSTAIN, extract_citations, is_abstention
 from notes_rag.model.constraint import WordConstraint
 from notes_rag.model.engine import CopyDecoder, SamplingConfig, generate_copy, stream_text
-from notes_rag.model.reader import ReaderInput, encode
+from notes_rag.model.reader import ReaderInput, copy_sources
 from notes_rag.model.tokenizer import SPECIAL_TOKENS, Tokenizer
 from notes_rag.text import words
 
@@ -50,33 +50,23 @@ class Written:
     no_answer: float | None = None  # first-step log-odds of the abstention start (before the bias)
 
 
-def model_input(
-    tok: Tokenizer,
-    question: str,
-    passages: list[tuple[str, str]],
-    history: tuple[str, ...],
-    translations: tuple[str, ...],
-    max_len: int,
-    system: str,
-) -> ReaderInput:
-    return encode(tok, question, passages, history, translations, max_len=max_len, system=system)
-
-
 def _stops(tok: Tokenizer, ids: Iterator[int], max_words: int) -> Iterator[int]:
     """`ids` until the answer would pass `max_words` words or repeat a LOOP_WORDS-word run, or
     once it is an abstention (nothing may follow it, not even a citation)."""
     out: list[int] = []
+    so_far = ""
     for i in ids:
-        so_far = tok.decode(out)
         if is_abstention(so_far) and so_far.rstrip().endswith("."):
             return
-        ws = words(tok.decode([*out, i]))
+        text = tok.decode([*out, i])
+        ws = words(text)
         if len(ws) > max_words:
             return
         runs = [tuple(ws[j : j + LOOP_WORDS]) for j in range(len(ws) - LOOP_WORDS + 1)]
         if runs and runs[-1] in runs[:-1]:
             return
         out.append(i)
+        so_far = text
         yield i
 
 
@@ -97,7 +87,7 @@ def abstention_margin(tok: Tokenizer, logp: torch.Tensor) -> float:
 def no_answer_score(model, tok: Tokenizer, inp: ReaderInput) -> float:
     """The model's no-answer score for this input without writing the answer: one prefill."""
     specials = {tok.special(s) for s in SPECIAL_TOKENS}
-    decoder = CopyDecoder(model, inp.ids, [i not in specials for i in inp.ids], inp.match)
+    decoder = CopyDecoder(model, inp.ids, copy_sources(inp.ids, specials), inp.match)
     return abstention_margin(tok, decoder.prefill())
 
 
@@ -111,8 +101,8 @@ def write(
     model,
     tok: Tokenizer,
     inp: ReaderInput,
-    passages: list[str],
-    sources: list[str],
+    passages: list[tuple[str, str]],
+    questions: list[str],
     sampling: SamplingConfig,
     max_words: int,
     t0: float,
@@ -120,10 +110,13 @@ def write(
     abstain_bias: float = 0.0,
 ) -> Generator[str, None, Written]:
     """Yield the answer's text pieces as they are decoded; return the `Written` answer.
-    `passages` are the texts of `inp`'s passages, in its numbering; `sources` every text whose
-    words the answer may use (passages, their labels, the questions), not the system prompt."""
+    `passages` are `inp`'s (label, text) passages, in its numbering, `questions` the question and
+    the earlier one(s) it holds: their words are the ones the answer may use (not the system
+    prompt's)."""
     specials = [tok.special(s) for s in SPECIAL_TOKENS]
-    copy_mask = [i not in set(specials) for i in inp.ids]
+    copy_mask = copy_sources(inp.ids, set(specials))
+    texts = [text for _, text in passages]
+    sources = [*texts, *(label for label, _ in passages), *questions]
     constraint = (
         WordConstraint.for_sources(tok, sources, fixed=ABSTAIN.values(), stop_ids=specials) if constrain else None
     )
@@ -153,7 +146,7 @@ def write(
     abstained = is_abstention(text)
     cited = [c for c in extract_citations(text) if 1 <= c <= inp.passages]
     if text.strip() and not abstained and not cited:
-        cited = [best_citation(text, passages[: inp.passages])]
+        cited = [best_citation(text, texts[: inp.passages])]
         tail = f" [{cited[0]}]"
         text += tail
         yield tail

@@ -217,6 +217,12 @@ def encode(
     return ReaderInput(ids, match, units_out, offsets, len(blocks))
 
 
+def copy_sources(ids: list[int], specials: set[int]) -> list[bool]:
+    """Which input positions an answer may copy from: every token that is not a special token
+    (the question's, the passages' and their labels' text), in training and in the chat alike."""
+    return [i not in specials for i in ids]
+
+
 def _token_bits(spans: list[tuple[int, int]], flags: list[tuple[int, int, int]]) -> list[int]:
     """Each token gets the bits of every flagged word its character range overlaps."""
     out, j = [], 0

@@ -4,8 +4,8 @@ Each assistant turn of a grounded conversation (`notes-rag sft-data` output) bec
 the reader's input (the system prompt, the user's previous question, the question, then the
 passages; match flags on passage words that match the question; model/reader.py `encode`), then
 the answer tokens and
-`<|end|>`. The loss is the copy head's mixture loss on the answer tokens only (model/copy_head.py):
-every non-special prompt token is a copy source.
+`<|end|>`. The loss is the copy head's mixture loss on the answer tokens only (model/copy_head.py),
+copying from the prompt's sources (model/reader.py `copy_sources`).
 
 The kit's passages are Wikipedia-style paragraphs; a student's notes are lines, bullets and slide
 fragments under headings. `as_notes` re-renders each passage in one of those styles (seeded, per
@@ -26,7 +26,7 @@ import torch
 
 from notes_rag.chat.format import Conversation
 from notes_rag.errors import NotesRagError
-from notes_rag.model.reader import encode
+from notes_rag.model.reader import copy_sources, encode
 from notes_rag.model.tokenizer import SPECIAL_TOKENS, Tokenizer
 from notes_rag.text import sentence_spans, words
 from notes_rag.train.batching import LengthBatches
@@ -126,6 +126,16 @@ def read_passages(rec: dict, n_passages: int) -> tuple[list[int], dict[int, int]
     return keep, {i + 1: j + 1 for j, i in enumerate(keep)}
 
 
+def note_passages(
+    rec: dict, questions: list[ReaderQuestion], seed: int, n_passages: int = READ_PASSAGES
+) -> tuple[list[tuple[str, str]], dict[int, int]]:
+    """The (label, text) passages a record's items read, rendered as notes (seeded per record),
+    and the renumbering old -> new passage number (`read_passages`)."""
+    keep, numbers = read_passages(rec, n_passages)
+    rng = random.Random(f"{seed}:{rec.get('id', '')}:{questions[0].question}")
+    return [(label, as_notes(text, label, rng)) for label, text in (questions[0].passages[i] for i in keep)], numbers
+
+
 def _renumber(answer: str, numbers: dict[int, int]) -> str:
     return _CITATION.sub(lambda m: f"[{numbers.get(int(m.group(1)), int(m.group(1)))}]", answer)
 
@@ -138,9 +148,7 @@ def items_of_record(
     if not questions:
         return []
     answers = [t.content for t in Conversation.from_dict(rec).turns if t.role == "assistant"]
-    keep, numbers = read_passages(rec, n_passages)
-    rng = random.Random(f"{seed}:{rec.get('id', '')}:{questions[0].question}")
-    passages = [(label, as_notes(text, label, rng)) for label, text in (questions[0].passages[i] for i in keep)]
+    passages, numbers = note_passages(rec, questions, seed, n_passages)
     questions = [replace(q, passage=numbers[q.passage] if q.passage else None) for q in questions]
     answers = [_renumber(a, numbers) for a in answers]
     system = rec.get("system") or None
@@ -189,11 +197,12 @@ def batch_of(items: list[GeneratorItem], specials: torch.Tensor) -> tuple[dict[s
     match = torch.zeros(B, T, dtype=torch.long)
     source = torch.zeros(B, T, dtype=torch.bool)
     targets = torch.full((B, T), -1, dtype=torch.long)
+    special = set(specials.tolist())
     for b, it in enumerate(items):
         n, p = len(it.ids), it.prompt_len
         ids[b, :n] = torch.from_numpy(it.ids.astype(np.int64))
         match[b, :n] = torch.from_numpy(it.match.astype(np.int64))
-        source[b, :p] = ~torch.isin(ids[b, :p], specials)
+        source[b, :p] = torch.tensor(copy_sources(it.ids[:p].tolist(), special))
         targets[b, p - 1 : n - 1] = ids[b, p:n]
     return {"ids": ids, "match": match, "copy_mask": source}, targets
 
