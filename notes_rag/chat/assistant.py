@@ -183,7 +183,7 @@ class Assistant:
 
     def _answer(self, r: _Retrieved, text: str, reason: str | None, by: str, written: Written | None = None) -> Answer:
         now = time.perf_counter()
-        w = written or Written(text, reason is not None, [], now - r.t0, None, 0, 0)
+        w = written or Written(text, reason is not None, now - r.t0, None, 0, 0)
         n_passages = w.passages
         cited = [] if reason else extract_citations(text)
         timings = Timings(r.retrieval_ms, w.ttft, w.tokens_per_s, now - r.t0, w.new_tokens)
@@ -222,7 +222,7 @@ class Assistant:
         texts = [text for _, text in passages]
         if self.cfg.answer_with == "quote":
             score = no_answer_score(self.model, self.tok, inp)
-            w = Written("", False, [], time.perf_counter() - r.t0, None, 0, inp.passages, score)
+            w = Written("", False, time.perf_counter() - r.t0, None, 0, inp.passages, score)
             if score + self.cfg.abstain_bias > 0:  # the model reads and abstains; else the quote answers
                 yield ABSTAIN[r.lang]
                 yield self._answer(r, ABSTAIN[r.lang], "model", "abstain", w)

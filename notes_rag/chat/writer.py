@@ -42,7 +42,6 @@ class Written:
 
     text: str
     abstained: bool
-    cited: list[int]
     ttft: float  # question to first token
     tokens_per_s: float | None
     new_tokens: int
@@ -146,10 +145,9 @@ def write(
     abstained = is_abstention(text)
     cited = [c for c in extract_citations(text) if 1 <= c <= inp.passages]
     if text.strip() and not abstained and not cited:
-        cited = [best_citation(text, texts[: inp.passages])]
-        tail = f" [{cited[0]}]"
+        tail = f" [{best_citation(text, texts[: inp.passages])}]"
         text += tail
         yield tail
     ttft = (times[0] if times else time.perf_counter()) - t0
     tps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
-    return Written(text.strip(), abstained, cited, ttft, tps, len(times), inp.passages, score[0] if score else None)
+    return Written(text.strip(), abstained, ttft, tps, len(times), inp.passages, score[0] if score else None)
