@@ -17,10 +17,16 @@ class Source:
     heading: str  # heading path joined with " › "
     score: float
     text: str
+    location: str = ""  # "p12", "cells 3-5" in files cited by page or cell (search.Hit)
 
     @property
     def lines(self) -> str:
         return f"{self.line_start}-{self.line_end}"
+
+    @property
+    def citation(self) -> str:
+        """`notes.md:12-18`, `slides.pdf:p12`, `nb.ipynb:cell 7`."""
+        return f"{self.file}:{self.location or self.lines}"
 
     @property
     def label(self) -> str:
@@ -78,6 +84,8 @@ class Answer:
                     "lines": s.lines,
                     "line_start": s.line_start,
                     "line_end": s.line_end,
+                    "location": s.location,
+                    "citation": s.citation,
                     "heading": s.heading,
                     "score": s.score,
                     "text": s.text,

@@ -166,7 +166,7 @@ class Assistant:
         retrieval_ms = (time.perf_counter() - t0) * 1000
         lang = detect_lang(question, default=conversation_lang(history, question))
         sources = [
-            Source(h.rank, h.file, h.line_start, h.line_end, " › ".join(h.heading_path), h.score, h.text)
+            Source(h.rank, h.file, h.line_start, h.line_end, " › ".join(h.heading_path), h.score, h.text, h.location)
             for h in res.hits
         ]
         return _Retrieved(

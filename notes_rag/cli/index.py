@@ -34,7 +34,11 @@ err_console = Console(stderr=True)
 
 @app.command()
 def index(
-    folder: Path = typer.Argument(..., help="Folder of notes (.md, .markdown, .txt), searched recursively."),
+    folder: Path = typer.Argument(
+        ...,
+        help="Folder of notes (.md, .markdown, .txt, .pdf, .ipynb), searched recursively; "
+        "its .gitignore and .notes-ragignore rules apply.",
+    ),
     out: Path = typer.Option(None, "--out", help="Where to write the index (default: FOLDER/.notes-rag)."),
     old_out: Path = typer.Option(None, "--index", hidden=True, help="Old spelling of --out."),
     encoder: Path = typer.Option(
@@ -43,22 +47,30 @@ def index(
         help="Local sentence-transformers model folder "
         "[default: multilingual-e5-small, converted offline on first use].",
     ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="List the files that would be indexed and why the others are not; changes nothing."
+    ),
 ) -> None:
     """Build or update the search index of a notes folder; only changed files are re-embedded.
 
     Example: notes-rag index corpus/
     """
-    from notes_rag.index.build import update_index
-    from notes_rag.index.encoder import load_encoder
-    from notes_rag.index.notes import scan_notes
+    from notes_rag.cli.index_listing import dry_run_listing, print_skipped, reported_skips
+    from notes_rag.index.notes import NOTE_SUFFIXES, walk_folder
 
     if out is not None and old_out is not None and out != old_out:
         raise NotesRagError("give the index folder once, with --out")
     out = out or old_out
     if not folder.is_dir():
         raise NotesRagError(f"notes folder not found: {folder}")
-    if not scan_notes(folder)[0]:
-        raise NotesRagError(f"no readable notes in {folder} (looked for .md, .markdown, .txt)")
+    if dry_run:  # reads the notes, loads no encoder: no torch, nothing written
+        console.print(dry_run_listing(folder, out))
+        return
+    if not walk_folder(folder, out)[0]:
+        raise NotesRagError(f"no readable notes in {folder} (looked for {', '.join(NOTE_SUFFIXES)})")
+    from notes_rag.index.build import update_index
+    from notes_rag.index.encoder import load_encoder
+
     with console.status("loading the encoder..."):
         enc = load_encoder(encoder)
     with Progress(
@@ -72,8 +84,7 @@ def index(
             str(encoder) if encoder else None,
             on_progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
-    for skipped in report.skipped:
-        err_console.print(f"[yellow]skipped[/] {skipped.path}: {skipped.reason}", highlight=False)
+    print_skipped(err_console, report.skipped)
     if report.rebuild_reason and report.rebuild_reason != "new index":
         console.print(f"[yellow]full rebuild:[/] {report.rebuild_reason}")
     table = Table(title=f"Index of {folder}", title_justify="left", show_header=False)
@@ -84,7 +95,7 @@ def index(
         ("files changed", len(report.changed)),
         ("files removed", len(report.removed)),
         ("files unchanged", report.unchanged),
-        ("files skipped", len(report.skipped)),
+        ("files skipped", len(reported_skips(report.skipped))),
         ("chunks embedded", report.chunks_embedded),
         ("chunks in index", report.chunks_total),
         ("seconds", f"{report.seconds:.1f}"),

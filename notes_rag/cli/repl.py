@@ -59,7 +59,7 @@ def sources_table(answer: Answer) -> Table:
     cut (they are how a citation is found): their columns take their whole width, headings wrap."""
     title = "closest passages (not used)" if answer.abstain_reason == "retrieval" else "sources"
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, box=None)
-    places = [f"{s.file}:{s.lines}" for s in answer.sources]
+    places = [s.citation for s in answer.sources]
     ranks = [str(s.rank) for s in answer.sources]
     table.add_column("#", justify="right", style="cyan", no_wrap=True, min_width=max(map(len, ranks), default=1))
     table.add_column("file:lines", no_wrap=True, min_width=max(map(len, places), default=10))
@@ -72,7 +72,7 @@ def sources_table(answer: Answer) -> Table:
 def source_text(answer: Answer, rank: int) -> Group:
     """One passage whole: its number, place, score and heading, then its text (markdown rendered)."""
     s = answer.sources[rank - 1]
-    head = Text(f"[{s.rank}] {s.file}:{s.lines} · {s.score:.3f} · {s.heading or '–'}", style="bold")
+    head = Text(f"[{s.rank}] {s.citation} · {s.score:.3f} · {s.heading or '–'}", style="bold")
     return Group(head, Padding(note_text(s.text), (0, 0, 0, 4)))
 
 

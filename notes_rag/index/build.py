@@ -21,8 +21,9 @@ import numpy as np
 
 from notes_rag.errors import NotesRagError
 from notes_rag.index import store
-from notes_rag.index.chunker import Chunk, chunk_note
+from notes_rag.index.chunker import Chunk
 from notes_rag.index.config import IndexConfig
+from notes_rag.index.documents import chunk_document
 from notes_rag.index.encoder import encode_passages, encoder_id
 from notes_rag.index.notes import NOTE_SUFFIXES, NoteFile, SkippedFile, scan_notes
 from notes_rag.lang import detect_lang
@@ -148,7 +149,7 @@ def update_index(
     start = time.perf_counter()
     folder = Path(folder)
     index_dir = Path(index_dir) if index_dir else default_index_dir(folder)
-    notes, skipped = scan_notes(folder)
+    notes, skipped = scan_notes(folder, index_dir)
     if not notes:
         kinds = ", ".join(NOTE_SUFFIXES)
         why = f"{len(skipped)} skipped as unreadable" if skipped else f"no {kinds} files"
@@ -191,7 +192,7 @@ def _add_files(conn: sqlite3.Connection, notes: list[NoteFile], emb: _Embedding)
     on_progress = emb.on_progress
     chunks: list[Chunk] = []
     for note in notes:
-        chunks.extend(chunk_note(note.text, note.path, emb.count_tokens, emb.max_tokens, emb.cfg))
+        chunks.extend(chunk_document(note.doc, note.path, emb.count_tokens, emb.max_tokens, emb.cfg))
         conn.execute(
             "INSERT INTO files(path, sha256, mtime, encoding) VALUES (?, ?, ?, ?)",
             (note.path, note.sha256, note.mtime, note.encoding),
@@ -203,7 +204,8 @@ def _add_files(conn: sqlite3.Connection, notes: list[NoteFile], emb: _Embedding)
         vectors = np.asarray(encode_passages(emb.encoder, [c.embed_text for c in batch]), dtype=np.float32)
         for chunk, vector in zip(batch, vectors):
             cur = conn.execute(
-                "INSERT INTO chunks(file, heading_path, line_start, line_end, text, lang) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO chunks(file, heading_path, line_start, line_end, text, lang, location)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     chunk.file,
                     json.dumps(list(chunk.heading_path), ensure_ascii=False),
@@ -211,6 +213,7 @@ def _add_files(conn: sqlite3.Connection, notes: list[NoteFile], emb: _Embedding)
                     chunk.line_end,
                     chunk.text,
                     detect_lang(chunk.embed_text),
+                    chunk.location,
                 ),
             )
             conn.execute("INSERT INTO vectors(chunk_id, vector) VALUES (?, ?)", (cur.lastrowid, vector.tobytes()))

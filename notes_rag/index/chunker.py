@@ -43,6 +43,9 @@ class Chunk:
     line_start: int  # 1-based, inclusive
     line_end: int  # 1-based, inclusive
     text: str
+    # Where a citation points in a file not cited by line: "p12" (PDF page), "cells 3-5" (notebook
+    # cells); "" for notes, cited as file:line_start-line_end (index/documents.py sets it).
+    location: str = ""
 
     @property
     def embed_text(self) -> str:
@@ -326,12 +329,14 @@ def chunk_note(
     count_tokens: Callable[[str], int],
     max_tokens: int,
     cfg: IndexConfig = IndexConfig(),
+    markdown: bool | None = None,
 ) -> list[Chunk]:
     """Split one note into chunks; `count_tokens` counts what the encoder sees for a passage
-    (prompt and special tokens included), which must stay within `max_tokens`."""
+    (prompt and special tokens included), which must stay within `max_tokens`. `markdown`:
+    whether headings are markdown's (None: by `is_markdown`; readers' documents always are)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     packer = _Packer(text, file, cfg, count_tokens, max_tokens)
-    for unit in _parse_units(text, is_markdown(text, file)):
+    for unit in _parse_units(text, is_markdown(text, file) if markdown is None else markdown):
         packer.add(unit)
     packer.flush(overlap=False, final=True)
     return packer.chunks

@@ -47,10 +47,12 @@ class Hit:
     line_end: int
     heading_path: tuple[str, ...]
     text: str
+    location: str = ""  # "p12", "cells 3-5" in files cited by page or cell (chunker.Chunk)
 
     @property
     def citation(self) -> str:
-        return f"{self.file}:{self.line_start}-{self.line_end}"
+        """`notes.md:12-18`, `slides.pdf:p12`, `nb.ipynb:cell 7`."""
+        return f"{self.file}:{self.location or f'{self.line_start}-{self.line_end}'}"
 
     def to_dict(self) -> dict:
         return {
@@ -62,6 +64,8 @@ class Hit:
             "line_end": self.line_end,
             "heading_path": list(self.heading_path),
             "text": self.text,
+            "location": self.location,
+            "citation": self.citation,
         }
 
 
@@ -142,6 +146,10 @@ class Retriever:
         self.index_dir, self.cfg = Path(index_dir), cfg
         self.conn = store.open_db(gen / "chunks.sqlite")
         self.meta = store.read_meta(self.conn)
+        if self.meta.get("schema") != store.SCHEMA_VERSION:  # its tables lack what this version reads
+            raise NotesRagError(
+                f"the index at {index_dir} is in an older format; update it with: notes-rag index NOTES_FOLDER"
+            )
         self.dense = store.to_gpu_if_available(
             store.load_dense(gen / "dense.faiss", self.meta["config"].get("ivf_nprobe", IndexConfig.ivf_nprobe))
         )
@@ -247,6 +255,7 @@ class Retriever:
                 rows[cid].line_end,
                 rows[cid].heading_path,
                 rows[cid].text,
+                rows[cid].location,
             )
             for rank, cid in enumerate(best, start=1)
         ]

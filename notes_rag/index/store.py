@@ -35,7 +35,8 @@ from notes_rag.fileio import atomic_write_json
 from notes_rag.index.config import IndexConfig
 from notes_rag.index.lexical import LexicalIndex
 
-SCHEMA_VERSION = 1
+# 2: chunks.location (PDF page, notebook cells); an index of an older format is rebuilt by `index`.
+SCHEMA_VERSION = 2
 CURRENT = "CURRENT.json"
 LOCK = "index.lock"
 
@@ -50,7 +51,8 @@ CREATE TABLE chunks (
     line_start INTEGER NOT NULL,
     line_end INTEGER NOT NULL,
     text TEXT NOT NULL,
-    lang TEXT NOT NULL            -- pl | en, of the chunk's text
+    lang TEXT NOT NULL,           -- pl | en, of the chunk's text
+    location TEXT NOT NULL DEFAULT ''  -- 'p12', 'cells 3-5'; '' when cited by lines
 );
 CREATE INDEX chunks_file ON chunks(file);
 CREATE TABLE vectors (            -- kept apart so chunk lookups at query time stay small
@@ -70,6 +72,7 @@ class ChunkRow:
     line_end: int
     text: str
     lang: str
+    location: str = ""  # see chunker.Chunk.location
 
 
 class IndexLock:
@@ -210,10 +213,10 @@ def fetch_chunks(conn: sqlite3.Connection, ids: list[int]) -> dict[int, ChunkRow
         return {}
     marks = ",".join("?" * len(ids))
     rows = conn.execute(
-        f"SELECT id, file, heading_path, line_start, line_end, text, lang FROM chunks WHERE id IN ({marks})",
+        f"SELECT id, file, heading_path, line_start, line_end, text, lang, location FROM chunks WHERE id IN ({marks})",
         [int(i) for i in ids],
     )
-    return {r[0]: ChunkRow(r[0], r[1], tuple(json.loads(r[2])), r[3], r[4], r[5], r[6]) for r in rows}
+    return {r[0]: ChunkRow(r[0], r[1], tuple(json.loads(r[2])), *r[3:]) for r in rows}
 
 
 def all_vectors(conn: sqlite3.Connection, dim: int) -> tuple[np.ndarray, np.ndarray]:
