@@ -2,6 +2,7 @@
 
 notes-rag index corpus/                  # index in corpus/.notes-rag (incremental on re-runs)
 notes-rag index ~/notes --out /tmp/idx   # index kept elsewhere; read it with --index /tmp/idx
+notes-rag index ~/notes --watch          # then keep it current as notes change (Ctrl-C stops)
 notes-rag search "Ile kosztował trening GPT-3?" -k 5 --mode hybrid
 notes-rag search "positional embeddings" --json | jq '.hits[0].file'
 """
@@ -15,7 +16,14 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console, Group, RenderableType
 from rich.padding import Padding
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -50,6 +58,12 @@ def index(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="List the files that would be indexed and why the others are not; changes nothing."
     ),
+    rebuild: bool = typer.Option(
+        False, "--rebuild", help="Re-embed every file (a damaged index is repaired without it)."
+    ),
+    watch: bool = typer.Option(
+        False, "--watch", help="Then keep watching FOLDER: changed, added and deleted files are re-indexed."
+    ),
 ) -> None:
     """Build or update the search index of a notes folder; only changed files are re-embedded.
 
@@ -73,8 +87,16 @@ def index(
 
     with console.status("loading the encoder..."):
         enc = load_encoder(encoder)
+    ignore_file_size_signal()
     with Progress(
-        TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True
+        TextColumn("embedding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
     ) as progress:
         task = progress.add_task("embed", total=None)
         report = update_index(
@@ -83,10 +105,13 @@ def index(
             enc,
             str(encoder) if encoder else None,
             on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+            rebuild=rebuild,
         )
     print_skipped(err_console, report.skipped)
     if report.rebuild_reason and report.rebuild_reason != "new index":
         console.print(f"[yellow]full rebuild:[/] {report.rebuild_reason}")
+    if report.repaired:
+        console.print(f"[yellow]repaired:[/] {report.repaired}")
     table = Table(title=f"Index of {folder}", title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("value", justify="right")
@@ -102,6 +127,19 @@ def index(
     ):
         table.add_row(what, str(value))
     console.print(table)
+    if watch:
+        from notes_rag.cli.index_watch import watch_and_report
+
+        watch_and_report(folder, out, enc, str(encoder) if encoder else None, console)
+
+
+def ignore_file_size_signal() -> None:
+    """Past a file size limit (`ulimit -f`) the kernel kills the writer with SIGXFSZ; ignored,
+    the write fails with EFBIG instead, which `index` reports in one line, old index kept."""
+    import signal
+
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 def _snippet(text: str, width: int = 160) -> Text:

@@ -5,11 +5,18 @@ hash: unchanged files keep their chunks and vectors, changed and new files are r
 re-embedded, chunks of deleted files are dropped. A different encoder or chunking config than the
 one the index was built with means a full rebuild. The result is written as a new generation and
 swapped in atomically (see `index.store`); nothing changes on disk when nothing changed.
+
+Before building on the live generation every file of it is checked against its manifest
+(`index.integrity`): a damaged `dense.faiss` or BM25 folder is rebuilt from the vectors stored in
+SQLite, a damaged `chunks.sqlite` or pointer means a full rebuild, as does `rebuild=True`. A
+failed write (full disk, file size limit) removes the half-written generation and raises one
+NotesRagError line; the live generation is untouched.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable
@@ -20,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from notes_rag.errors import NotesRagError
-from notes_rag.index import store
+from notes_rag.index import integrity, store
 from notes_rag.index.chunker import Chunk
 from notes_rag.index.config import IndexConfig
 from notes_rag.index.documents import chunk_document
@@ -42,6 +49,7 @@ class IndexReport:
     chunks_embedded: int = 0
     chunks_total: int = 0
     rebuild_reason: str | None = None  # why everything was re-embedded, None when incremental
+    repaired: str | None = None  # what of the live generation was damaged and rebuilt without re-embedding
     seconds: float = 0.0
 
 
@@ -113,6 +121,35 @@ def _compare(report: IndexReport, live: Path | None, meta: dict, current: dict[s
     report.unchanged = len(current) - len(report.added) - len(report.changed)
 
 
+def _live_state(index_dir: Path, rebuild: bool) -> tuple[Path | None, str | None, str | None]:
+    """(the generation to build on or None, why everything must be rebuilt, what must be
+    repaired): a damaged dense or BM25 part is rebuilt from the vectors SQLite holds; damage to
+    SQLite, its manifest or the pointer leaves nothing to build on."""
+    try:
+        live = store.current_generation(index_dir)
+    except integrity.DamagedIndex as e:
+        return None, f"the index was damaged ({e.what})", None
+    if live is None:
+        return None, None, None
+    if rebuild:
+        return None, "asked for (--rebuild)", None
+    problems = integrity.check_generation(live)
+    if not problems:
+        # An index written before manifests existed gets one the cheap way: a new generation.
+        return live, None, None if integrity.has_manifest(live) else "no integrity record (older index): added"
+    if all(p == "dense.faiss" or p.startswith("bm25") or p == "index" for p in problems):
+        return live, None, f"{integrity.describe(problems)}: rebuilt from the stored vectors"
+    return None, f"the index was damaged ({integrity.describe(problems)})", None
+
+
+def _write_error(index_dir: Path, e: BaseException) -> NotesRagError:
+    reason = (e.strerror if isinstance(e, OSError) else None) or str(e) or type(e).__name__
+    return NotesRagError(
+        f"could not write the index to {index_dir} ({reason}); the previous index is unchanged: "
+        "free some disk space and run again"
+    )
+
+
 def _write_generation(
     gen: Path, live: Path | None, report: IndexReport, todo: list[NoteFile], meta: dict, emb: _Embedding
 ) -> None:
@@ -142,10 +179,13 @@ def update_index(
     encoder_path: str | None = None,
     cfg: IndexConfig = IndexConfig(),
     on_progress: Callable[[int, int], None] | None = None,
+    rebuild: bool = False,
+    lock_wait_s: float = 0.0,
 ) -> IndexReport:
     """Index `folder` into `index_dir` (default `folder/.notes-rag`). `encoder_path` is recorded so
     searches load the same encoder (None: the default one). `on_progress(done, total)` is called
-    as chunks are embedded."""
+    as chunks are embedded (`total` is an estimate until every note is chunked).
+    `rebuild` re-embeds everything; `lock_wait_s` waits that long for another run to finish."""
     start = time.perf_counter()
     folder = Path(folder)
     index_dir = Path(index_dir) if index_dir else default_index_dir(folder)
@@ -158,24 +198,27 @@ def update_index(
     meta = _index_meta(encoder, encoder_path, cfg, max_tokens)
     report = IndexReport(skipped=skipped)
     current = {n.path: n for n in notes}
-    with store.IndexLock(index_dir):
+    with store.IndexLock(index_dir, lock_wait_s):
         store.remove_stale_generations(index_dir)
-        live = store.current_generation(index_dir)
+        live, forced, report.repaired = _live_state(index_dir, rebuild)
         _compare(report, live, meta, current)
-        if (
-            live is not None
-            and report.rebuild_reason is None
-            and not (report.added or report.changed or report.removed)
-        ):
+        report.rebuild_reason = forced or report.rebuild_reason
+        if report.rebuild_reason is None and not (report.repaired or report.added or report.changed or report.removed):
             with closing(store.open_db(live / "chunks.sqlite")) as conn:  # nothing to do
                 report.chunks_total = conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
         else:
-            gen = store.new_generation(index_dir)
             todo = [current[p] for p in report.added + report.changed]
-            _write_generation(
-                gen, live, report, todo, meta, _Embedding(encoder, count_tokens, max_tokens, cfg, on_progress)
-            )
-            store.commit_generation(index_dir, gen)
+            emb = _Embedding(encoder, count_tokens, max_tokens, cfg, on_progress)
+            gen = None
+            try:
+                gen = store.new_generation(index_dir)
+                _write_generation(gen, live, report, todo, meta, emb)
+                store.commit_generation(index_dir, gen)
+            except (OSError, sqlite3.Error) as e:
+                # Free the space the half-written generation took, unless it went live.
+                if gen is not None and store.live_generation_name(index_dir) != gen.name:
+                    shutil.rmtree(gen, ignore_errors=True)
+                raise _write_error(index_dir, e) from e
     report.seconds = time.perf_counter() - start
     return report
 
@@ -188,35 +231,48 @@ def _drop_files(conn: sqlite3.Connection, paths: list[str]) -> None:
 
 
 def _add_files(conn: sqlite3.Connection, notes: list[NoteFile], emb: _Embedding) -> int:
-    """Chunk, embed and insert `notes`; the number of chunks."""
-    on_progress = emb.on_progress
-    chunks: list[Chunk] = []
+    """Chunk, embed and insert `notes`, one batch of chunks at a time, so memory holds a batch,
+    not every chunk of a large folder; the number of chunks. `on_progress(done, total)` counts
+    chunks; until the last note is chunked `total` is an estimate (the notes left times the
+    chunks per character so far), so the bar and its ETA move from the first batch."""
+    chars_left = sum(len(n.text) for n in notes)
+    chars_seen, chunks_seen, embedded = 0, 0, 0
+    pending: list[Chunk] = []
     for note in notes:
-        chunks.extend(chunk_document(note.doc, note.path, emb.count_tokens, emb.max_tokens, emb.cfg))
         conn.execute(
             "INSERT INTO files(path, sha256, mtime, encoding) VALUES (?, ?, ?, ?)",
             (note.path, note.sha256, note.mtime, note.encoding),
         )
-    if on_progress:
-        on_progress(0, len(chunks))
-    for i in range(0, len(chunks), EMBED_BATCH):
-        batch = chunks[i : i + EMBED_BATCH]
-        vectors = np.asarray(encode_passages(emb.encoder, [c.embed_text for c in batch]), dtype=np.float32)
-        for chunk, vector in zip(batch, vectors):
-            cur = conn.execute(
-                "INSERT INTO chunks(file, heading_path, line_start, line_end, text, lang, location)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    chunk.file,
-                    json.dumps(list(chunk.heading_path), ensure_ascii=False),
-                    chunk.line_start,
-                    chunk.line_end,
-                    chunk.text,
-                    detect_lang(chunk.embed_text),
-                    chunk.location,
-                ),
-            )
-            conn.execute("INSERT INTO vectors(chunk_id, vector) VALUES (?, ?)", (cur.lastrowid, vector.tobytes()))
-        if on_progress:
-            on_progress(min(i + EMBED_BATCH, len(chunks)), len(chunks))
-    return len(chunks)
+        chunks = chunk_document(note.doc, note.path, emb.count_tokens, emb.max_tokens, emb.cfg)
+        pending += chunks
+        chars_seen, chunks_seen, chars_left = (
+            chars_seen + len(note.text),
+            chunks_seen + len(chunks),
+            chars_left - len(note.text),
+        )
+        while len(pending) >= EMBED_BATCH or (note is notes[-1] and pending):
+            batch, pending = pending[:EMBED_BATCH], pending[EMBED_BATCH:]
+            _insert_chunks(conn, batch, emb)
+            embedded += len(batch)
+            if emb.on_progress:
+                emb.on_progress(embedded, chunks_seen + round(chars_left * chunks_seen / max(chars_seen, 1)))
+    return embedded
+
+
+def _insert_chunks(conn: sqlite3.Connection, batch: list[Chunk], emb: _Embedding) -> None:
+    vectors = np.asarray(encode_passages(emb.encoder, [c.embed_text for c in batch]), dtype=np.float32)
+    for chunk, vector in zip(batch, vectors):
+        cur = conn.execute(
+            "INSERT INTO chunks(file, heading_path, line_start, line_end, text, lang, location)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                chunk.file,
+                json.dumps(list(chunk.heading_path), ensure_ascii=False),
+                chunk.line_start,
+                chunk.line_end,
+                chunk.text,
+                detect_lang(chunk.embed_text),
+                chunk.location,
+            ),
+        )
+        conn.execute("INSERT INTO vectors(chunk_id, vector) VALUES (?, ?)", (cur.lastrowid, vector.tobytes()))

@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from notes_rag.errors import NotesRagError
-from notes_rag.index import rerank, store
+from notes_rag.index import integrity, rerank, store
 from notes_rag.index.bilingual import Bilingual
 from notes_rag.index.config import MODES, IndexConfig, RetrievalConfig
 from notes_rag.index.encoder import encode_passages, encode_queries, encoder_id, load_query_encoder
-from notes_rag.index.lexical import STOPWORDS, LexicalIndex
+from notes_rag.index.lexical import STOPWORDS
 from notes_rag.index.rerank import Reranker, Signals
 from notes_rag.lang import detect_lang
 from notes_rag.question import is_follow_up, names, only_names
@@ -140,20 +140,15 @@ def _zfuse(rankings: list[tuple[dict[int, float], float, int]]) -> dict[int, flo
 
 class Retriever:
     def __init__(self, index_dir: Path, encoder=None, cfg: RetrievalConfig = RetrievalConfig()):
-        gen = store.current_generation(Path(index_dir))
-        if gen is None:
-            raise NotesRagError(f"no index at {index_dir}; build it with: notes-rag index NOTES_FOLDER")
         self.index_dir, self.cfg = Path(index_dir), cfg
-        self.conn = store.open_db(gen / "chunks.sqlite")
-        self.meta = store.read_meta(self.conn)
+        # checked against its manifest; a damaged index is one NotesRagError line (index/integrity.py)
+        live = integrity.open_generation(self.index_dir, IndexConfig.ivf_nprobe)
+        self.generation, self.conn, self.meta, self.lexical = live.generation, live.conn, live.meta, live.lexical
         if self.meta.get("schema") != store.SCHEMA_VERSION:  # its tables lack what this version reads
             raise NotesRagError(
                 f"the index at {index_dir} is in an older format; update it with: notes-rag index NOTES_FOLDER"
             )
-        self.dense = store.to_gpu_if_available(
-            store.load_dense(gen / "dense.faiss", self.meta["config"].get("ivf_nprobe", IndexConfig.ivf_nprobe))
-        )
-        self.lexical = LexicalIndex.load(gen / "bm25")
+        self.dense = store.to_gpu_if_available(live.dense)
         self.bilingual = Bilingual.load(Path(cfg.dict_dir)) if cfg.bilingual else None
         self.reranker = Reranker.load() if cfg.rerank else None
         self._last_queries: dict[str, np.ndarray] = {}  # the last search's query vectors, by text
@@ -175,6 +170,17 @@ class Retriever:
 
     def close(self) -> None:
         self.conn.close()
+
+    def refresh(self) -> bool:
+        """Reopen the index when `notes-rag index` (or `index --watch`) has made a new generation
+        live since this one was opened, so a running chat answers from the notes as they are
+        now; True when it did. Costs one small file read when nothing changed."""
+        if store.live_generation_name(self.index_dir) == self.generation.name:
+            return False
+        old = self.conn
+        self.__init__(self.index_dir, self.encoder, self.cfg)
+        old.close()
+        return True
 
     def chunks(self) -> list[tuple[str, str]]:
         """Every indexed (file, chunk text), in index order."""
@@ -277,6 +283,7 @@ class Retriever:
     def search_conversation(self, turns: list[str], k: int = 5, mode: str = "hybrid") -> SearchResult:
         """The k best chunks for the last of the user's `turns`, informed by the earlier ones."""
         self._check(mode, k)
+        self.refresh()
         signals, top_cosine = self.first_stage(turns, max(k, self.cfg.rerank_depth), mode)
         scores = signals.fused
         if self.reranker is not None and mode == "hybrid":

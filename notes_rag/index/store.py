@@ -5,6 +5,7 @@ An index folder (`notes/.notes-rag/`) holds complete, immutable *generations*:
     .notes-rag/
       CURRENT.json        {"generation": "gen-20261123-101500-ab12"}  (atomic pointer)
       index.lock          held with flock while an `index` run works
+      gen-.../MANIFEST.json   size, mtime, sha256 of each file below (index/integrity.py)
       gen-.../chunks.sqlite   files + chunks + their vectors + meta
       gen-.../dense.faiss     IndexIDMap over inner product (flat, or IVF when large)
       gen-.../bm25/           bm25s arrays/json + ids.npy
@@ -12,6 +13,7 @@ An index folder (`notes/.notes-rag/`) holds complete, immutable *generations*:
 An `index` run builds a new generation in a fresh folder and only then swaps `CURRENT.json`
 (write-to-temp + rename), so a crash, Ctrl-C or full disk at any point leaves the previous
 generation untouched and loadable; leftovers of interrupted runs are removed by the next run.
+The manifest is written before the swap, so every read of a generation can be checked against it.
 Nothing here is loaded with pickle: sqlite, `faiss.read_index`, numpy with allow_pickle=False, json.
 """
 
@@ -32,6 +34,7 @@ import numpy as np
 
 from notes_rag.errors import NotesRagError
 from notes_rag.fileio import atomic_write_json
+from notes_rag.index import integrity
 from notes_rag.index.config import IndexConfig
 from notes_rag.index.lexical import LexicalIndex
 
@@ -77,10 +80,12 @@ class ChunkRow:
 
 class IndexLock:
     """Exclusive lock on an index folder; the OS drops it if the process dies, so it never goes
-    stale. A second `index` run fails at once with a clear message instead of waiting."""
+    stale. By default a second `index` run fails at once with a clear message instead of
+    waiting; `wait_s` waits that long for the lock first (the watcher, whose updates can wait)."""
 
-    def __init__(self, index_dir: Path):
+    def __init__(self, index_dir: Path, wait_s: float = 0.0):
         self.path = Path(index_dir) / LOCK
+        self.wait_s = wait_s
         self._fd: int | None = None
 
     def __enter__(self) -> IndexLock:
@@ -88,14 +93,19 @@ class IndexLock:
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise NotesRagError(
-                f"another `notes-rag index` is already updating {self.path.parent} "
-                f"(lock {self.path}); wait for it to finish and run again"
-            ) from None
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise NotesRagError(
+                        f"another `notes-rag index` is already updating {self.path.parent} "
+                        f"(lock {self.path}); wait for it to finish and run again"
+                    ) from None
+                time.sleep(0.1)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
@@ -110,17 +120,28 @@ class IndexLock:
 # -- generations ---------------------------------------------------------------------------------
 
 
-def current_generation(index_dir: Path) -> Path | None:
+def live_generation_name(index_dir: Path) -> str | None:
+    """The name CURRENT.json points to (None without an index): one small read, cheap enough
+    to ask before every search whether the index was replaced."""
     pointer = Path(index_dir) / CURRENT
     try:
         name = json.loads(pointer.read_text(encoding="utf-8"))["generation"]
     except FileNotFoundError:
         return None
-    except (ValueError, KeyError, TypeError) as e:
-        raise NotesRagError(f"index pointer {pointer} is corrupt ({e}); delete {index_dir} and re-index") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise integrity.damaged_error(index_dir, f"{CURRENT} unreadable: {e}") from None
+    if not isinstance(name, str) or not name.startswith("gen-") or "/" in name:
+        raise integrity.damaged_error(index_dir, f"{CURRENT} names no generation")
+    return name
+
+
+def current_generation(index_dir: Path) -> Path | None:
+    name = live_generation_name(index_dir)
+    if name is None:
+        return None
     gen = Path(index_dir) / name
     if not gen.is_dir():
-        raise NotesRagError(f"index generation {gen} is missing; delete {index_dir} and re-index")
+        raise integrity.damaged_error(index_dir, f"its generation {name} is missing")
     return gen
 
 
@@ -150,16 +171,22 @@ def _fsync_tree(folder: Path) -> None:
 
 
 def commit_generation(index_dir: Path, gen: Path) -> None:
-    """Make `gen` the live index (one atomic rename), then delete the generations it replaced."""
+    """Record `gen`'s files in its manifest, make it the live index (one atomic rename), then
+    delete the generations it replaced."""
     _fsync_tree(gen)
+    integrity.write_manifest(gen)
     atomic_write_json(Path(index_dir) / CURRENT, {"generation": gen.name})
     remove_stale_generations(index_dir)
 
 
 def remove_stale_generations(index_dir: Path) -> None:
     """Delete every generation but the current one: replaced ones and interrupted runs' leftovers.
-    Call only while holding the lock."""
-    live = current_generation(index_dir)
+    Call only while holding the lock. With a damaged pointer nothing is deleted: the run that
+    repairs it commits a new generation and cleans up then."""
+    try:
+        live = current_generation(index_dir)
+    except NotesRagError:
+        return
     for path in Path(index_dir).glob("gen-*"):
         if path.is_dir() and path != live:
             shutil.rmtree(path, ignore_errors=True)
@@ -197,8 +224,14 @@ def encoder_path(index_dir: Path) -> str | None:
     gen = current_generation(Path(index_dir))
     if gen is None:
         raise NotesRagError(f"no index at {index_dir}; build it with: notes-rag index NOTES_FOLDER")
-    with closing(open_db(gen / "chunks.sqlite")) as conn:
-        return read_meta(conn).get("encoder_path")
+    problems = integrity.damage(gen)
+    if problems:
+        raise integrity.damaged_error(index_dir, integrity.describe(problems))
+    try:
+        with closing(open_db(gen / "chunks.sqlite")) as conn:
+            return read_meta(conn).get("encoder_path")
+    except integrity.READ_ERRORS as e:
+        raise integrity.damaged_error(index_dir, f"chunks.sqlite: {e}") from None
 
 
 def write_meta(conn: sqlite3.Connection, meta: dict) -> None:
@@ -220,12 +253,13 @@ def fetch_chunks(conn: sqlite3.Connection, ids: list[int]) -> dict[int, ChunkRow
 
 
 def all_vectors(conn: sqlite3.Connection, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    ids, vecs = [], []
-    for cid, blob in conn.execute("SELECT chunk_id, vector FROM vectors ORDER BY chunk_id"):
-        ids.append(cid)
-        vecs.append(np.frombuffer(blob, dtype=np.float32))
-    matrix = np.vstack(vecs) if vecs else np.zeros((0, dim), dtype=np.float32)
-    return np.asarray(ids, dtype=np.int64), matrix
+    # Filled in place: a list of rows then vstack would hold every vector twice.
+    n = conn.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+    ids, matrix = np.empty(n, dtype=np.int64), np.empty((n, dim), dtype=np.float32)
+    rows = conn.execute("SELECT chunk_id, vector FROM vectors ORDER BY chunk_id")
+    for i, (cid, blob) in enumerate(rows):
+        ids[i], matrix[i] = cid, np.frombuffer(blob, dtype=np.float32)
+    return ids, matrix
 
 
 # -- FAISS ---------------------------------------------------------------------------------------
@@ -265,7 +299,12 @@ def to_gpu_if_available(index: faiss.Index) -> faiss.Index:
 
 
 def save_dense(index: faiss.Index, path: Path) -> None:
-    faiss.write_index(index, str(path))
+    try:
+        faiss.write_index(index, str(path))
+    except RuntimeError as e:  # faiss reports a failed write (full disk) as RuntimeError
+        # its message ends with the OS's reason in parentheses: "... (No space left on device)"
+        reason = str(e).rstrip().rpartition("(")[2].rstrip(")") or integrity.short_error(e)
+        raise OSError(f"writing {path.name} failed: {reason}") from e
 
 
 def load_dense(path: Path, nprobe: int) -> faiss.Index:
