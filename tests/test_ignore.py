@@ -164,7 +164,7 @@ def test_dry_run_lists_and_writes_nothing(mixed):
     assert result.exit_code == 0, result.output
     out = result.output
     assert "Would index (4 files)" in out and "Not indexed (9)" in out
-    assert "PDF, 3 pages" in out and "notebook, 2 cells" in out and "PDF, 1 pages; no text layer on p2" in out
+    assert "PDF, 3 pages" in out and "notebook, 2 cells" in out and "PDF, 1 page; no text layer on p2" in out
     assert "no text layer: 0 pages indexed" in out and "encrypted PDF" in out and "ignored by .notes-ragignore:1" in out
     assert not (mixed / ".notes-rag").exists()
 

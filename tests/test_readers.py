@@ -159,3 +159,28 @@ def test_location_labels_and_plain_notes_unchanged():
     text = "# Notes\n\nA plain note about embeddings.\n"
     assert chunk_document(Document(text), "a.md", _count, 64) == chunk_note(text, "a.md", _count, 64)
     assert chunk_document(Document(text), "a.md", _count, 64)[0].location == ""
+
+
+def test_a_big_page_number_is_not_the_title():
+    from notes_rag.index.readers.pdf import page_text
+
+    lines = ["Attention heads", "each head attends on its own", "12"]
+    sized = [(20.0, "Attention heads"), (12.0, lines[1]), (40.0, "12")]
+    assert page_text(lines, sized).startswith("# Attention heads\n\neach head")
+
+
+def test_unchanged_pdfs_are_parsed_once(tmp_path, monkeypatch):
+    from notes_rag.index import notes as notes_mod
+    from notes_rag.index.readers import pdf as pdf_mod
+
+    calls = []
+    real = pdf_mod.read_pdf
+    monkeypatch.setattr(pdf_mod, "read_pdf", lambda data: calls.append(1) or real(data))
+    monkeypatch.setattr(notes_mod, "_parsed", {})
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    write_slide_deck(folder / "deck.pdf", DECK[:2])
+    first = notes_mod.scan_notes(folder)[0]
+    assert notes_mod.scan_notes(folder)[0] == first and len(calls) == 1
+    write_slide_deck(folder / "deck.pdf", DECK[3:])  # changed: read again
+    assert notes_mod.scan_notes(folder)[0][0].doc.segments[0].number == 1 and len(calls) == 2

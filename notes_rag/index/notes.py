@@ -29,6 +29,10 @@ from notes_rag.index.readers import (
 
 NOTE_SUFFIXES = SUPPORTED_SUFFIXES
 SNIFF_BYTES = 8192  # enough of an unsupported file to tell binary from text
+# Parsed PDFs and notebooks by content hash, for a process that scans the folder again and again
+# (`index --watch`): parsing costs ~8 ms a slide (docs/BENCHMARKS.md), hashing far less.
+PARSED_CACHE_FILES = 256
+_parsed: dict[tuple[str, str], tuple[Document, str]] = {}
 
 
 @dataclass(frozen=True)
@@ -128,10 +132,19 @@ def read_note(folder: Path, rel: str) -> NoteFile:
         mtime = path.stat().st_mtime
     except OSError as e:
         raise Unreadable(f"unreadable: {e.strerror or e}") from None
-    doc, encoding = read_document(data, rel)
+    sha = hashlib.sha256(data).hexdigest()
+    key = (sha, _suffix(rel))
+    parsed = _parsed.get(key)
+    if parsed is None:
+        parsed = read_document(data, rel)
+        if key[1] in (PDF_SUFFIX, NOTEBOOK_SUFFIX):
+            if len(_parsed) >= PARSED_CACHE_FILES:
+                _parsed.pop(next(iter(_parsed)))  # the oldest entry
+            _parsed[key] = parsed
+    doc, encoding = parsed
     if not doc.text.strip():
         raise Unreadable("empty", "empty")
-    return NoteFile(rel, doc, encoding, hashlib.sha256(data).hexdigest(), mtime)
+    return NoteFile(rel, doc, encoding, sha, mtime)
 
 
 def scan_notes(folder: Path, index_dir: Path | None = None) -> tuple[list[NoteFile], list[SkippedFile]]:
@@ -156,7 +169,8 @@ def describe(note: NoteFile) -> str:
     """What the index makes of a note, for `index --dry-run`: its kind and size, any pages left out."""
     doc = note.doc
     if doc.unit:
-        what = f"{'PDF' if doc.unit == 'page' else 'notebook'}, {len(doc.segments)} {doc.unit}s"
+        n = len(doc.segments)
+        what = f"{'PDF' if doc.unit == 'page' else 'notebook'}, {n} {doc.unit}{'s' if n != 1 else ''}"
     else:
         what = f"{'markdown' if _suffix(note.path) in ('.md', '.markdown') else 'text'}, {note.encoding}"
     return "; ".join((what, *doc.notes))

@@ -77,7 +77,7 @@ def _title_index(lines: list[str], sized: list[tuple[float, str]]) -> tuple[int,
     if sizes and top >= TITLE_SIZE_RATIO * statistics.median(sizes):
         big = {w for s, t in sized if s >= 0.95 * top for w in t.split()}
         for i, line in enumerate(lines):
-            if all(w in big for w in line.split()):
+            if any(ch.isalpha() for ch in line) and all(w in big for w in line.split()):  # not a page number
                 j = i + 1
                 while j < len(lines) and all(w in big for w in lines[j].split()):
                     j += 1  # a long title wraps onto a second line
