@@ -167,6 +167,7 @@ def test_a_big_page_number_is_not_the_title():
     lines = ["Attention heads", "each head attends on its own", "12"]
     sized = [(20.0, "Attention heads"), (12.0, lines[1]), (40.0, "12")]
     assert page_text(lines, sized).startswith("# Attention heads\n\neach head")
+    assert not page_text(["12", "a page of running text."], [(12.0, "12"), (12.0, "x")]).startswith("#")
 
 
 def test_unchanged_pdfs_are_parsed_once(tmp_path, monkeypatch):

@@ -77,13 +77,18 @@ def _title_index(lines: list[str], sized: list[tuple[float, str]]) -> tuple[int,
     if sizes and top >= TITLE_SIZE_RATIO * statistics.median(sizes):
         big = {w for s, t in sized if s >= 0.95 * top for w in t.split()}
         for i, line in enumerate(lines):
-            if any(ch.isalpha() for ch in line) and all(w in big for w in line.split()):  # not a page number
+            if any(ch.isalpha() for ch in line) and all(w in big for w in line.split()):
                 j = i + 1
                 while j < len(lines) and all(w in big for w in lines[j].split()):
                     j += 1  # a long title wraps onto a second line
                 return i, j
     first = lines[0]
-    if len(first.split()) <= TITLE_MAX_WORDS and not first.endswith(_NOT_TITLE_END) and not first.startswith(_BULLETS):
+    if (
+        len(first.split()) <= TITLE_MAX_WORDS
+        and any(ch.isalpha() for ch in first)  # a page number or a date is not a title
+        and not first.endswith(_NOT_TITLE_END)
+        and not first.startswith(_BULLETS)
+    ):
         return 0, 1
     return None
 
