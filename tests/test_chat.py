@@ -16,7 +16,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from notes_rag.chat import writer as answer_mod
 from notes_rag.chat.assistant import AnswerConfig, Assistant
 from notes_rag.chat.format import ABSTAIN, SYSTEM_PROMPT, Turn
 from notes_rag.chat.sessions import History, load_session, save_session, session_path
@@ -24,6 +23,7 @@ from notes_rag.cli.main import app
 from notes_rag.cli.repl import ChatState, run_command
 from notes_rag.errors import NotesRagError
 from notes_rag.index.search import Hit, SearchResult
+from notes_rag.model import engine as answer_mod  # the writer looks generate_copy up here as it writes
 from notes_rag.model import release
 from notes_rag.model.checkpoint import load_model, write_checkpoint
 from notes_rag.model.gpt import GPT, preset

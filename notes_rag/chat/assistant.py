@@ -28,12 +28,10 @@ from notes_rag.chat.quote import cited_quote
 from notes_rag.chat.writer import Written, no_answer_score, write
 from notes_rag.errors import NotesRagError
 from notes_rag.lang import detect_lang
-from notes_rag.model.checkpoint import load_model
-from notes_rag.model.engine import SamplingConfig
-from notes_rag.model.reader import encode
+from notes_rag.model.numpy_gpt import NumpyGPT, load_numpy_gpt
+from notes_rag.model.reader import READ_PASSAGES, encode
 from notes_rag.model.release import model_id, resolve_model
 from notes_rag.model.tokenizer import Tokenizer
-from notes_rag.sft.generator_data import READ_PASSAGES
 
 if TYPE_CHECKING:  # importing the index loads FAISS
     from notes_rag.index.search import SearchResult
@@ -146,10 +144,17 @@ class Assistant:
         if retriever is None:
             index_dir = resolve_index(index)  # cheap checks first: fail before slow loading
         folder = resolve_model(model)
-        gpt, tok, config = load_model(folder)
+        cfg = cfg or AnswerConfig()
+        # the quote answers: the model only scores abstention, which numpy does without torch
+        loaded = load_numpy_gpt(folder) if cfg.answer_with == "quote" else None
+        if loaded is None:
+            from notes_rag.model.checkpoint import load_model
+
+            loaded = load_model(folder)
+        gpt, tok, config = loaded
         if retriever is None:
             retriever = Retriever(index_dir)
-        return cls(retriever, gpt, tok, cfg or AnswerConfig(), model_id(folder, config), index_id(retriever.index_dir))
+        return cls(retriever, gpt, tok, cfg, model_id(folder, config), index_id(retriever.index_dir))
 
     @property
     def threshold(self) -> float | None:
@@ -228,6 +233,10 @@ class Assistant:
                 yield self._answer(r, ABSTAIN[r.lang], "model", "abstain", w)
                 return
         else:
+            from notes_rag.model.engine import SamplingConfig
+
+            if isinstance(self.model, NumpyGPT):  # opened to quote; writing needs the torch model
+                self.model = self.model.torch_model()
             sampling = SamplingConfig(
                 temperature=self.cfg.temperature, max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed
             )

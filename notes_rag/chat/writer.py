@@ -23,15 +23,20 @@ from __future__ import annotations
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 
 from notes_rag.chat.format import ABSTAIN, extract_citations, is_abstention
-from notes_rag.model.constraint import WordConstraint
-from notes_rag.model.engine import CopyDecoder, SamplingConfig, generate_copy, stream_text
+from notes_rag.model.numpy_gpt import NumpyGPT
 from notes_rag.model.reader import ReaderInput, copy_sources
 from notes_rag.model.tokenizer import SPECIAL_TOKENS, Tokenizer
 from notes_rag.text import words
+
+if TYPE_CHECKING:  # torch loads only to write an answer: the no-answer score runs without it
+    import torch
+
+    from notes_rag.model.engine import SamplingConfig
 
 LOOP_WORDS = 4  # a run of this many words written twice is a loop: stop before the second ends
 
@@ -74,20 +79,26 @@ def abstention_starts(tok: Tokenizer) -> list[int]:
     return sorted({tok.encode(text)[0] for text in ABSTAIN.values()})
 
 
-def abstention_margin(tok: Tokenizer, logp: torch.Tensor) -> float:
+def abstention_margin(tok: Tokenizer, logp: torch.Tensor | np.ndarray) -> float:
     """The no-answer score of a first step: log-odds of an abstention start against the best
     other token."""
     starts = abstention_starts(tok)
-    others = logp.clone()
+    logp = np.asarray(logp, dtype=np.float32)  # the torch model's tensor or the numpy model's array
+    others = logp.copy()
     others[starts] = float("-inf")
     return float(logp[starts].max() - others.max())
 
 
 def no_answer_score(model, tok: Tokenizer, inp: ReaderInput) -> float:
-    """The model's no-answer score for this input without writing the answer: one prefill."""
+    """The model's no-answer score for this input without writing the answer: one prefill, by
+    the numpy model when the chat loaded it (model/numpy_gpt.py), else by the torch one."""
     specials = {tok.special(s) for s in SPECIAL_TOKENS}
-    decoder = CopyDecoder(model, inp.ids, copy_sources(inp.ids, specials), inp.match)
-    return abstention_margin(tok, decoder.prefill())
+    mask = copy_sources(inp.ids, specials)
+    if isinstance(model, NumpyGPT):
+        return abstention_margin(tok, model.first_logprobs(inp.ids, mask, inp.match))
+    from notes_rag.model.engine import CopyDecoder
+
+    return abstention_margin(tok, CopyDecoder(model, inp.ids, mask, inp.match).prefill())
 
 
 def best_citation(text: str, passages: list[str]) -> int:
@@ -112,6 +123,9 @@ def write(
     `passages` are `inp`'s (label, text) passages, in its numbering, `questions` the question and
     the earlier one(s) it holds: their words are the ones the answer may use (not the system
     prompt's)."""
+    from notes_rag.model.constraint import WordConstraint
+    from notes_rag.model.engine import generate_copy, stream_text
+
     specials = [tok.special(s) for s in SPECIAL_TOKENS]
     copy_mask = copy_sources(inp.ids, set(specials))
     texts = [text for _, text in passages]

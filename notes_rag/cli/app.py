@@ -1,25 +1,159 @@
-"""The typer app every command module registers on, and the error handling around it.
+"""The typer app every command module registers on, its lazily loaded command list, and the
+error handling around it.
 
 Each command group lives in its own module of this package that only parses options, calls
-library functions and renders results; `main.py` imports them all. User errors
-(`NotesRagError`) print as one line and exit 1, Ctrl-C exits 130; `--debug` shows tracebacks.
+library functions and renders results; `main.py` names them (`command_modules`). A module is
+imported only when one of its commands runs: several import torch (2-3 s on a slow CPU), so
+`notes-rag --help`, `search` and `index` must not pay for `pretrain`. The command list of the
+top-level `--help` is read from the modules' source instead (`scan_commands`: each
+`@app.command` function's name and docstring), the student's commands first.
+
+User errors (`NotesRagError`) print as one line and exit 1, Ctrl-C exits 130; `--debug` shows
+tracebacks.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib
 import sys
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
+from typer.main import get_command_from_info, get_command_name
 
 from notes_rag.errors import NotesRagError
 
+# The top-level help lists these first, in this order, then the rest under TRAIN_PANEL.
+STUDY_PANEL = "Study your notes"
+STUDY_COMMANDS = ("index", "chat", "ask", "search", "quiz", "eval")
+TRAIN_PANEL = "Train and build the model"
+TRAIN_ORDER = ("speedrun", "pretrain", "finetune", "train-generator", "train-qg", "promote")
+# Wide enough that a 160-column terminal shows every description whole (click's default is 80).
+MAX_HELP_WIDTH = 200
+
+_modules: list[str] = []
+
+
+def command_modules(*names: str) -> None:
+    """Name the modules of this package that define commands (main.py calls it once)."""
+    _modules.extend(n for n in names if n not in _modules)
+
+
+@dataclass(frozen=True)
+class CommandEntry:
+    name: str
+    module: str
+    help: str  # the first paragraph of the docstring (or of `help=`), on one line
+    hidden: bool = False
+
+
+def _command_call(fn: ast.FunctionDef) -> ast.Call | None:
+    for dec in fn.decorator_list:
+        if isinstance(dec, ast.Call) and isinstance(dec.func, ast.Attribute) and dec.func.attr == "command":
+            if isinstance(dec.func.value, ast.Name) and dec.func.value.id == "app":
+                return dec
+    return None
+
+
+def _entry(fn: ast.FunctionDef, call: ast.Call, module: str) -> CommandEntry:
+    """Name and help as typer derives them: the first argument or `name=`, else the function
+    name with dashes; `help=`, else the docstring."""
+    kw = {k.arg: k.value.value for k in call.keywords if isinstance(k.value, ast.Constant)}
+    name = kw.get("name")
+    if call.args and isinstance(call.args[0], ast.Constant):
+        name = call.args[0].value
+    text = kw.get("help") or ast.get_docstring(fn) or ""
+    first = " ".join(text.strip().split("\n\n")[0].split())
+    return CommandEntry(name or get_command_name(fn.name), module, first, bool(kw.get("hidden", False)))
+
+
+@cache
+def scan_commands(modules: tuple[str, ...]) -> dict[str, CommandEntry]:
+    """Every `@app.command` of these modules (of this package), read from their source without
+    importing them."""
+    out: dict[str, CommandEntry] = {}
+    for module in modules:
+        path = Path(__file__).with_name(f"{module}.py")
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for fn in tree.body:
+            if isinstance(fn, ast.FunctionDef) and (call := _command_call(fn)) is not None:
+                entry = _entry(fn, call, module)
+                out[entry.name] = entry
+    return out
+
+
+def ordered(names: list[str]) -> list[tuple[str, list[str]]]:
+    """The help's panels: the student's commands in STUDY_COMMANDS order, then the rest (those in
+    TRAIN_ORDER first, in its order, then the others as found)."""
+    study = [n for n in STUDY_COMMANDS if n in names]
+    rest = [n for n in names if n not in study]
+    rest.sort(key=lambda n: TRAIN_ORDER.index(n) if n in TRAIN_ORDER else len(TRAIN_ORDER))
+    return [(panel, cmds) for panel, cmds in ((STUDY_PANEL, study), (TRAIN_PANEL, rest)) if cmds]
+
+
+class LazyGroup(TyperGroup):
+    """The root command group: a command module is imported when one of its commands is looked
+    up (to run it or show its own help), never to list them."""
+
+    def _index(self) -> dict[str, CommandEntry]:
+        return scan_commands(tuple(_modules))
+
+    def list_commands(self, ctx) -> list[str]:
+        names = [*self._index(), *(n for n in self.commands if n not in self._index())]
+        return [n for _, cmds in ordered(names) for n in cmds]
+
+    def get_command(self, ctx, cmd_name: str):
+        if self.commands.get(cmd_name) is None and cmd_name in self._index():
+            importlib.import_module(f"{__package__}.{self._index()[cmd_name].module}")
+            for info in app.registered_commands:  # the module's decorators registered them
+                name = info.name or get_command_name(info.callback.__name__)
+                if self.commands.get(name) is None:
+                    self.commands[name] = get_command_from_info(
+                        info, pretty_exceptions_short=app.pretty_exceptions_short, rich_markup_mode=app.rich_markup_mode
+                    )
+        return self.commands.get(cmd_name)
+
+    def resolve_command(self, ctx, args: list[str]):
+        """As typer's, but a mistyped command is matched against every command, not only the
+        modules imported so far."""
+        # every name, unloaded ones as None (get_command loads them), for typer's suggestion
+        self.commands = {**{n: None for n in self._index()}, **self.commands}
+        try:
+            return super().resolve_command(ctx, args)
+        finally:
+            self.commands = {n: c for n, c in self.commands.items() if c is not None}
+
+    def _listed(self, name: str) -> tuple[str, bool]:
+        """(help line, hidden) of a command, from its source, or from typer for one registered
+        some other way."""
+        entry = self._index().get(name)
+        if entry is not None:
+            return entry.help, entry.hidden
+        return self.commands[name].get_short_help_str(10_000), self.commands[name].hidden
+
+    def format_commands(self, ctx, formatter) -> None:
+        """One section per panel; each description whole (wrapped to the terminal, not cut)."""
+        listed = {n: self._listed(n) for n in self.list_commands(ctx)}
+        visible = [n for n, (_, hidden) in listed.items() if not hidden]
+        width = max(map(len, visible), default=0)  # names padded alike: both panels align
+        for panel, names in ordered(visible):
+            with formatter.section(panel):
+                formatter.write_dl([(n.ljust(width), listed[n][0]) for n in names])
+
+
 app = typer.Typer(
+    cls=LazyGroup,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
     # Plain click help: typer's rich help prints every flag as `--json <bool>`, as if it took a value.
     rich_markup_mode=None,
+    context_settings={"max_content_width": MAX_HELP_WIDTH},
     help="Chat with your study notes, answered by a GPT trained by this project.",
 )
 err_console = Console(stderr=True)

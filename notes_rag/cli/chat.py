@@ -15,6 +15,7 @@ from notes_rag.chat.sessions import History, load_session, read_session_file
 from notes_rag.cli import options
 from notes_rag.cli.app import app
 from notes_rag.cli.markup import note_text
+from notes_rag.cli.open_source import notes_root, supports_links
 from notes_rag.cli.repl import ChatState, console, debug_report, read_system, repl, sources_table
 from notes_rag.errors import NotesRagError
 from notes_rag.fileio import read_json
@@ -106,7 +107,8 @@ def ask_cmd(
     for earlier in _exchanges_text(turns[len(history) : -2]):
         console.print(earlier, style="dim")
     console.print(note_text(answer.text), soft_wrap=True)
-    console.print(sources_table(answer))
+    links = notes_root(assistant.retriever.index_dir) if supports_links(console) else None
+    console.print(sources_table(answer, links))
     if verbose:
         console.print(debug_report(answer))
 

@@ -22,6 +22,7 @@ from notes_rag.chat.answer import Answer
 from notes_rag.chat.assistant import AnswerConfig, Assistant
 from notes_rag.chat.sessions import History, input_history_file, load_session, save_session
 from notes_rag.cli.markup import note_text
+from notes_rag.cli.open_source import link_style, notes_root, open_source, supports_links
 from notes_rag.errors import NotesRagError
 from notes_rag.index.config import MODES
 
@@ -54,9 +55,10 @@ def _row_style(answer: Answer, rank: int) -> str:
     return "bold" if rank in answer.cited else ("dim" if rank > used else "")
 
 
-def sources_table(answer: Answer) -> Table:
+def sources_table(answer: Answer, root: Path | None = None) -> Table:
     """Compact panel: number, file:lines, heading; cited in bold. Number and file:lines are never
-    cut (they are how a citation is found): their columns take their whole width, headings wrap."""
+    cut (they are how a citation is found): their columns take their whole width, headings wrap.
+    With the notes folder `root`, each file:lines links to its file (cli/open_source.py)."""
     title = "closest passages (not used)" if answer.abstain_reason == "retrieval" else "sources"
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, box=None)
     places = [s.citation for s in answer.sources]
@@ -65,21 +67,23 @@ def sources_table(answer: Answer) -> Table:
     table.add_column("file:lines", no_wrap=True, min_width=max(map(len, places), default=10))
     table.add_column("heading", overflow="fold", ratio=1)
     for s, rank, place in zip(answer.sources, ranks, places):
-        table.add_row(rank, place, s.heading or "–", style=_row_style(answer, s.rank))
+        table.add_row(rank, Text(place, style=link_style(root, s)), s.heading or "–", style=_row_style(answer, s.rank))
     return table
 
 
-def source_text(answer: Answer, rank: int) -> Group:
-    """One passage whole: its number, place, score and heading, then its text (markdown rendered)."""
+def source_text(answer: Answer, rank: int, root: Path | None = None) -> Group:
+    """One passage whole: its number, place (linked to its file under `root`), score and heading,
+    then its text (markdown rendered)."""
     s = answer.sources[rank - 1]
-    head = Text(f"[{s.rank}] {s.citation} · {s.score:.3f} · {s.heading or '–'}", style="bold")
+    head = Text.assemble(f"[{s.rank}] ", (s.citation, link_style(root, s)), f" · {s.score:.3f} · {s.heading or '–'}")
+    head.stylize("bold")
     return Group(head, Padding(note_text(s.text), (0, 0, 0, 4)))
 
 
-def sources_text(answer: Answer) -> Group:
+def sources_text(answer: Answer, root: Path | None = None) -> Group:
     """`/sources`: every passage whole, one after another (a table would squeeze the text into a
     narrow column at 80 columns); cited ones bold, unused ones dim."""
-    return Group(*(Styled(source_text(answer, s.rank), _row_style(answer, s.rank)) for s in answer.sources))
+    return Group(*(Styled(source_text(answer, s.rank, root), _row_style(answer, s.rank)) for s in answer.sources))
 
 
 def debug_report(answer: Answer) -> Group | str:
@@ -108,6 +112,16 @@ class ChatState:
     verbose: bool = False
     done: bool = False
 
+    @property
+    def notes(self) -> Path:
+        """The notes folder the cited files are in."""
+        return notes_root(self.assistant.retriever.index_dir)
+
+    @property
+    def link_root(self) -> Path | None:
+        """The notes folder when the console shows hyperlinks, else None (no links)."""
+        return self.notes if supports_links(console) else None
+
 
 def cmd_help(state: ChatState, arg: str) -> str:
     return "\n".join(f"{usage:<16} {doc}" for usage, doc in HELP)
@@ -117,10 +131,18 @@ def cmd_sources(state: ChatState, arg: str):
     if state.last is None:
         return "no answer yet"
     if not arg:
-        return sources_text(state.last)
+        return sources_text(state.last, state.link_root)
     if not arg.isdigit() or not 1 <= int(arg) <= len(state.last.sources):
         return f"no passage {arg}; there are {len(state.last.sources)}"
-    return source_text(state.last, int(arg))
+    return source_text(state.last, int(arg), state.link_root)
+
+
+def cmd_open(state: ChatState, arg: str) -> str:
+    if state.last is None:
+        return "no answer yet"
+    if not arg.isdigit() or not 1 <= int(arg) <= len(state.last.sources):
+        return f"usage: /open N (1-{len(state.last.sources)}): passage N in $VISUAL or $EDITOR"
+    return open_source(state.notes, state.last.sources[int(arg) - 1])
 
 
 def cmd_k(state: ChatState, arg: str) -> str:
@@ -201,6 +223,7 @@ def cmd_exit(state: ChatState, arg: str) -> str:
 HELP = [
     ("/help", "this list"),
     ("/sources [N]", "passages of the last answer, whole (N: only that one)"),
+    ("/open N", "open passage N in $VISUAL / $EDITOR at its line"),
     ("/k N", "number of passages to retrieve"),
     ("/mode M", "retrieval mode: hybrid, dense or bm25"),
     ("/temp X", "sampling temperature (0 = greedy)"),
@@ -216,6 +239,7 @@ HELP = [
 COMMANDS: dict[str, Callable[[ChatState, str], object]] = {
     "help": cmd_help,
     "sources": cmd_sources,
+    "open": cmd_open,
     "k": cmd_k,
     "mode": cmd_mode,
     "temp": cmd_temp,
@@ -262,7 +286,7 @@ def answer_turn(state: ChatState, question: str) -> Answer | None:
     state.last = answer
     if answer.abstained and answer.abstain_reason == "retrieval":
         console.print("[dim](no passage was close enough to answer from)[/]")
-    console.print(sources_table(answer))
+    console.print(sources_table(answer, state.link_root))
     if state.verbose:
         console.print(debug_report(answer))
     return answer

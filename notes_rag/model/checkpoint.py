@@ -11,7 +11,6 @@ Folders are replaced atomically: written beside the target, then swapped in by r
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -20,19 +19,18 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-from notes_rag.errors import NotesRagError
 from notes_rag.fileio import atomic_write_json
+from notes_rag.model.folder import (  # noqa: F401  (the folder's names, read without torch; re-exported)
+    CONFIG_FILE,
+    FORMAT,
+    WEIGHTS_FILE,
+    CheckpointError,
+    read_config,
+    resolve_folder,
+)
 from notes_rag.model.gpt import GPT, GPTConfig
 from notes_rag.model.sharding import INDEX_FILE, read_weights, write_shards
 from notes_rag.model.tokenizer import TOKENIZER_FILE, Tokenizer, TokenizerError, load_tokenizer
-
-FORMAT = "notes-rag-gpt/1"
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-
-
-class CheckpointError(NotesRagError):
-    """A checkpoint folder cannot be used."""
 
 
 def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -108,31 +106,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def resolve_folder(folder: Path) -> Path:
-    """The folder itself, or its `.old` twin when a crash interrupted a swap."""
-    folder = Path(folder)
-    old = folder.with_name(folder.name + ".old")
-    if not folder.exists() and old.exists():
-        return old
-    return folder
-
-
-def read_config(folder: Path) -> dict:
-    folder = resolve_folder(folder)
-    path = folder / CONFIG_FILE
-    if not folder.is_dir():
-        raise CheckpointError(f"checkpoint folder not found: {folder}")
-    if not path.is_file():
-        raise CheckpointError(f"not a notes-rag checkpoint (no {CONFIG_FILE}): {folder}")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"corrupt {path}: {e}") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a {FORMAT} checkpoint config")
-    return config
 
 
 def load_model(folder: Path, device: str | torch.device = "cpu") -> tuple[GPT, Tokenizer, dict]:

@@ -10,7 +10,7 @@ import hashlib
 from pathlib import Path
 
 from notes_rag.errors import NotesRagError
-from notes_rag.model.checkpoint import CONFIG_FILE, resolve_folder
+from notes_rag.model.folder import CONFIG_FILE, resolve_folder
 
 
 def default_model_dir() -> Path:

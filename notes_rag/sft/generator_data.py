@@ -26,7 +26,7 @@ import torch
 
 from notes_rag.chat.format import Conversation
 from notes_rag.errors import NotesRagError
-from notes_rag.model.reader import copy_sources, encode
+from notes_rag.model.reader import READ_PASSAGES, copy_sources, encode
 from notes_rag.model.tokenizer import SPECIAL_TOKENS, Tokenizer
 from notes_rag.text import sentence_spans, words
 from notes_rag.train.batching import LengthBatches
@@ -36,11 +36,6 @@ _CITATION = re.compile(r"\[(\d+)\]")
 # under a heading line that repeats the passage's last heading (slides repeat their title).
 STYLES = (("prose", 0.25), ("lines", 0.35), ("bullets", 0.25), ("slide", 0.15))
 MIN_COPYABLE = 0.85  # share of an answer's words (citation aside) that must occur in the prompt
-# Passages the generator reads (chat: the top ones retrieved; training: the gold one and the first
-# distractors). On questions about corpus/ kept from the team, the top 3 held a two-line window with
-# every key fact for 0.79 of them, the top 1 for 0.67; each passage more costs ~150 prompt tokens
-# of training and prefill.
-READ_PASSAGES = 3
 
 
 def as_notes(text: str, label: str, rng: random.Random) -> str:

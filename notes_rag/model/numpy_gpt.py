@@ -1,0 +1,255 @@
+"""Our GPT's prompt pass in numpy: the no-answer score of the default answer path without torch.
+
+With `answer_with="quote"` (the release default) a chat turn runs the model only to read the
+passages once and score abstention (chat/writer.py `no_answer_score`): the first step's
+log-probabilities after the prompt. Importing torch alone takes 2-3 s on a slow CPU, longer
+than that whole pass, so `ask` and `chat` run it here: the same forward as model/gpt.py (RMSNorm
+without gain, rotary embedding then QK-norm, causal attention with grouped KV heads, ReLU²
+MLP, tied or untied head, match-flag embeddings) and the copy head's first step
+(model/copy_head.py `step_logprobs` with its `features`), in float32. Streamed generation
+(`answer_with="model"`) keeps the torch model (model/engine.py). tests/test_numpy_gpt.py keeps
+the two equal (logits and first-step log-probabilities to ~1e-5 on random tiny models).
+
+`load_numpy_gpt` reads a checkpoint folder that the torch loader would accept; anything else (an
+old weight layout, shards, a config it does not know) returns None, and the caller loads the
+torch model, whose loader reports what is wrong (model/checkpoint.py).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from notes_rag.model.folder import CONFIG_FILE, FORMAT, WEIGHTS_FILE
+from notes_rag.model.tokenizer import TOKENIZER_FILE, Tokenizer, TokenizerError, load_tokenizer
+
+# The torch model's constants (gpt.py N_MATCH_FLAGS, kernels.py EPS, copy_head.py FEATURES,
+# RUN_CAP, FEATURE_GAIN, LOG_EPS); tests/test_numpy_gpt.py asserts they are the same.
+N_MATCH_FLAGS = 4
+EPS = float(np.finfo(np.float32).eps)
+FEATURES = ("follows_last", "follows_last_two", "question_match", "longest_run")
+RUN_CAP = 8
+FEATURE_GAIN = 4.0
+LOG_EPS = 1e-30
+
+
+@dataclass(frozen=True)
+class NumpyShape:
+    """The config fields the forward needs (GPTConfig's names)."""
+
+    vocab_size: int
+    seq_len: int
+    n_layer: int
+    n_head: int
+    n_kv_head: int
+    n_embd: int
+    mlp_ratio: int
+    rope_base: float
+    copy_head: bool
+    copy_features: tuple[str, ...]
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @classmethod
+    def of(cls, model: dict) -> NumpyShape | None:
+        """From config.json's "model"; None unless it is a copy-head model this module runs."""
+        try:
+            fields = {f: model[f] for f in cls.__dataclass_fields__ if f != "copy_features"}
+            shape = cls(**fields, copy_features=tuple(model["copy_features"]))
+        except (KeyError, TypeError):
+            return None
+        if model.get("reader") or not shape.copy_head or set(shape.copy_features) - set(FEATURES):
+            return None
+        if shape.n_embd % shape.n_head or shape.n_head % shape.n_kv_head or shape.head_dim % 2:
+            return None
+        return shape
+
+
+def rms_norm(x: np.ndarray) -> np.ndarray:
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + EPS)
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    m = x.max(-1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(-1, keepdims=True))
+
+
+def log_sigmoid(z: float) -> float:
+    return float(-np.logaddexp(np.float32(0.0), np.float32(-z)))
+
+
+def run_lengths(ids: np.ndarray, t: int, cap: int = RUN_CAP) -> np.ndarray:
+    """(T,) for each source position j: how many of the tokens ids[t−k] (k = 0, 1, …) equal
+    ids[j−1−k] in a row, at most `cap` (copy_head.py `run_lengths`, one row)."""
+    j = np.arange(len(ids))
+    alive = np.ones(len(ids), bool)
+    run = np.zeros(len(ids), np.int64)
+    for k in range(cap):
+        if t - k < 0:
+            break
+        alive &= (j - 1 - k >= 0) & (ids[np.maximum(j - 1 - k, 0)] == ids[t - k])
+        if not alive.any():
+            break
+        run += alive
+    return run
+
+
+def features(names: tuple[str, ...], ids: np.ndarray, valid: np.ndarray, match: np.ndarray | None) -> np.ndarray:
+    """Copy-score features (T, F) at the last position (copy_head.py `features`, one row)."""
+    cap = RUN_CAP if "longest_run" in names else 2 if "follows_last_two" in names else 1
+    run = run_lengths(ids, len(ids) - 1, cap)
+    cols = []
+    for name in names:
+        if name == "follows_last":
+            cols.append(run >= 1)
+        elif name == "follows_last_two":
+            cols.append(run >= 2)
+        elif name == "question_match":
+            cols.append(match != 0 if match is not None else np.zeros(len(ids), bool))
+        else:  # longest_run
+            best = np.where(valid, run, 0).max()
+            cols.append((run == best) & (best >= 1))
+    return np.stack(cols, -1).astype(np.float32)
+
+
+class NumpyGPT:
+    """The copy-head GPT's prompt pass; `config` answers what a chat turn asks of a model."""
+
+    def __init__(self, shape: NumpyShape, weights: dict[str, np.ndarray], folder: Path | None = None):
+        self.config, self.w, self.folder = shape, weights, folder
+        half = shape.head_dim // 2
+        inv_freq = np.float32(shape.rope_base) ** (-np.arange(half, dtype=np.float32) / np.float32(half))
+        freqs = np.outer(np.arange(shape.seq_len, dtype=np.float32), inv_freq)
+        self.cos, self.sin = np.cos(freqs)[:, None, :], np.sin(freqs)[:, None, :]  # (T, 1, half)
+
+    def _rope_norm(self, x: np.ndarray) -> np.ndarray:
+        """x (T, H, D) rotated by position, then RMS-normalised per head (gpt.py QK-norm)."""
+        d = x.shape[-1] // 2
+        cos, sin = self.cos[: len(x)], self.sin[: len(x)]
+        x1, x2 = x[..., :d], x[..., d:]
+        return rms_norm(np.concatenate((x1 * cos + x2 * sin, x2 * cos - x1 * sin), axis=-1))
+
+    def _attention(self, layer: int, x: np.ndarray) -> np.ndarray:
+        c = self.config
+        T, H, Hk, D = len(x), c.n_head, c.n_kv_head, c.head_dim
+        qkv = (x @ self.w[f"blocks.{layer}.attn.c_qkv.weight"].T).reshape(T, H + 2 * Hk, D)
+        qk = self._rope_norm(qkv[:, : H + Hk])
+        q, k, v = qk[:, :H], qk[:, H:], qkv[:, H + Hk :]
+        rep = H // Hk  # query head h reads kv head h // rep (grouped-query attention)
+        k, v = np.repeat(k, rep, axis=1), np.repeat(v, rep, axis=1)
+        q, k, v = q.transpose(1, 0, 2), k.transpose(1, 0, 2), v.transpose(1, 0, 2)  # (H, T, D)
+        scores = (q @ k.transpose(0, 2, 1)) / np.float32(np.sqrt(D))
+        scores = np.where(np.tri(T, dtype=bool), scores, -np.inf)
+        y = (softmax(scores) @ v).transpose(1, 0, 2).reshape(T, H * D)
+        return y @ self.w[f"blocks.{layer}.attn.c_proj.weight"].T
+
+    def hidden(self, ids: list[int], match: list[int] | None = None) -> np.ndarray:
+        """ids (T,) -> normalised last hidden states (T, C) (gpt.py `hidden`)."""
+        if len(ids) > self.config.seq_len:
+            raise ValueError(f"sequence of {len(ids)} tokens exceeds the context of {self.config.seq_len}")
+        x = self.w["wte.weight"][np.asarray(ids)]
+        if match is not None:
+            bits = (np.asarray(match)[:, None] >> np.arange(N_MATCH_FLAGS)) & 1
+            x = x + bits.astype(np.float32) @ self.w["match_emb"]
+        for layer in range(self.config.n_layer):
+            x = x + self._attention(layer, rms_norm(x))
+            h = np.maximum(rms_norm(x) @ self.w[f"blocks.{layer}.mlp.c_fc.weight"].T, 0)
+            x = x + (h * h) @ self.w[f"blocks.{layer}.mlp.c_proj.weight"].T
+        return rms_norm(x)
+
+    def logits(self, ids: list[int]) -> np.ndarray:
+        """(T, V) output-head logits (gpt.py `forward` without targets)."""
+        return self.hidden(ids) @ self.w["lm_head.weight"].T
+
+    def first_logprobs(self, ids: list[int], copy_mask: list[bool], match: list[int] | None) -> np.ndarray:
+        """Log-probabilities (V,) of the answer's first token after the prompt `ids`: the mix of
+        the vocabulary and the copy attention over the `copy_mask` positions (engine.py
+        `CopyDecoder.prefill`)."""
+        h_all = self.hidden(ids, match)
+        h = h_all[-1]
+        lm_logp = log_softmax(h @ self.w["lm_head.weight"].T)
+        src = np.flatnonzero(np.asarray(copy_mask, bool))
+        if not len(src):
+            return lm_logp
+        ids_arr, C = np.asarray(ids), self.config.n_embd
+        keys = h_all[src] @ self.w["copy.key.weight"].T  # (S, C)
+        s = keys @ (self.w["copy.query.weight"] @ h) / np.float32(np.sqrt(C))
+        names = self.config.copy_features
+        if names:
+            valid = np.zeros(len(ids), bool)
+            valid[src] = True
+            feats = features(names, ids_arr, valid, None if match is None else np.asarray(match))[src]
+            s = s + feats @ (self.w["copy.feature_weight"] * np.float32(FEATURE_GAIN))
+        copy_p = np.zeros_like(lm_logp)
+        np.add.at(copy_p, ids_arr[src], softmax(s))
+        z = float(self.w["copy.gate.weight"][0] @ h + self.w["copy.gate.bias"][0])
+        mixed = np.logaddexp(log_sigmoid(z) + lm_logp, log_sigmoid(-z) + np.log(np.maximum(copy_p, LOG_EPS)))
+        return mixed.astype(np.float32)
+
+    def torch_model(self):
+        """The torch GPT of the same folder, for what this one cannot do (write an answer)."""
+        from notes_rag.model.checkpoint import load_model
+
+        return load_model(self.folder)[0]
+
+
+def _read_weights(path: Path) -> dict[str, np.ndarray] | None:
+    """A safetensors file's float32/float16 tensors as float32 arrays; None for anything else."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, TypeError):
+        return None
+    if any(a.dtype not in (np.float32, np.float16) for a in state.values()):
+        return None
+    return {k: np.ascontiguousarray(a, dtype=np.float32) for k, a in state.items()}
+
+
+def _expected_shapes(c: NumpyShape) -> dict[str, tuple[int, ...]]:
+    C, D, V, M = c.n_embd, c.head_dim, c.vocab_size, c.mlp_ratio * c.n_embd
+    out = {"wte.weight": (V, C), "lm_head.weight": (V, C), "match_emb": (N_MATCH_FLAGS, C)}
+    for i in range(c.n_layer):
+        out[f"blocks.{i}.attn.c_qkv.weight"] = ((c.n_head + 2 * c.n_kv_head) * D, C)
+        out[f"blocks.{i}.attn.c_proj.weight"] = (C, C)
+        out[f"blocks.{i}.mlp.c_fc.weight"] = (M, C)
+        out[f"blocks.{i}.mlp.c_proj.weight"] = (C, M)
+    out |= {"copy.query.weight": (C, C), "copy.key.weight": (C, C), "copy.gate.weight": (1, C), "copy.gate.bias": (1,)}
+    out["copy.feature_weight"] = (len(c.copy_features),)
+    return out
+
+
+def load_numpy_gpt(folder: Path) -> tuple[NumpyGPT, Tokenizer, dict] | None:
+    """(model, tokenizer, config dict) like checkpoint.load_model, or None when this folder is
+    not one the numpy model runs as it is (the caller then loads the torch model)."""
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        tok = load_tokenizer(folder / TOKENIZER_FILE)
+    except (OSError, ValueError, TokenizerError):
+        return None
+    if not isinstance(config, dict) or config.get("format") != FORMAT or not isinstance(config.get("model"), dict):
+        return None
+    shape = NumpyShape.of(config["model"])
+    if shape is None or tok.fingerprint != config.get("tokenizer") or tok.vocab_size != shape.vocab_size:
+        return None
+    weights = _read_weights(folder / WEIGHTS_FILE)
+    if weights is None:
+        return None
+    if config["model"].get("tie_embeddings", True):
+        weights.setdefault("lm_head.weight", weights["wte.weight"])
+    expected = _expected_shapes(shape)
+    if set(weights) != set(expected) or any(weights[k].shape != s for k, s in expected.items()):
+        return None
+    return NumpyGPT(shape, weights, folder), tok, config
