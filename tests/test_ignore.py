@@ -10,6 +10,7 @@ answer pipeline.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -247,3 +248,13 @@ def test_ask_cites_the_pdf_page_with_the_evidence(mixed, tiny_enc, tmp_path, tok
     assert "2000 steps" in ans.text
     assert ans.to_dict()["sources"][ans.cited[0] - 1]["citation"] == "slides.pdf:p3"
     retriever.close()
+    # the chat's sources table and /sources name the page too
+    from rich.console import Console
+
+    from notes_rag.cli.repl import source_text, sources_table
+
+    console = Console(record=True, width=120)
+    console.print(sources_table(ans))
+    console.print(source_text(ans, ans.cited[0]))
+    shown = console.export_text()
+    assert "slides.pdf:p3" in shown and not re.search(r"slides\.pdf:\d", shown)  # pages, never lines
