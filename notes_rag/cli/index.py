@@ -70,7 +70,7 @@ def index(
     Example: notes-rag index corpus/
     """
     from notes_rag.cli.index_listing import dry_run_listing, print_skipped, reported_skips
-    from notes_rag.index.notes import NOTE_SUFFIXES, walk_folder
+    from notes_rag.index.notes import NOTE_SUFFIXES, scan_notes
 
     if out is not None and old_out is not None and out != old_out:
         raise NotesRagError("give the index folder once, with --out")
@@ -80,7 +80,11 @@ def index(
     if dry_run:  # reads the notes, loads no encoder: no torch, nothing written
         console.print(dry_run_listing(folder, out))
         return
-    if not walk_folder(folder, out)[0]:
+    # Read before the encoder loads, so a folder with nothing to index fails at once, saying why;
+    # the run's own scan then finds PDFs and notebooks parsed (index/notes.py keeps them by hash).
+    notes, skipped = scan_notes(folder, out)
+    if not notes:
+        print_skipped(err_console, skipped)
         raise NotesRagError(f"no readable notes in {folder} (looked for {', '.join(NOTE_SUFFIXES)})")
     from notes_rag.index.build import update_index
     from notes_rag.index.encoder import load_encoder
