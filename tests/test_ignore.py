@@ -170,6 +170,19 @@ def test_dry_run_lists_and_writes_nothing(mixed):
     assert not (mixed / ".notes-rag").exists()
 
 
+def test_index_with_nothing_readable_says_why_before_loading_the_encoder(tmp_path, monkeypatch):
+    from notes_rag.cli.main import app
+    from notes_rag.index import encoder
+
+    monkeypatch.setattr(encoder, "load_encoder", lambda *a: pytest.fail("the encoder was loaded"))
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    write_slide_deck(folder / "handout.pdf", [None])
+    result = CliRunner().invoke(app, ["index", str(folder)], env={"COLUMNS": "200"})
+    assert result.exit_code == 1 and "no readable notes" in str(result.exception)
+    assert "handout.pdf: no text layer: 0 pages indexed" in result.output
+
+
 def test_dry_run_path_imports_no_torch(mixed):
     """What --dry-run runs (the listing: walk, readers, ignore rules) loads no torch, FAISS or encoder."""
     code = (

@@ -6,7 +6,8 @@ reads each supported file with its reader (`index.readers`: markdown and text de
 `fileio.decode_text`, UTF-8 then the legacy Polish encodings; PDFs; notebooks) and returns the
 notes with a sha256 of their bytes, and every file left out with its reason: hidden, ignored,
 unsupported type, binary, empty, no text layer, encrypted, corrupt, unreadable.
-`walk_folder` is the walk alone (no file is read), for a quick check before loading the encoder.
+`walk_folder` is the walk alone (no file is read). Parsed PDFs and notebooks are kept by content
+hash, so a process scanning again (the `index` command, `--watch`) parses only what changed.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from notes_rag.index.readers import (
     Unreadable,
 )
 
-NOTE_SUFFIXES = SUPPORTED_SUFFIXES
+NOTE_SUFFIXES = SUPPORTED_SUFFIXES  # the name index/build.py and the CLI know it by
 SNIFF_BYTES = 8192  # enough of an unsupported file to tell binary from text
-# Parsed PDFs and notebooks by content hash, for a process that scans the folder again and again
-# (`index --watch`): parsing costs ~8 ms a slide (docs/BENCHMARKS.md), hashing far less.
+# Parsed PDFs and notebooks by content hash, for a process that scans the folder more than once:
+# parsing costs ~8 ms a slide, 40-60 ms a page of dense text (docs/BENCHMARKS.md), hashing far less.
 PARSED_CACHE_FILES = 256
 _parsed: dict[tuple[str, str], tuple[Document, str]] = {}
 
