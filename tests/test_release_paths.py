@@ -106,7 +106,8 @@ def test_bf16_autocast_training_on_cpu(tok, tmp_path):
             return {"val_loss": float(m(ids[:, :-1], targets=ids[:, 1:]))}
 
     before = val_loss(model)["val_loss"]
-    cfg = TrainConfig(max_steps=8, batch_tokens=1024, eval_every=8, warmup_steps=1, lr=3e-3, precision="bf16")
+    # one micro-batch a step: bf16 is emulated (slow) on CPUs without bf16 instructions
+    cfg = TrainConfig(max_steps=8, batch_tokens=256, eval_every=8, warmup_steps=1, lr=3e-3, precision="bf16")
     result = train(model, tok, Source(), cfg, tmp_path / "run", val_loss)
     assert result["val_loss"] < before
     assert all(p.dtype == torch.float32 for p in model.parameters())  # fp32 master weights

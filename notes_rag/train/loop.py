@@ -40,8 +40,8 @@ from notes_rag.train.distributed import (  # noqa: F401  (setup_distributed: cal
 from notes_rag.train.interrupt import GracefulStop, StopFlag
 from notes_rag.train.optim import lr_factor, make_optimizer
 from notes_rag.train.plot import plot_losses
-from notes_rag.train.precision import autocast, uses_bf16
-from notes_rag.train.speed import StepLog, measure_matmul_flops
+from notes_rag.train.precision import autocast, matmul_peak, uses_bf16
+from notes_rag.train.speed import StepLog
 from notes_rag.train.state import Progress, Run, restore, save_state
 
 
@@ -154,7 +154,7 @@ class _Loop:
         self.flops_tok = self.raw.flops_per_token(x0.size(1))
         # MFU against the matmul rate of the precision the steps run in
         bf16 = uses_bf16(self.device, self.cfg.precision)
-        self.peak = measure_matmul_flops(self.device, dtype=torch.bfloat16 if bf16 else torch.float32)
+        self.peak = matmul_peak(self.device, torch.bfloat16 if bf16 else torch.float32)  # cached, time-boxed on CPU
         if self.d.master:
             self.console.print(
                 f"model {self.raw.num_params() / 1e6:.2f}M params | {self.flops_tok / 1e6:.1f} MFLOP/token | "

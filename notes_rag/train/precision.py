@@ -7,14 +7,23 @@ training steps of the model under both, and picks bf16 only when both say it is 
 On a CPU without bf16 instructions (no AVX512_BF16 / AMX-BF16 flag) torch emulates a bf16 matmul
 one element at a time: the probe alone stalled every training start for minutes (the test suite
 ran > 26 min on such a CPU). There bf16 can only lose, so `choose_precision` reads the CPU's flags
-first and measures nothing.
+and the instruction set torch's kernels dispatch to (`torch.backends.cpu.get_cpu_capability()`:
+AVX2 kernels do not use AVX512_BF16 even where the CPU has it) first, and measures nothing.
+
+The MFU denominator of every training start (`matmul_peak`) is a matmul rate too. On a CPU it is
+measured once per machine and kept in the user cache (`matmul-peak.json`, keyed by CPU model,
+torch version, dtype and threads; delete it to measure again), and the probe is time-boxed: it
+grows the matmul from 256² towards 2048² only while the next size fits `PROBE_BUDGET_S`, so an
+emulated bf16 matmul (about 1 GFLOP/s) costs about a second instead of minutes.
 Autocast keeps the weights, gradients and optimizer state in fp32; only the matmuls run in bf16,
 and the loop's non-finite-loss check still guards every step.
 """
 
 from __future__ import annotations
 
+import json
 import platform
+import re
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -23,6 +32,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from notes_rag.errors import NotesRagError
+from notes_rag.fileio import atomic_write_json
 from notes_rag.train.speed import measure_matmul_flops
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -61,24 +71,100 @@ class PrecisionChoice:
 
 # CPU flags (Linux /proc/cpuinfo names) of native bf16 arithmetic: x86 AVX512_BF16 / AMX-BF16, ARM BF16.
 _BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+# torch CPU capabilities whose kernels cannot use x86 bf16 instructions (torch.backends.cpu)
+_NO_BF16_CAPABILITIES = frozenset({"NO AVX", "DEFAULT", "AVX2"})
 
 
-def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
-    """Whether this CPU has bf16 instructions, from the flags line of /proc/cpuinfo.
+def _cpuinfo() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None, capability: str | None = None) -> bool:
+    """Whether bf16 matmuls run on bf16 instructions here: the CPU has them (the flags line of
+    /proc/cpuinfo) and, on x86, torch dispatches to AVX-512 kernels (`capability`; for this
+    machine `torch.backends.cpu.get_cpu_capability()`, which ATEN_CPU_CAPABILITY=avx2 lowers; for
+    a given `cpuinfo` the best its flags allow).
 
     Where the flags cannot be read (not Linux) we assume yes only on arm64 macOS (Apple M2 and
     later have BF16), so the probe then runs as before rather than being skipped blind."""
     if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-                cpuinfo = f.read()
-        except OSError:
+        cpuinfo = _cpuinfo()
+        if cpuinfo is None:
             return platform.system() == "Darwin" and platform.machine() == "arm64"
+        capability = capability or torch.backends.cpu.get_cpu_capability()
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
         if key.strip() in ("flags", "Features"):
-            return not _BF16_FLAGS.isdisjoint(value.split())
+            flags = set(value.split())
+            if _BF16_FLAGS.isdisjoint(flags):
+                return False
+            if "avx2" in flags or "avx512f" in flags:  # x86: the kernels torch picked must use them
+                capability = capability or ("AVX512" if flags & {"avx512f", "amx_bf16"} else "AVX2")
+                return capability.upper() not in _NO_BF16_CAPABILITIES
+            return True
     return False
+
+
+PROBE_BUDGET_S = 2.0  # at most this long for a CPU matmul probe (once per machine: it is cached)
+PROBE_START = 256  # the probe's first size; it doubles while the next one fits the budget
+PEAK_FILE = "matmul-peak.json"
+
+
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The CPU's model name (/proc/cpuinfo), else what the platform says."""
+    m = re.search(r"^model name\s*:\s*(.+)$", cpuinfo or _cpuinfo() or "", re.M)
+    return m.group(1).strip() if m else platform.processor() or platform.machine()
+
+
+def probe_matmul(dtype: torch.dtype, n: int = 2048, budget_s: float = PROBE_BUDGET_S, trials: int = 3) -> float:
+    """Best FLOP/s of square CPU matmuls, from PROBE_START² doubling towards n² while the next
+    size (8× the work, `trials` + 1 runs) still fits in what is left of `budget_s`."""
+    deadline = time.perf_counter() + budget_s
+    size, best = min(n, PROBE_START), 0.0
+    while True:
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        a @ b  # warm-up: first-call allocation and kernel selection
+        for _ in range(trials):
+            t = time.perf_counter()
+            a @ b
+            best = max(best, 2 * size**3 / max(time.perf_counter() - t, 1e-9))
+        next_cost = (trials + 1) * 2 * (2 * size) ** 3 / best
+        if size >= n or time.perf_counter() + next_cost > deadline:
+            return best
+        size *= 2
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048) -> float:
+    """The MFU denominator: the matmul FLOP/s of `device` in `dtype`. A GPU is measured each time
+    (well under a second); a CPU once per machine, time-boxed (`probe_matmul`), then read from
+    the user cache."""
+    if device.type != "cpu":
+        return measure_matmul_flops(device, dtype=dtype)
+    from notes_rag.index.encoder import cache_root  # the one user cache folder of notes-rag
+
+    path = cache_root() / PEAK_FILE
+    key = f"{cpu_model()} | torch {torch.__version__} | {dtype} | {torch.get_num_threads()} threads | n {n}"
+    try:
+        cached = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        cached = {}
+    if not isinstance(cached, dict):
+        cached = {}
+    entry = cached.get(key)
+    if isinstance(entry, dict) and isinstance(entry.get("flops"), int | float) and entry["flops"] > 0:
+        return float(entry["flops"])
+    flops = probe_matmul(dtype, n)
+    cached[key] = {"flops": flops, "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, cached)
+    except OSError:  # a read-only cache only costs the probe next time
+        pass
+    return flops
 
 
 def time_step(step: Callable[[], None], trials: int = 3) -> float:
