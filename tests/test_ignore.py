@@ -152,8 +152,10 @@ def test_skipped_report_lines_and_cap(tmp_path):
 
     console = Console(record=True, width=200)
     many = [SkippedFile(f"img{i:02}.png", "binary (.png)", "binary") for i in range(13)]
-    print_skipped(console, [SkippedFile(".git/", "hidden folder", "hidden"), *many])
+    partial = SkippedFile("mixed.pdf", "no text layer on p2 (left out)", "partial")
+    print_skipped(console, [SkippedFile(".git/", "hidden folder", "hidden"), partial, *many])
     out = console.export_text()
+    assert "partly indexed mixed.pdf: no text layer on p2 (left out)" in out
     assert "img00.png: binary (.png)" in out and "img09.png" in out and "img10.png" not in out
     assert "3 more (binary)" in out and ".git" not in out
 

@@ -170,6 +170,19 @@ def test_a_big_page_number_is_not_the_title():
     assert not page_text(["12", "a page of running text."], [(12.0, "12"), (12.0, "x")]).startswith("#")
 
 
+def test_a_wrapped_title_is_one_heading():
+    from notes_rag.index.readers.pdf import page_text
+
+    lines = ["Why residual connections", "help deep networks train", "- gradients flow through the skip path"]
+    sized = [(28.0, "Why residual connections"), (28.0, "help deep networks train"), (16.0, lines[2])]
+    assert page_text(lines, sized) == "# Why residual connections help deep networks train\n\n" + lines[2]
+    # a page of running text over a small footer: its body is not a title, whatever its font
+    body = ["Gradient descent moves the weights against", "the gradient, by a step the learning", "rate sets,"]
+    body += ["and repeats until the loss stops falling.", "page 3"]
+    text = page_text(body, [(12.0, " ".join(body[:4])), (8.0, "page 3")])
+    assert text.startswith("# Gradient descent moves the weights against\n\nthe gradient")  # its first line only
+
+
 def test_unchanged_pdfs_are_parsed_once(tmp_path, monkeypatch):
     from notes_rag.index import notes as notes_mod
     from notes_rag.index.readers import pdf as pdf_mod

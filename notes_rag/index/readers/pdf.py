@@ -28,8 +28,10 @@ from notes_rag.index.readers import Document, Segment, Unreadable
 
 # A title's font is at least this much larger than the body's (slide titles: 1.5-2x).
 TITLE_SIZE_RATIO = 1.2
-# Without a larger font, a first line of at most this many words can be the title.
+# Without a larger font, a first line of at most this many words can be the title; a title in
+# a larger font may wrap onto this many lines, of twice as many words in all.
 TITLE_MAX_WORDS = 10
+TITLE_MAX_LINES = 3
 _SPACES = re.compile(r"[ \t\u00a0]{2,}")
 _NOT_TITLE_END = tuple(".,;:")
 _BULLETS = tuple("•‣◦▪-–*·")
@@ -74,14 +76,17 @@ def _title_index(lines: list[str], sized: list[tuple[float, str]]) -> tuple[int,
         return None
     sizes = [s for s, t in sized for _ in range(len(t.strip()))]  # weighted by characters
     top = max(sizes, default=0.0)
-    if sizes and top >= TITLE_SIZE_RATIO * statistics.median(sizes):
+    body = [s for s in sizes if s < 0.95 * top]  # the rest of the page, however long the title
+    if body and top >= TITLE_SIZE_RATIO * statistics.median(body):
         big = {w for s, t in sized if s >= 0.95 * top for w in t.split()}
         for i, line in enumerate(lines):
             if any(ch.isalpha() for ch in line) and all(w in big for w in line.split()):
                 j = i + 1
                 while j < len(lines) and all(w in big for w in lines[j].split()):
                     j += 1  # a long title wraps onto a second line
-                return i, j
+                if j - i <= TITLE_MAX_LINES and sum(len(ln.split()) for ln in lines[i:j]) <= 2 * TITLE_MAX_WORDS:
+                    return i, j
+                break  # the page's body in a font larger than a small footer's: no title by size
     first = lines[0]
     if (
         len(first.split()) <= TITLE_MAX_WORDS
