@@ -52,6 +52,8 @@ def train_config(base: TrainConfig, *, steps: int | None, time_budget: str | Non
 
 
 _STEPS = typer.Option(None, "--steps", help="Stop after this many optimizer steps.")
+# the loop's progress is the run's elapsed training time over the budget (train/loop.py)
+_TOTAL = "With --resume it is the run's total, the time trained before included."
 _RESUME = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped.")
 _COMPILE = typer.Option(TrainConfig.compile, "--compile/--no-compile", help="torch.compile the model.")
 
@@ -62,7 +64,7 @@ def pretrain_cmd(
     out: Path = typer.Option(..., "--out", help="Run folder: tokenizer, shards, checkpoints, metrics, loss.png."),
     config: str = typer.Option(_PRE.model, "--config", help="Model preset: tiny, small, base, medium, large."),
     time_budget: str = typer.Option(
-        None, "--time-budget", help="Wall-clock budget, e.g. 90m or 2h; the schedule fits it."
+        None, "--time-budget", help=f"Training time, e.g. 90m or 2h; the schedule fits it. {_TOTAL}"
     ),
     steps: int = _STEPS,
     resume: bool = _RESUME,
@@ -129,7 +131,7 @@ def finetune_cmd(
         ..., "--data", help="Conversation JSONL files, or folders with train.jsonl/val.jsonl."
     ),
     out: Path = typer.Option(..., "--out", help="Run folder for checkpoints, metrics and loss.png."),
-    time_budget: str = typer.Option(None, "--time-budget", help="Wall-clock budget, e.g. 40m."),
+    time_budget: str = typer.Option(None, "--time-budget", help=f"Training time, e.g. 40m. {_TOTAL}"),
     steps: int = _STEPS,
     resume: bool = _RESUME,
     seq_len: int = typer.Option(_FT.seq_len, "--seq-len", help="Longest conversation kept, in tokens."),
@@ -172,7 +174,7 @@ def train_generator_cmd(
         ..., "--data", help="Conversation JSONL files, or folders with train.jsonl/val.jsonl."
     ),
     out: Path = typer.Option(..., "--out", help="Run folder for checkpoints, metrics and loss.png."),
-    time_budget: str = typer.Option(None, "--time-budget", help="Wall-clock budget, e.g. 70m."),
+    time_budget: str = typer.Option(None, "--time-budget", help=f"Training time, e.g. 70m. {_TOTAL}"),
     steps: int = _STEPS,
     resume: bool = _RESUME,
     lr: float = typer.Option(_GEN.train.lr, "--lr", help="Peak learning rate."),
