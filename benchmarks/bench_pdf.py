@@ -2,6 +2,7 @@
 
     python benchmarks/bench_pdf.py                 # 120 slides, 3 timed rounds
     python benchmarks/bench_pdf.py --slides 20 --rounds 1 --json out.json
+    python benchmarks/bench_pdf.py --pdf /usr/share/doc/*/*.pdf   # also the reader on real PDFs
 
 The deck (tests/slide_deck.py, fpdf2) has what lecture slides have: a large title, bullet lines
 that wrap, two-column comparison slides, Polish and English text, formulas' symbols. Each library
@@ -133,11 +134,28 @@ def score(slides: list[Slide], pages: list[tuple[str, str | None]]) -> dict:
     }
 
 
+def _real_pdf(path: Path, rounds: int) -> dict:
+    """notes-rag's reader on a real PDF: pages read, ms a page (median), pages given a heading."""
+    from notes_rag.index.readers.pdf import read_pdf
+
+    data = path.read_bytes()
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        doc = read_pdf(data)
+        times.append(time.perf_counter() - t0)
+    lines = doc.text.split("\n")
+    headed = sum(lines[s.line_start - 1].startswith("# ") for s in doc.segments)
+    n = len(doc.segments)
+    return {"pages": n, "ms_per_page": round(1000 * statistics.median(times) / n, 1), "pages_with_heading": headed}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--slides", type=int, default=120)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--pdf", type=Path, nargs="*", default=[], help="Also time the reader on these real PDFs.")
     args = ap.parse_args()
     import pdfplumber
     import pypdf
@@ -154,11 +172,13 @@ def main() -> None:
                 times.append(time.perf_counter() - t0)
             ms = round(1000 * statistics.median(times) / len(slides), 2)
             results[name] = {**score(slides, pages), "ms_per_page": ms}
+    real = {str(p): _real_pdf(p, args.rounds) for p in args.pdf}
     report = {
         "slides": args.slides,
         "rounds": args.rounds,
         "versions": {"pypdf": pypdf.__version__, "pdfplumber": pdfplumber.__version__},
         "results": results,
+        "real_pdfs": real,
     }
     print(f"{'library':<16}{'word acc':>10}{'lines kept':>12}{'titles':>8}{'2-spaces/pg':>13}{'ms/page':>9}")
     for name, r in results.items():
@@ -166,6 +186,8 @@ def main() -> None:
             f"{name:<16}{r['word_accuracy']:>10.3f}{r['lines_kept']:>12.3f}{r['titles_found']:>8.2f}"
             f"{r['double_spaces_per_page']:>13.2f}{r['ms_per_page']:>9.2f}"
         )
+    for path, r in real.items():
+        print(f"{path}: {r['pages']} pages, {r['ms_per_page']} ms/page, {r['pages_with_heading']} with a heading")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
