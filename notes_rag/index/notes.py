@@ -31,7 +31,7 @@ from notes_rag.index.readers import (
 NOTE_SUFFIXES = SUPPORTED_SUFFIXES  # the name index/build.py and the CLI know it by
 SNIFF_BYTES = 8192  # enough of an unsupported file to tell binary from text
 # Parsed PDFs and notebooks by content hash, for a process that scans the folder more than once:
-# parsing costs ~8 ms a slide, 40-60 ms a page of dense text (docs/BENCHMARKS.md), hashing far less.
+# parsing costs ~8 ms a slide, 55-60 ms a page of dense text (docs/BENCHMARKS.md), hashing far less.
 PARSED_CACHE_FILES = 256
 _parsed: dict[tuple[str, str], tuple[Document, str]] = {}
 
