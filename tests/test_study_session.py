@@ -1,0 +1,157 @@
+"""Study mode sessions end to end on a tiny index and a tiny random GPT: cards checked by the
+round trip through our chat, graded, scheduled; the `notes-rag quiz` session driven through a
+pty (question, typed answer, grade, next card, Ctrl-C saves); `--json`, `--export`, bad input."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import termios
+import time
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from notes_rag.cli.main import app
+from notes_rag.model.checkpoint import write_checkpoint
+from notes_rag.model.gpt import GPT, preset
+from notes_rag.study.session import QuizSession
+from notes_rag.study.store import StudyStore, db_path
+
+NOTES = {
+    "tokeny.md": "# Tokenizacja\n\n## Słownik\n\nSłownik to tabela odwzorowań, która przypisuje tokenom "
+    "identyfikatory.\n\nEmbeddingi to wektory liczb przypisane tokenom przez warstwę wejściową.\n",
+    "neurony.md": "# Neurony\n\n## Historia\n\nW 1943 roku Warren McCulloch i Walter Pitts zaproponowali "
+    "matematyczny model neuronu.\n\nPerceptron to model neuronu z progiem, który zaproponował Frank Rosenblatt.\n",
+    "llm.md": "# Language models\n\nA context window is the number of tokens a model reads at once.\n\n"
+    "GPT-3 was trained with 175 billion parameters on text from the web.\n",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory, tok):
+    torch.manual_seed(0)
+    model = GPT(preset("tiny", vocab_size=tok.vocab_size, seq_len=512, copy_head=True))
+    folder = tmp_path_factory.mktemp("model") / "best"
+    write_checkpoint(folder, model, tok, meta={"stage": "test", "step": 1})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_index(tmp_path_factory):
+    from tiny_encoder import build_tiny_encoder
+
+    from notes_rag.index.build import update_index
+    from notes_rag.index.encoder import load_encoder
+
+    root = tmp_path_factory.mktemp("notes")
+    enc = build_tiny_encoder(root / "enc")
+    notes = root / "notes"
+    notes.mkdir()
+    for name, text in NOTES.items():
+        (notes / name).write_text(text, encoding="utf-8")
+    update_index(notes, notes / ".notes-rag", load_encoder(enc), encoder_path=str(enc))
+    return notes / ".notes-rag"
+
+
+@pytest.fixture()
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOTES_RAG_DATA", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def test_session_cards_are_checked_graded_and_cached(tiny_index, tiny_ckpt, data_dir):
+    s = QuizSession.open(tiny_index, tiny_ckpt)
+    cards = []
+    while (c := s.next_card(timeout=120)) is not None:
+        cards.append(c)
+    assert cards, "no card passed the checks"
+    assert {c.lang for c in cards} <= {"pl", "en"} and all(c.file in NOTES for c in cards)
+    first = cards[0]
+    # (rejection is tested in test_study_grading: the tiny random encoder finds any two texts close)
+    assert s.grade(first, first.answer).accepted
+    s.record(first, "good", s.grade(first, first.answer), first.answer)
+    s.close()
+    again = QuizSession.open(tiny_index, tiny_ckpt)  # cached: the same cards, no checking needed
+    assert again.next_card(timeout=5).card_id != first.card_id  # the reviewed one is not due yet
+    again.close()
+    store = StudyStore(db_path(tiny_index))
+    assert len(store.reviews(first.card_id)) == 1 and len(store.cards()) == len(cards)
+
+
+def _read_until(fd, needle: bytes, timeout: float, buf: bytearray) -> bool:
+    end = time.time() + timeout
+    while needle not in buf and time.time() < end:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf.extend(chunk)
+    return needle in buf
+
+
+def _controlling_tty() -> None:
+    """In the child: a new session whose controlling terminal is the pty, so the \\x03 written
+    to it is a real Ctrl-C (the terminal sends SIGINT)."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+@pytest.mark.slow
+def test_quiz_through_a_pty_and_ctrl_c_saves(tiny_index, tiny_ckpt, data_dir):
+    master, slave = pty.openpty()
+    env = {**os.environ, "NOTES_RAG_DATA": str(data_dir), "COLUMNS": "100", "TERM": "xterm"}
+    cmd = [sys.executable, "-m", "notes_rag", "quiz", "--index", str(tiny_index), "--model", str(tiny_ckpt), "-n", "3"]
+    proc = subprocess.Popen(
+        cmd, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True, preexec_fn=_controlling_tty
+    )
+    os.close(slave)
+    screen = bytearray()
+    try:
+        assert _read_until(master, b"answer> ", 180, screen), screen.decode(errors="replace")
+        assert b"[1/3]" in screen
+        os.write(master, "tabela odwzorowań\n".encode())
+        assert _read_until(master, b"rating> ", 60, screen), screen.decode(errors="replace")
+        assert b"expected:" in screen and b"from " in screen
+        os.write(master, b"\n")  # Enter: the suggested rating
+        assert _read_until(master, b"next review", 30, screen)
+        del screen[: screen.rfind(b"next review")]
+        assert _read_until(master, b"answer> ", 120, screen), screen.decode(errors="replace")
+        assert b"[2/3]" in screen
+        os.write(master, b"\x03")  # Ctrl-C
+        assert proc.wait(timeout=60) == 0
+        _read_until(master, b"saved", 5, screen)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert b"1 review(s) saved" in screen, screen.decode(errors="replace")
+    store = StudyStore(db_path(tiny_index))
+    reviewed = [c for c in store.cards() if store.reviews(c.card_id)]
+    assert len(reviewed) == 1 and store.reviews(reviewed[0].card_id)[0]["typed"] == "tabela odwzorowań"
+
+
+def test_json_export_and_bad_input(tiny_index, tiny_ckpt, data_dir, tmp_path):
+    runner = CliRunner()
+    common = ["--index", str(tiny_index), "--model", str(tiny_ckpt)]
+    out = runner.invoke(app, ["quiz", "--json", "-n", "2", *common])
+    assert out.exit_code == 0, out.output
+    cards = json.loads(out.output)["cards"]
+    assert 1 <= len(cards) <= 2 and {"question", "answer", "place", "heading", "lang"} <= set(cards[0])
+    deck = tmp_path / "deck.apkg"
+    out = runner.invoke(app, ["quiz", "--export", str(deck), *common])
+    assert out.exit_code == 0 and deck.stat().st_size > 0, out.output
+    bad = runner.invoke(app, ["quiz", "--export", str(tmp_path / "nope" / "d.apkg"), *common])
+    assert bad.exit_code != 0 and "writable" in str(bad.exception)
+    missing = runner.invoke(app, ["quiz", "--index", str(tmp_path / "none")])
+    assert missing.exit_code != 0 and "no index" in str(missing.exception)
