@@ -273,3 +273,34 @@ def test_ask_cites_the_pdf_page_with_the_evidence(mixed, tiny_enc, tmp_path, tok
     console.print(source_text(ans, ans.cited[0]))
     shown = console.export_text()
     assert "slides.pdf:p3" in shown and not re.search(r"slides\.pdf:\d", shown)  # pages, never lines
+
+
+def test_an_index_from_before_page_citations(tmp_path, tiny_enc):
+    """An index of the previous format (no chunks.location, schema 1, no manifest): search says
+    how to update it in one line, and the next `index` run rebuilds it."""
+    import sqlite3
+
+    from notes_rag.errors import NotesRagError
+    from notes_rag.index import store
+    from notes_rag.index.build import update_index
+    from notes_rag.index.encoder import load_encoder
+    from notes_rag.index.search import Retriever
+
+    folder = _tree(tmp_path / "notes", {"a.md": "# A\n\nZebras have stripes.\n"})
+    enc = load_encoder(tiny_enc)
+    update_index(folder, None, enc, str(tiny_enc))
+    gen = store.current_generation(folder / ".notes-rag")
+    with sqlite3.connect(gen / "chunks.sqlite") as conn:
+        conn.executescript(
+            "CREATE TABLE old AS SELECT id, file, heading_path, line_start, line_end, text, lang FROM chunks;"
+            "DROP TABLE chunks; ALTER TABLE old RENAME TO chunks;"
+        )
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    (gen / "MANIFEST.json").unlink(missing_ok=True)
+    with pytest.raises(NotesRagError, match="older format; update it with: notes-rag index"):
+        Retriever(folder / ".notes-rag", encoder=enc)
+    report = update_index(folder, None, enc, str(tiny_enc))
+    assert report.rebuild_reason == "index format changed" and report.added == ["a.md"]
+    r = Retriever(folder / ".notes-rag", encoder=enc)
+    assert r.search("zebras", k=1, mode="bm25").hits[0].citation == "a.md:1-3"
+    r.close()
