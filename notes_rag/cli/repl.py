@@ -215,6 +215,12 @@ def cmd_debug(state: ChatState, arg: str):
     return "no answer yet" if state.last is None else debug_report(state.last)
 
 
+def cmd_quiz(state: ChatState, arg: str) -> str:
+    from notes_rag.cli.quiz import chat_quiz  # study mode loads only when asked for
+
+    return chat_quiz(state.assistant, arg, console)
+
+
 def cmd_exit(state: ChatState, arg: str) -> str:
     state.done = True
     return ""
@@ -233,6 +239,7 @@ HELP = [
     ("/load NAME", "load a saved conversation"),
     ("/history", "show the conversation"),
     ("/debug [on|off]", "prompt budget of the last answer; on/off: after every answer"),
+    ("/quiz [TOPIC]", "quiz yourself on the notes (or a topic); Ctrl-C ends it"),
     ("/exit", "quit (or Ctrl-D)"),
 ]
 
@@ -249,6 +256,7 @@ COMMANDS: dict[str, Callable[[ChatState, str], object]] = {
     "load": cmd_load,
     "history": cmd_history,
     "debug": cmd_debug,
+    "quiz": cmd_quiz,
     "exit": cmd_exit,
     "quit": cmd_exit,
 }
