@@ -152,14 +152,13 @@ def tokenizer_config(ckpt: E5Checkpoint, max_length: int) -> dict:
 
 def write_sentence_transformers_folder(ckpt: E5Checkpoint, out: Path) -> None:
     """Write the whole model folder into `out` (an empty directory the caller owns)."""
-    import torch
-    from safetensors.torch import save_file
+    from safetensors.numpy import save_file
 
     out = Path(out)
     max_len = ckpt.dims["max_positions"]
-    state = {k: torch.from_numpy(v).to(torch.float16) for k, v in bert_state_dict(ckpt).items()}
-    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
-    del state
+    # dequantized straight to fp16 and written from numpy: the same bytes as through torch, which
+    # took 1.9 s to import and 1.1 s to cast
+    save_file(bert_state_dict(ckpt, np.float16), str(out / "model.safetensors"), metadata={"format": "pt"})
 
     def dump(rel: str, obj) -> None:
         path = out / rel
