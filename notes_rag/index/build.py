@@ -164,9 +164,10 @@ def _write_generation(
         report.chunks_embedded = _add_files(conn, todo, emb)
         store.write_meta(conn, meta)
         conn.commit()
-        ids, vectors = store.all_vectors(conn, meta["dim"])
-        report.chunks_total = len(ids)
-        store.save_dense(store.build_dense(ids, vectors, emb.cfg), gen / "dense.faiss")
+        dense = store.dense_from_db(conn, meta["dim"], emb.cfg)
+        report.chunks_total = dense.ntotal
+        store.save_dense(dense, gen / "dense.faiss")
+        del dense  # before BM25 is built: the two largest structures need not coexist
         store.save_lexical(conn, gen / "bm25")
     finally:
         conn.close()

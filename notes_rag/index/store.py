@@ -25,6 +25,7 @@ import shutil
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,35 +253,51 @@ def fetch_chunks(conn: sqlite3.Connection, ids: list[int]) -> dict[int, ChunkRow
     return {r[0]: ChunkRow(r[0], r[1], tuple(json.loads(r[2])), *r[3:]) for r in rows}
 
 
-def all_vectors(conn: sqlite3.Connection, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    # Filled in place: a list of rows then vstack would hold every vector twice.
-    n = conn.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
-    ids, matrix = np.empty(n, dtype=np.int64), np.empty((n, dim), dtype=np.float32)
-    rows = conn.execute("SELECT chunk_id, vector FROM vectors ORDER BY chunk_id")
-    for i, (cid, blob) in enumerate(rows):
-        ids[i], matrix[i] = cid, np.frombuffer(blob, dtype=np.float32)
-    return ids, matrix
-
-
 # -- FAISS ---------------------------------------------------------------------------------------
+
+
+def _dense_shell(dim: int, n: int, cfg: IndexConfig, rows: Callable[[np.ndarray], np.ndarray]) -> faiss.Index:
+    """An empty (trained) index for `n` vectors; `rows(positions)` gives the training sample."""
+    if n >= cfg.approx_threshold:
+        nlist = int(round(n**0.5))
+        inner = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        # k-means needs ~40-60 points per list; a sample that size trains as well as all of them
+        sample = np.random.default_rng(0).choice(n, size=min(n, 64 * nlist), replace=False)
+        inner.train(rows(np.sort(sample)))
+        inner.nprobe = cfg.ivf_nprobe
+    else:
+        inner = faiss.IndexFlatIP(dim)
+    return faiss.IndexIDMap(inner)
 
 
 def build_dense(ids: np.ndarray, vectors: np.ndarray, cfg: IndexConfig) -> faiss.Index:
     """Exact inner-product search for small collections, IVF above `cfg.approx_threshold`."""
-    dim = vectors.shape[1]
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if len(ids) >= cfg.approx_threshold:
-        nlist = int(round(len(ids) ** 0.5))
-        inner = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        # k-means needs ~40-60 points per list; a sample that size trains as well as all of them
-        sample = np.random.default_rng(0).choice(len(ids), size=min(len(ids), 64 * nlist), replace=False)
-        inner.train(vectors[np.sort(sample)])
-        inner.nprobe = cfg.ivf_nprobe
-    else:
-        inner = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIDMap(inner)
+    index = _dense_shell(vectors.shape[1], len(ids), cfg, lambda pos: vectors[pos])
     if len(ids):
         index.add_with_ids(vectors, ids)
+    return index
+
+
+def _vectors_of(conn: sqlite3.Connection, ids: np.ndarray, dim: int) -> np.ndarray:
+    out = np.empty((len(ids), dim), dtype=np.float32)
+    where = {int(c): i for i, c in enumerate(ids)}
+    for start in range(0, len(ids), 900):  # SQLite's limit on query parameters is 999
+        part = [int(c) for c in ids[start : start + 900]]
+        marks = ",".join("?" * len(part))
+        for cid, blob in conn.execute(f"SELECT chunk_id, vector FROM vectors WHERE chunk_id IN ({marks})", part):
+            out[where[cid]] = np.frombuffer(blob, dtype=np.float32)
+    return out
+
+
+def dense_from_db(conn: sqlite3.Connection, dim: int, cfg: IndexConfig, batch: int = 8192) -> faiss.Index:
+    """`build_dense` over the vectors SQLite holds, read a batch at a time: the FAISS index holds
+    the only full copy (a 140k-chunk folder's vectors are 215 MB)."""
+    ids = np.fromiter((r[0] for r in conn.execute("SELECT chunk_id FROM vectors ORDER BY chunk_id")), dtype=np.int64)
+    index = _dense_shell(dim, len(ids), cfg, lambda pos: _vectors_of(conn, ids[pos], dim))
+    for start in range(0, len(ids), batch):
+        part = ids[start : start + batch]
+        index.add_with_ids(_vectors_of(conn, part, dim), part)
     return index
 
 
