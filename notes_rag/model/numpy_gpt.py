@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from notes_rag.model.folder import CONFIG_FILE, FORMAT, WEIGHTS_FILE
+from notes_rag.model.folder import CONFIG_FILE, FORMAT, WEIGHTS_FILE, resolve_folder
 from notes_rag.model.tokenizer import TOKENIZER_FILE, Tokenizer, TokenizerError, load_tokenizer
 
 # The torch model's constants (gpt.py N_MATCH_FLAGS, kernels.py EPS, copy_head.py FEATURES,
@@ -233,7 +233,7 @@ def _expected_shapes(c: NumpyShape) -> dict[str, tuple[int, ...]]:
 def load_numpy_gpt(folder: Path) -> tuple[NumpyGPT, Tokenizer, dict] | None:
     """(model, tokenizer, config dict) like checkpoint.load_model, or None when this folder is
     not one the numpy model runs as it is (the caller then loads the torch model)."""
-    folder = Path(folder)
+    folder = resolve_folder(Path(folder))  # its .old twin after an interrupted swap
     try:
         config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
         tok = load_tokenizer(folder / TOKENIZER_FILE)
