@@ -333,8 +333,10 @@ def load_dense(path: Path, nprobe: int) -> faiss.Index:
 
 
 def save_lexical(conn: sqlite3.Connection, folder: Path) -> None:
-    rows = conn.execute("SELECT id, heading_path, text FROM chunks ORDER BY id").fetchall()
+    ids = [r[0] for r in conn.execute("SELECT id FROM chunks ORDER BY id")]
+    rows = conn.execute("SELECT heading_path, text FROM chunks ORDER BY id")
     # Headings take part in BM25 like in the embedding: a chunk is about its section's topic.
-    texts = [" ".join(json.loads(hp)) + "\n" + text for _, hp, text in rows]
+    # The texts stream from SQLite: all of a large folder's would be one more copy of it in memory.
+    texts = (" ".join(json.loads(hp)) + "\n" + text for hp, text in rows)
     folder.mkdir()
-    LexicalIndex.build([r[0] for r in rows], texts).save(folder)
+    LexicalIndex.build(ids, texts).save(folder)
