@@ -11,7 +11,7 @@ from tiny_encoder import build_tiny_index
 from notes_rag.errors import NotesRagError
 from notes_rag.index.bilingual import Bilingual
 from notes_rag.index.lexicon import PACKAGED, Lexicon
-from notes_rag.index.lexicon_induction import induce
+from notes_rag.index.lexicon_induction import induce, mo_pairs
 from notes_rag.index.search import RetrievalConfig, Retriever
 
 PAIRS = [
@@ -60,6 +60,42 @@ def test_packaged_lexicon_carries_its_attribution_and_everyday_words():
     lex = Lexicon.load()
     assert {"psy", "psów"} & set(lex.lookup("dogs", "en"))
     assert "house" in lex.lookup("domu", "pl")
+
+
+def _write_mo(path: Path, messages: dict[str, str]) -> None:
+    """A GNU .mo catalogue (little-endian, no hash table) of `messages`, as msgfmt writes it."""
+    import struct
+
+    keys = sorted(messages)
+    ids, strs = b"", b""
+    offsets = []
+    for k in keys:
+        kb, vb = k.encode(), messages[k].encode()
+        offsets.append((len(ids), len(kb), len(strs), len(vb)))
+        ids += kb + b"\0"
+        strs += vb + b"\0"
+    n = len(keys)
+    start = 7 * 4 + 16 * n
+    table = b"".join(struct.pack("<2I", ln, start + o) for o, ln, _, _ in offsets)
+    table += b"".join(struct.pack("<2I", ln, start + len(ids) + o) for _, _, o, ln in offsets)
+    header = struct.pack("<7I", 0x950412DE, 0, n, 7 * 4, 7 * 4 + 8 * n, 0, 0)
+    path.write_bytes(header + table + ids + strs)
+
+
+def test_gettext_catalogues_give_clean_pairs(tmp_path):
+    _write_mo(
+        tmp_path / "app.mo",
+        {"": "Content-Type: text/plain; charset=UTF-8\n", "_Open file %s": "_Otwórz plik %s", "OK": "OK"},
+    )
+    _write_mo(tmp_path / "iso_3166.mo", {"Germany": "Niemcy"})  # names, not vocabulary: skipped
+    (tmp_path / "broken.mo").write_bytes(b"not a catalogue")
+    assert list(mo_pairs(tmp_path)) == [("Open file", "Otwórz plik")]
+
+
+def test_packaged_lexicon_knows_technical_words():
+    lex = Lexicon.load()
+    assert {"plik", "pliku"} & set(lex.lookup("file", "en"))
+    assert "layer" in lex.lookup("warstwy", "pl")
 
 
 def test_without_dictionaries_the_lexicon_still_translates(tmp_path):

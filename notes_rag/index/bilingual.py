@@ -237,14 +237,15 @@ class Bilingual:
     _english_to_polish: dict[str, list[str]] | None = None  # pol-eng read backwards, built at first need
 
     @classmethod
-    def load(cls, dict_dir: Path = DEFAULT_DICT_DIR, lexicon: bool = True) -> Bilingual | None:
-        """The dictionaries in `dict_dir` and the packaged lexicon; None when neither is there."""
+    def load(cls, dict_dir: Path = DEFAULT_DICT_DIR, lexicon: bool = True, lexicon_path: str = "") -> Bilingual | None:
+        """The dictionaries in `dict_dir` and the lexicon (`lexicon_path`, "" for the packaged
+        one); None when neither is there."""
         found = {}
         for name, (source, _target) in DICTIONARIES.items():
             d = Dictionary.read(Path(dict_dir), name)
             if d is not None:
                 found[source] = d
-        lex = Lexicon.load() if lexicon else None
+        lex = (Lexicon.load(Path(lexicon_path)) if lexicon_path else Lexicon.load()) if lexicon else None
         return cls(found, lex) if found or lex else None
 
     def reverse_lookup(self, word: str, lang: str) -> list[str]:

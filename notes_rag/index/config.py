@@ -84,6 +84,9 @@ class RetrievalConfig:
     # retrieval is exactly as with bilingual=False.
     bilingual: bool = True
     dict_dir: str = str(DEFAULT_DICT_DIR)
+    # The word lexicon file (`lexicon`); "" is the one packaged beside the module. Another path
+    # is for comparing lexicons (benchmarks/crosslingual_ablation.py).
+    lexicon: str = ""
     translated_weight: float = 0.5
     # The translated words also go through the dense encoder ("query: " + first translation of
     # each word): a same-language view for mE5, which matches across languages less well than
@@ -96,6 +99,24 @@ class RetrievalConfig:
     # half, mean MRR@10): rerank off -0.008, depth 10 -0.005, depth 30 the same; kept.
     rerank: bool = True
     rerank_depth: int = 20
+    # Both languages in the candidates (issue #23): when the notes hold both languages, the
+    # dense ranking also takes the `per_language` best chunks of each language, and the
+    # reranker also sees the `per_language_rerank` best-fused chunks of each language, so the
+    # other language's best passage is not outranked out of the list by same-language ones
+    # (mE5 ranks a same-language passage on the topic above the answering one in the other
+    # language). 0 turns either off. Not fitted: 10 and 3 were set before measuring (a handful
+    # per language is what the reranker can afford); alone, the step changed no hit@5 on dev2's
+    # fit half (it is what lets the next two reach the passage).
+    per_language: int = 10
+    per_language_rerank: int = 3
+    # The dense ranking fused after normalizing each language's cosines apart (search._by_language),
+    # and the reranker's coverage features counting a chunk that holds a translation of a question
+    # word as holding the word (search._with_translations). Chosen on dev2's fit half
+    # (benchmarks/crosslingual_ablation.py, 2026-12-02): cross-lingual hit@5 0.60 -> 0.80 each,
+    # 0.87 together, same-language hit@5 1.00 kept; checked on the external corpus (docs/EVAL.md,
+    # "Cross-lingual retrieval").
+    dense_by_language: bool = True
+    translated_coverage: bool = True
     # In a conversation the reranker also counts the previous turns' words, at this share of
     # their weight (the first stage likewise joins them to the question).
     history_word_weight: float = 0.5

@@ -1,8 +1,9 @@
 """The packaged English–Polish lexicon: word translations that need no dictionary install.
 
-`lexicon-en-pl.tsv` beside this module is induced from the Tatoeba sentence pairs of the
-training kit by `lexicon_induction` (`notes-rag lexicon --kit DIR`). Tatoeba sentences are
-CC BY 2.0 FR, "Tatoeba.org contributors"; the file's header says so. One line per source stem:
+`lexicon-en-pl.tsv` beside this module is induced by `lexicon_induction` from the training
+kit's Tatoeba sentence pairs (CC BY 2.0 FR, "Tatoeba.org contributors"), Debian's Polish
+gettext catalogues and the kit's documents in both languages (Python docs, GNOME help, the
+Debian handbook); the file's header names them and their licences. One line per source stem:
 
     lang<TAB>stem<TAB>translation translation ...     (lang: the source language, en | pl)
 
@@ -24,8 +25,11 @@ from notes_rag.index.lexical import stem
 
 PACKAGED = Path(__file__).with_name("lexicon-en-pl.tsv")
 HEADER = (
-    "# English-Polish word lexicon for notes-rag, induced with IBM Model 1 from Tatoeba sentence pairs\n"
-    "# (Tatoeba.org contributors, CC BY 2.0 FR, via the manythings.org eng-pol export).\n"
+    "# English-Polish word lexicon for notes-rag, induced with IBM Model 1 (notes_rag/index/lexicon_induction.py)\n"
+    "# from Tatoeba sentence pairs (Tatoeba.org contributors, CC BY 2.0 FR, via the manythings.org eng-pol export),\n"
+    "# Debian bookworm's Polish gettext catalogues (/usr/share/locale/pl/LC_MESSAGES/*.mo, each package's licence),\n"
+    "# and the kit's documents in both languages: Python 3.11 docs and python-docs-pl (PSF License 2),\n"
+    "# GNOME help and GNOME apps help (CC BY-SA 3.0), the Debian handbook (CC BY-SA 3.0).\n"
     "# lang<TAB>stem<TAB>translations, best first\n"
 )
 

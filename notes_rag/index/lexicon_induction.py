@@ -1,8 +1,20 @@
-"""Induce the packaged English–Polish lexicon from parallel sentence pairs (IBM Model 1).
+"""Induce the packaged English–Polish lexicon from parallel text (IBM Model 1).
 
-Runs offline, once, on the kit's Tatoeba pairs (`notes-rag lexicon --kit DIR`); its output is
-the small data file `lexicon.Lexicon` reads at query time, so cross-lingual retrieval works
-from `pip install` alone, with no dictionary packages and no network.
+Runs offline, once (`kit_pairs` then `induce`); its output is the small data file
+`lexicon.Lexicon` reads at query time, so cross-lingual retrieval works from `pip install`
+alone, with no dictionary packages and no network. The parallel text (`kit_pairs`):
+
+- the kit's Tatoeba sentence pairs (everyday vocabulary);
+- Debian's gettext translations (`/usr/share/locale/pl/LC_MESSAGES/*.mo`: English msgid,
+  Polish msgstr; `mo_pairs`): thousands of technical strings (file, key, package, install,
+  error, window, settings), aligned by construction. The ISO code lists (country and language
+  names) are left out: names, not vocabulary.
+- the kit's documents that exist in both languages (Python docs, GNOME help, GNOME apps help,
+  the Debian handbook), paired by page and paragraph by `align_data.kit_pairs` (the encoder's
+  parallel set), and split into sentence pairs where both paragraphs have as many sentences
+  (`document_pairs`): the prose vocabulary of technical writing (function, argument, window).
+
+Never reads the notes or the eval sets.
 
 IBM Model 1 (Brown et al., 1993) learns t(f | e), the probability that word e translates as
 word f, by expectation-maximisation over sentence pairs with every alignment equally likely a
@@ -17,15 +29,67 @@ direction rejects.
 
 from __future__ import annotations
 
+import gettext
+import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from notes_rag.index.lexical import STOPWORDS, stem
-from notes_rag.text import lowercase_words
+from notes_rag.sft.kit import read_jsonl_xz
+from notes_rag.text import lowercase_words, sentence_spans
 
 NULL = ""  # the empty word every source sentence carries
 PAIRS_FILE = "enpl_parallel_tatoeba.jsonl.xz"  # in the kit's sft/: {"en": ..., "pl": ...} per line
+LOCALE_DIR = Path("/usr/share/locale/pl/LC_MESSAGES")  # Debian's Polish gettext catalogues
+# printf / format placeholders and menu accelerators ("_Open", "&File") carry no words
+_PLACEHOLDER = re.compile(r"%(?:\([^)]*\))?[-+ #0-9.]*[a-zA-Z]|\{[^{}]*\}|[_&](?=\w)|\\n")
+MAX_STRING = 300  # longer msgids are help paragraphs whose word statistics dilute IBM Model 1
+
+
+def mo_pairs(locale_dir: Path = LOCALE_DIR) -> Iterator[tuple[str, str]]:
+    """(English, Polish) of every translated singular string of the .mo files in `locale_dir`,
+    each distinct pair once; placeholders and accelerators removed. Unreadable files skipped."""
+    seen: set[tuple[str, str]] = set()
+    for path in sorted(Path(locale_dir).glob("*.mo")):
+        if path.name.startswith("iso_"):
+            continue
+        try:
+            with path.open("rb") as f:
+                catalog = gettext.GNUTranslations(f)._catalog
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        for msgid, msgstr in catalog.items():
+            if not isinstance(msgid, str) or not msgid or not msgstr or len(msgid) > MAX_STRING:
+                continue
+            pair = (" ".join(_PLACEHOLDER.sub(" ", msgid).split()), " ".join(_PLACEHOLDER.sub(" ", msgstr).split()))
+            if pair[0] and pair[0] != pair[1] and pair not in seen:
+                seen.add(pair)
+                yield pair
+
+
+def _sentences(text: str) -> list[str]:
+    return [text[a:b] for a, b in sentence_spans(text)]
+
+
+def document_pairs(pretrain_dir: Path) -> Iterator[tuple[str, str]]:
+    """(English, Polish) sentence or paragraph pairs of the kit's documents in both languages:
+    aligned paragraphs, cut into sentences where both have as many (word statistics are
+    sharper over a sentence than over a paragraph)."""
+    from notes_rag.index.align_data import AlignDataConfig, kit_pairs
+
+    for _key, pair in kit_pairs(AlignDataConfig(kit_dir=Path(pretrain_dir))):
+        en, pl = _sentences(pair.en), _sentences(pair.pl)
+        yield from zip(en, pl) if len(en) == len(pl) > 1 else [(pair.en, pair.pl)]
+
+
+def kit_pairs(kit: Path, locale_dir: Path = LOCALE_DIR) -> Iterator[tuple[str, str]]:
+    """Every (English, Polish) pair the lexicon is induced from: Tatoeba, the .mo strings and the
+    kit's bilingual documents (module docstring); `kit` is the data kit folder (sft/, pretrain/)."""
+    yield from ((r["en"], r["pl"]) for r in read_jsonl_xz(Path(kit) / "sft" / PAIRS_FILE))
+    yield from mo_pairs(locale_dir)
+    yield from document_pairs(Path(kit) / "pretrain")
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 from notes_rag.errors import NotesRagError
@@ -31,7 +32,7 @@ from notes_rag.index import integrity, rerank, store
 from notes_rag.index.bilingual import Bilingual
 from notes_rag.index.config import MODES, IndexConfig, RetrievalConfig
 from notes_rag.index.encoder import encode_passages, encode_queries, encoder_id, load_query_encoder
-from notes_rag.index.lexical import STOPWORDS
+from notes_rag.index.lexical import STOPWORDS, QueryWord
 from notes_rag.index.rerank import Reranker, Signals
 from notes_rag.lang import detect_lang
 from notes_rag.question import is_follow_up, names, only_names
@@ -149,9 +150,11 @@ class Retriever:
                 f"the index at {index_dir} is in an older format; update it with: notes-rag index NOTES_FOLDER"
             )
         self.dense = store.to_gpu_if_available(live.dense)
-        self.bilingual = Bilingual.load(Path(cfg.dict_dir)) if cfg.bilingual else None
+        self.bilingual = Bilingual.load(Path(cfg.dict_dir), lexicon_path=cfg.lexicon) if cfg.bilingual else None
         self.reranker = Reranker.load() if cfg.rerank else None
         self._last_queries: dict[str, np.ndarray] = {}  # the last search's query vectors, by text
+        self._ids, self._langs = self._chunk_langs()
+        self._lang_params = self._language_selectors() if cfg.per_language else {}
         self.encoder = encoder if encoder is not None else load_query_encoder(self.meta["encoder_path"])
         if encoder_id(self.encoder) != self.meta["encoder"]:
             raise NotesRagError(
@@ -193,16 +196,52 @@ class Retriever:
             votes.setdefault(file, {})[lang] = n
         return {f: max(v, key=v.get) for f, v in votes.items()}
 
+    # -- languages -----------------------------------------------------------------------------
+    def _chunk_langs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Chunk ids (sorted) and their languages, for `lang_of`; 1M chunks take ~10 MB."""
+        rows = self.conn.execute("SELECT id, lang FROM chunks ORDER BY id").fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows])
+
+    def lang_of(self, ids: list[int]) -> list[str]:
+        """The language of each chunk id (as the index recorded it)."""
+        pos = np.searchsorted(self._ids, np.asarray(ids, dtype=np.int64))
+        return [str(x) for x in self._langs[np.minimum(pos, len(self._ids) - 1)]] if len(self._ids) else []
+
+    def _language_selectors(self) -> dict[str, faiss.SearchParameters]:
+        """FAISS search parameters restricting the dense search to one language's chunks, per
+        language, when the index holds more than one (else none are needed). An index FAISS
+        cannot restrict (on a GPU) gets none: its exact scan then goes without."""
+        langs = sorted(set(self._langs.tolist()))
+        if len(langs) < 2 or not isinstance(self.dense, faiss.IndexIDMap):
+            return {}
+        inner = faiss.downcast_index(self.dense.index)
+        if not isinstance(inner, (faiss.IndexFlat, faiss.IndexIVF)):
+            return {}
+        out = {}
+        for lang in langs:
+            sel = faiss.IDSelectorBatch(self._ids[self._langs == lang])
+            if isinstance(inner, faiss.IndexIVF):
+                out[lang] = faiss.SearchParametersIVF(sel=sel, nprobe=inner.nprobe)
+            else:
+                out[lang] = faiss.SearchParameters(sel=sel)
+        return out
+
     # -- rankings ------------------------------------------------------------------------------
     def _dense(self, queries: list[str], n: int) -> list[dict[int, float]]:
-        """Top-n chunks per query with their cosine, best first."""
+        """Top-n chunks per query with their cosine, plus each language's best `per_language`
+        when the notes hold both (`_language_selectors`)."""
         vectors = np.asarray(encode_queries(self.encoder, queries), dtype=np.float32)
         self._last_queries = dict(zip(queries, vectors))
         n = min(n, self.dense.ntotal)
         if n == 0:
             return [{} for _ in queries]
         scores, ids = self.dense.search(vectors, n)
-        return [{int(i): float(s) for s, i in zip(srow, irow) if i >= 0} for srow, irow in zip(scores, ids)]
+        out = [{int(i): float(s) for s, i in zip(srow, irow) if i >= 0} for srow, irow in zip(scores, ids)]
+        for params in self._lang_params.values():
+            scores, ids = self.dense.search(vectors, min(self.cfg.per_language, n), params=params)
+            for found, srow, irow in zip(out, scores, ids):
+                found.update((int(i), float(s)) for s, i in zip(srow, irow) if i >= 0)
+        return out
 
     def similarity(self, query: str, texts: list[str]) -> np.ndarray:
         """Cosines of `texts` (as passages) to `query` under the index's encoder."""
@@ -235,6 +274,8 @@ class Retriever:
         bm25 = dict(self.lexical.search(query, self.cfg.candidates))
         translated = dict(self.lexical.search_groups(groups, self.cfg.candidates)) if groups else {}
         c = self.cfg
+        if c.dense_by_language:
+            dense = self._by_language(dense)
         if mode == "bm25":
             fused = _zfuse([(bm25, 1.0, n), (translated, c.translated_weight, n)]) if translated else bm25
             return fused, bm25, translated
@@ -310,10 +351,57 @@ class Retriever:
         # A chunk holding one of the question's rare words is always a candidate, however low
         # fusion put it: an exact match of a rare term (acronym, name, number) must get a hearing.
         ids += sorted({c for w in signals.words if rerank.is_rare(w) for c in w.chunks} - set(ids))
+        ids += [c for c in self._best_per_language(signals.fused) if c not in ids]
         rows = store.fetch_chunks(self.conn, ids)
         texts = {c: r.text for c, r in rows.items()}
         headings = {c: " ".join(r.heading_path) for c, r in rows.items()}
         return ids, rerank.features(signals, ids, texts, headings)
+
+    def _by_language(self, scores: dict[int, float]) -> dict[int, float]:
+        """Cosines in standard deviations from their own language's candidates' mean, when the
+        candidates hold both languages: the encoder's same-language bias (an English question's
+        cosines to English chunks run higher) no longer decides between the languages; the
+        question's own words and their translations do (BM25 of each)."""
+        ids = list(scores)
+        langs = self.lang_of(ids)
+        if len(set(langs)) < 2:
+            return scores
+        out = {}
+        for lang in set(langs):
+            part = {c: scores[c] for c, x in zip(ids, langs) if x == lang}
+            out.update(_zscores(part)[0])
+        return out
+
+    def _with_translations(self, words: list[QueryWord], groups: list[list[str]]) -> list[QueryWord]:
+        """The question's words, each found also where a chunk holds one of its one-word
+        translations (`groups`, one per content word in the same order as `words`), with the idf
+        of that union: the reranker's coverage features then count a Polish chunk's words for an
+        English question as they count an English chunk's."""
+        if len(groups) != len(words):
+            return words
+        n = max(len(self.lexical.ids), 1)
+        out = []
+        for w, group in zip(words, groups):
+            alts = [a for a in group if " " not in a and a != w.word]
+            found = [t for a in alts for t in self.lexical.query_words(a)]
+            chunks = w.chunks.union(*(t.chunks for t in found))
+            terms = w.terms.union(*(t.terms for t in found))
+            idf = float(np.log(1 + (n - len(chunks) + 0.5) / (len(chunks) + 0.5)))
+            out.append(QueryWord(w.word, terms, idf if found else w.idf, chunks))
+        return out
+
+    def _best_per_language(self, fused: dict[int, float]) -> list[int]:
+        """Each language's `per_language_rerank` best-fused candidates, when the candidates hold
+        more than one language: the other language's best passage gets a hearing even when
+        same-language passages on the topic fill the reranked top."""
+        m = self.cfg.per_language_rerank
+        if m <= 0 or not fused:
+            return []
+        ranked = sorted(fused, key=lambda cid: (-fused[cid], cid))
+        langs = self.lang_of(ranked)
+        if len(set(langs)) < 2:
+            return []
+        return [c for lang in sorted(set(langs)) for c in [c for c, x in zip(ranked, langs) if x == lang][:m]]
 
     def first_stage(self, turns: list[str], n: int, mode: str) -> tuple[Signals, float]:
         """The first stage for the last of `turns`: the candidates' fused scores with the
@@ -351,6 +439,8 @@ class Retriever:
         if mode == "hybrid":
             # A follow-up ("A Llama 3?") is about the conversation's words too, at half weight.
             words = self.lexical.query_words(turns[-1])
+            if self.cfg.translated_coverage and groups[0]:
+                words = self._with_translations(words, groups[0])
             own = {w.word for w in words}
             history = self.lexical.query_words(" ".join(earlier), self.cfg.history_word_weight)
             words += [w for w in history if w.word not in own]
