@@ -269,3 +269,11 @@ def test_failed_write_in_process_leaves_no_generation(indexed, enc, monkeypatch)
     r = Retriever(index_dir, encoder=enc)
     assert all("attention heads" not in h.text for h in r.search("attention heads", k=3, mode="bm25"))
     r.close()
+
+
+def test_an_unwritable_index_folder_is_one_line(indexed, enc, tmp_path):
+    folder, _ = indexed
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    with pytest.raises(NotesRagError, match=r"cannot write the index folder .*--out DIR"):
+        update_index(folder, blocker / ".notes-rag", enc)

@@ -92,8 +92,14 @@ class IndexLock:
     def __enter__(self) -> IndexLock:
         import fcntl
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:  # a read-only notes folder, a full disk
+            raise NotesRagError(
+                f"cannot write the index folder {self.path.parent} ({e.strerror or e}); "
+                "put the index elsewhere with --out DIR"
+            ) from None
         deadline = time.monotonic() + self.wait_s
         while True:
             try:
