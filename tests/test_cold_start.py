@@ -3,6 +3,7 @@ the top-level help lists every command, the student's first, with whole descript
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -60,10 +61,12 @@ def test_search_and_dry_run_import_no_torch(tiny_index, tmp_path):
 def test_ask_by_default_answers_without_torch(tiny_index, tiny_ckpt, tmp_path):
     """The default answer path (the model scores abstention, the quote answers) runs the numpy
     model: no torch."""
-    heavy, done = imported(
-        ["ask", "Czym jest sieć neuronowa?", "--index", str(tiny_index), "--model", str(tiny_ckpt)], tmp_path
-    )
+    question = "Kto zaproponował matematyczny model neuronu?"
+    args = ["ask", question, "--json", "--index", str(tiny_index), "--model", str(tiny_ckpt)]
+    heavy, done = imported(args, tmp_path)
     assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout[: done.stdout.rindex("}") + 1])
+    assert answer["no_answer"] is not None  # the model ran (retrieval did not abstain first)
     assert "torch" not in heavy
 
 
