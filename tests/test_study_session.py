@@ -141,6 +141,28 @@ def test_quiz_through_a_pty_and_ctrl_c_saves(tiny_index, tiny_ckpt, data_dir):
     assert len(reviewed) == 1 and store.reviews(reviewed[0].card_id)[0]["typed"] == "tabela odwzorowań"
 
 
+def test_quiz_command_inside_chat(tiny_index, tiny_ckpt, data_dir, monkeypatch):
+    from notes_rag.chat.assistant import Assistant
+    from notes_rag.cli import repl
+
+    monkeypatch.setattr(repl, "console", repl.Console(record=True, width=120))
+    typed = iter(["tabela odwzorowań", "4"])
+
+    def fake_input(prompt=""):
+        try:
+            return next(typed)
+        except StopIteration:
+            raise KeyboardInterrupt from None  # Ctrl-C at the second card's answer
+
+    monkeypatch.setattr("builtins.input", fake_input)
+    state = repl.ChatState(Assistant.open(tiny_index, tiny_ckpt))
+    repl.run_command(state, "/quiz")
+    shown = repl.console.export_text()
+    assert "[1/10]" in shown and "expected:" in shown and "easy · next review" in shown
+    assert "1 review(s) saved" in shown
+    assert "nothing in the notes" in repl.run_command(state, "/quiz xyzzy qwertz")
+
+
 def test_json_export_and_bad_input(tiny_index, tiny_ckpt, data_dir, tmp_path):
     runner = CliRunner()
     common = ["--index", str(tiny_index), "--model", str(tiny_ckpt)]

@@ -41,13 +41,14 @@ def _show_grade(console: Console, card, graded) -> None:
         console.print(Text(f"  {card.line_text}", style="dim"))
 
 
-def quiz_loop(session, console: Console, read=input) -> dict:
+def quiz_loop(session, console: Console, read=None) -> dict:
     """Ask the session's cards until it has no more, Ctrl-C or Ctrl-D; every review is saved as
-    it is made. Returns the session's counts."""
+    it is made. `read(prompt)` reads a line (default: input). Returns the session's counts."""
     from notes_rag.study.grading import parse_override
     from notes_rag.study.schedule import until
 
-    counts = {"asked": 0, "correct": 0, "reviews": 0, "retired": session.retired}
+    read = read or input
+    counts = {"asked": 0, "answered": 0, "correct": 0, "reviews": 0, "retired": session.retired}
     if session.retired:
         console.print(f"[dim]{session.retired} card(s) retired: their note line changed or is gone[/]")
     try:
@@ -60,6 +61,7 @@ def quiz_loop(session, console: Console, read=input) -> dict:
             _show_card(console, card, counts["asked"], session.cfg.n)
             typed = read("answer> ")
             graded = session.grade(card, typed)
+            counts["answered"] += 1
             counts["correct"] += graded.accepted
             _show_grade(console, card, graded)
             console.print(_RATING_KEYS.format(suggested=graded.rating))
@@ -70,12 +72,27 @@ def quiz_loop(session, console: Console, read=input) -> dict:
             console.print(f"[dim]{rating} · next review {until(due)}[/]")
     except (KeyboardInterrupt, EOFError):
         console.print()
-    if not counts["asked"] and session.due_only:
-        console.print("nothing is due for review now")
+    if not counts["asked"]:
+        console.print(
+            "nothing is due for review now" if session.due_only else "no card passed the checks for these notes"
+        )
     console.print(
-        f"[bold]{counts['reviews']} review(s) saved[/] · {counts['correct']}/{counts['asked']} answered correctly"
+        f"[bold]{counts['reviews']} review(s) saved[/] · {counts['correct']}/{counts['answered']} answered correctly"
     )
     return counts
+
+
+def chat_quiz(assistant, topic: str, console: Console) -> str:
+    """`/quiz [TOPIC]` inside the chat: a quiz session on the chat's index, reusing its loaded
+    model and retriever."""
+    from notes_rag.study.session import QuizSession
+
+    session = QuizSession.open(assistant.retriever.index_dir, topic=topic or None, assistant=assistant)
+    try:
+        quiz_loop(session, console)
+    finally:
+        session.close()
+    return ""
 
 
 def _cards_json(session, n: int) -> list[dict]:

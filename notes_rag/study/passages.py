@@ -46,11 +46,16 @@ def all_passages(index_dir: Path) -> list[Passage]:
 
 
 def topic_passages(retriever, topic: str, k: int) -> list[Passage]:
-    """The k passages retrieval finds for `topic`; an error when it finds nothing close (the
-    retriever's own abstention threshold: a topic the notes do not cover)."""
+    """The k passages retrieval finds for `topic`; an error when none is about it: none shares
+    a word stem with the topic and the dense top-1 cosine is under the retriever's calibrated
+    abstention threshold (or there is no calibrated threshold, for another encoder)."""
+    from notes_rag.text import stems
+
     res = retriever.search(topic, k=k)
     threshold = retriever.abstain_threshold
-    if not res.hits or (threshold is not None and res.top_cosine < threshold and not res.names_in_top):
+    close = threshold is not None and res.top_cosine >= threshold
+    lexical = any(stems(topic) & stems(h.text) for h in res.hits)
+    if not res.hits or not (close or lexical or res.names_in_top):
         raise NotesRagError(f"nothing in the notes about {topic!r}; try another topic or quiz without one")
     langs = {h.chunk_id: lang for h, lang in zip(res.hits, _langs(retriever, [h.chunk_id for h in res.hits]))}
     return [Passage(h.chunk_id, h.file, h.line_start, h.heading_path, h.text, langs[h.chunk_id]) for h in res.hits]

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from notes_rag.errors import NotesRagError
 from notes_rag.study.cards import Card
+from notes_rag.study.checks import duplicate_of
 from notes_rag.study.config import GradeConfig, QuizConfig
 from notes_rag.study.grading import Grade, grade
 from notes_rag.study.make import KIND_ORDER, checked_card, spans_of
@@ -123,8 +124,6 @@ class QuizSession:
         known = self.store.known_ids()
         seen: dict[str, Card] = {}
         for c in self.store.cards("active"):  # a new card must not repeat a stored one
-            from notes_rag.study.checks import duplicate_of
-
             duplicate_of(c, seen)
         write = self._writer()
         for p, span in sorted(spans_of(self.passages), key=_order_key):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from notes_rag.text import fold, sentence_spans, words
 
 MIN_LINE_WORDS = 5  # a shorter line is a title or a fragment, not a fact
+MAX_LINE_WORDS = 45  # a longer "line" is a flattened table or slide, not one fact
 MAX_TERM_WORDS = 4  # "X" of a definition: a term, not a clause
 MAX_ANSWER_WORDS = 18  # a definition's answer is cut at its first clause past this
 MIN_ANSWER_WORDS = 2
@@ -39,16 +40,23 @@ _NOT_TERMS = frozenset(
     to ten ta te ono one on ona oni my wy jej jego ich tu tam też także przykład przykłady uwaga
     problem pytanie odpowiedź wynik rozwiązanie krok dlatego więc czyli natomiast jednak następnie potem
     wtedy nasz nasza nasze mój moja moje twój swój swoja często zwykle zazwyczaj jakie jaki jaka choć
-    chociaż ponieważ gdyż obecnie dziś dzisiaj również zawsze nigdy tutaj
+    chociaż ponieważ gdyż obecnie dziś dzisiaj również zawsze nigdy tutaj całość skorzystaj zobacz
     """.split()
 )
 _OPENERS = frozenset(
-    "in on at for with by from as after before when if while w na do po przed przy dla z ze jako gdy jeśli"
-    " podczas".split()
+    "in on at for with by from as after before when if while to so w na do po przed przy dla z ze jako gdy"
+    " jeśli podczas aby żeby by że".split()
 )
 # Polish past-tense and infinitive endings: "Podejście to pozwoliło ..." has a demonstrative
 # "to", not the copula, when a verb follows it.
 _PL_VERB_END = ("ło", "ła", "ły", "li", "ił", "ał", "ć")
+# Polish present-tense verb endings of a one-word "term" ("wymaga", "odbywa", "pozwala", "używa");
+# a few nouns end so too ("waga", "skala"): a card less, never a wrong one.
+_PL_PRESENT_END = ("aga", "ega", "ywa", "iwa", "ala", "uje", "ają", "ada")
+# Polish imperatives and present / first-person-plural verbs (oceniaj, zacznij, zadaje, używamy)
+_PL_CLAUSE_END = ("aj", "ij", "uj", "aje", "uje", "eje", "amy", "emy", "imy", "ymy")
+# "Wynikiem tego jest ...": a first word in the instrumental is the predicate, the order inverted
+_PL_INSTRUMENTAL_END = ("ą", "iem", "ami", "ymi", "imi")
 # Polish passive participles: "wektor przepuszczany jest przez ..." is no definition of a term.
 _PL_PARTICIPLE_END = ("any", "ony", "ana", "ona", "ane", "one", "ęty", "ęta", "ęte")
 _PL_ADJ_END = ("ny", "na", "ne", "ni", "wy", "wa", "we", "ki", "ka", "kie", "ły", "ła", "łe", "ży", "ża", "że")
@@ -66,7 +74,7 @@ _NUMBER = re.compile(
     r"tokens?|tokenów|parametrów|parameters|billion|million|thousand|roku|r\.|lat|years?|GB|MB|ms|s|h|dni|days))?"
     r"(?![\w])"
 )
-_NAME = re.compile(r"\b(?:[A-ZŁŚŻŹĆ][a-ząćęłńóśźż]+(?:[ -](?:[A-ZŁŚŻŹĆ][a-ząćęłńóśźż]+|[A-Z]\.)){1,3})\b")
+_NAME = re.compile(r"\b(?:[A-ZŁŚŻŹĆ][a-ząćęłńóśźż]+(?:[ -](?:[A-ZŁŚŻŹĆ][a-ząćęłńóśźż]+|[A-Z]\.)){1,5})\b")
 _ACRONYM = re.compile(r"\b[A-Z][A-Za-z]*[A-Z][A-Za-z0-9-]*\b")
 # Only explicit list openers: "X are a, b, c" / "X to a, b, c" read as lists too often when they are not.
 _LIST_INTRO = {"en": r"include|includes|such as|consists of", "pl": r"obejmuje|obejmują|należą|m\.in\."}
@@ -100,8 +108,10 @@ def askable(line: str, headings: set[str]) -> bool:
     raw = line.strip()
     if not raw or raw.startswith(("#", "|", "```", ">", "+-", "!")) or raw.count("|") >= 2:
         return False
+    if "<" in raw or "$$" in raw or "\\" in raw:  # HTML or LaTeX: not a line to recall in words
+        return False
     text = clean(raw)
-    if len(words(text)) < MIN_LINE_WORDS or fold(text).strip(" :.") in headings:
+    if not MIN_LINE_WORDS <= len(words(text)) <= MAX_LINE_WORDS or fold(text).strip(" :.") in headings:
         return False
     letters = sum(ch.isalpha() for ch in text)
     return letters >= 0.6 * len(text.replace(" ", ""))
@@ -124,6 +134,12 @@ def _term_ok(term: str) -> bool:
         return False
     first, last = ws[0].lower().strip("(\"'"), ws[-1].lower()
     if last in ("jest", "są", "is", "are") or (len(ws) == 1 and first.endswith(_PL_VERB_END[:3])):
+        return False
+    # "Odbywa się to ...", "Wymaga to ...": a Polish verb before a demonstrative "to"; "Oceniaj
+    # punkty kontrolne:", "Uczeń zadaje pytanie:", "wykorzystamy zasady": a clause, not a term
+    if "się" in (w.lower() for w in ws) or (len(ws) == 1 and first.endswith(_PL_PRESENT_END)):
+        return False
+    if any(w.lower().endswith(_PL_CLAUSE_END) for w in ws) or first.endswith(_PL_INSTRUMENTAL_END):
         return False
     # "Pierwszą warstwą ... jest X": a term in the instrumental is the predicate, the order inverted
     if last.endswith(_PL_PARTICIPLE_END) or first.endswith("ą") or any(ch.isdigit() for ch in term):
@@ -152,15 +168,29 @@ def definition(text: str, lang: str) -> tuple[str, str] | None:
     for cand in [m, *labelled]:
         if not cand or not _term_ok(cand["term"].strip(" -–—")):
             continue
+        if cand["term"].split()[0].lower() in _VALUE_TERMS:
+            continue
         answer = _first_clause(cand["ans"])
-        head = (answer.split() or [""])[0].lower()
+        if cand is not m:  # "GPT – Generative pre-trained transformer, tylko dekoder": the name, not the notes after it
+            answer = answer.split(",")[0].strip()
+        head = (answer.split() or [""])[0].lower().strip(".,;:")
         if answer.rstrip().endswith("?") or head in ("how", "what", "why", "jak", "co", "dlaczego"):
             continue
+        # "Zakres działania: Dzięki multi-head, ...", "Odbywa się to przez ...": an explanation or
+        # a verb phrase, not what the term is
+        if head in _OPENERS or head in _NOT_TERMS or head in ("dzięki", "twój", "your", "you", "we", "my", "zarówno"):
+            continue
+        if cand is not m and lang == "pl" and head.endswith(_PL_PRESENT_END + ("a",)) and len(head) > 5:
+            continue  # "Bogactwo informacji: zapewnia, że ...": an explanation opening with a verb
         if cand is m and not _predicate_ok(head, m["cop"].lower(), lang):
             continue
         if len(words(answer)) >= MIN_ANSWER_WORDS:
             return cand["term"].strip(" -–—"), answer
     return None
+
+
+# "Liczba parametrów jest rzędu ...": a quantity's value, not what a term is
+_VALUE_TERMS = ("liczba", "rozmiar", "wielkość", "wartość", "długość", "number", "size", "value", "length", "amount")
 
 
 def _label_term(term: str) -> bool:
@@ -179,12 +209,21 @@ def _inline_list(text: str, lang: str) -> tuple[str, str] | None:
         return None
     if re.search(rf"\b(?:{_COPULA[lang]})\b", m["intro"]):  # "language is relative: ..." is a clause
         return None
+    if m["intro"].split()[0].lower() in _VALUE_TERMS:  # "Liczba tokenów: 11 (Ada, has, ...)"
+        return None
     return m["intro"].strip(), ", ".join(items)
 
 
+_EXAMPLE = re.compile(r"\b(?:np\.|e\.g\.|przykład\w*|example|for instance|na przykład)", re.IGNORECASE)
+_NUMBER_RUN = re.compile(r"\d[\d.,]*\s*,\s*\d")  # "3014, 7020, 2324": ids in a row, not a fact
+
+
 def _terms(text: str) -> list[tuple[str, str]]:
-    """(kind, text) of the numbers, names and acronyms in a line, in order, without overlaps."""
-    found = [("number", m) for m in _NUMBER.finditer(text)]
+    """(kind, text) of the numbers, names and acronyms in a line, in order, without overlaps.
+    Numbers of a line giving an example ("np.", "e.g.") or a run of numbers are arbitrary, not
+    facts to recall, and are left out."""
+    numbers_ok = not _EXAMPLE.search(text) and not _NUMBER_RUN.search(text)
+    found = [("number", m) for m in _NUMBER.finditer(text)] if numbers_ok else []
     # a sentence's first word is capitalised anyway: a name starting there is no evidence
     found += [("name", m) for m in _NAME.finditer(text) if m.start() > 0]
     found += [("name", m) for m in _ACRONYM.finditer(text) if len(m.group()) >= 3]
@@ -230,7 +269,8 @@ def units(text: str) -> list[tuple[int, str, str]]:
         if in_code or not stripped or stripped.startswith(("#", "|")) or _BULLET.match(raw):
             flush()
             if not in_code and _BULLET.match(raw):
-                out.append((i, raw, raw))
+                body = _BULLET.sub("", raw)
+                out += [(i, raw, body[a:b]) for a, b in sentence_spans(body)]
             continue
         para.append((i, raw))
     flush()

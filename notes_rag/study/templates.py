@@ -19,21 +19,27 @@ from notes_rag.text import fold
 BLANK = "_____"
 CLOZE_PROMPT = {"pl": "Uzupełnij lukę: ", "en": "Fill in the blank: "}
 MIN_CLOZE_WORDS = 6  # words left around the blank: fewer is a slide fragment, not a recallable line
+MAX_CLOZE_WORDS = 35  # more is a flattened table or a paragraph, not one line to recall
+_PL_ADJ = ("ny", "wy", "ki", "zy", "ty", "ly", "czy", "ne", "we", "kie", "na", "wa", "ka")
+# A line opening with one of these leans on the line before it for what it is about.
+_DEICTIC = frozenset("czesto to ten ta te tu calosc zatem this it they these those here then so thus".split())
 _ACRONYM = re.compile(r"^[A-Z][A-Za-z0-9-]*[A-Z0-9][A-Za-z0-9-]*$")
 
 
 def _plural(span: Span, lang: str) -> bool:
-    """Whether the defined term is plural: its copula ("X are", "X są"), or for Polish "X to Y"
-    the ending of its head noun, the first word ("tokeny", "identyfikatory", "funkcje")."""
+    """Whether the defined term is plural: its copula ("X are", "X są"); without one ("X to Y",
+    "X – Y", "X: Y") the ending of its head noun: in Polish the first word, after a leading
+    adjective ("tokeny", "duże modele", not "duży model"), in English the last ("attacks")."""
     after = fold(span.line)[len(fold(span.term)) :].split()[:1]
     if after and after[0] in ("are", "were", "sa"):
         return True
-    head = fold(span.term).split()[0] if span.term.split() else ""
-    return (
-        lang == "pl"
-        and after[:1] == ["to"]
-        and (head.endswith(("y", "i")) or (head.endswith("e") and not head.endswith("ie")))
-    )
+    if after and after[0] in ("is", "was", "jest"):
+        return False
+    ws = fold(span.term).split() or [""]
+    if lang == "pl":
+        head = ws[1] if len(ws) > 1 and ws[0].endswith(_PL_ADJ) else ws[0]
+        return head.endswith(("y", "i")) or (head.endswith("e") and not head.endswith("ie"))
+    return ws[-1].endswith("s") and not ws[-1].endswith(("ss", "us", "is")) and not span.term.isupper()
 
 
 def _as_in_sentence(term: str) -> str:
@@ -45,11 +51,20 @@ def _as_in_sentence(term: str) -> str:
     return term
 
 
+def _expands(acronym: str, answer: str) -> bool:
+    """Whether `answer` spells `acronym` out: its words' initials hold the acronym's letters in
+    order ("RAG" – "Retrieval Augmented Generation")."""
+    initials = "".join(w[0] for w in answer.replace("-", " ").split() if w[:1].isalpha()).lower()
+    letters = [c for c in acronym.lower() if c.isalpha()]
+    it = iter(initials)
+    return bool(letters) and all(c in it for c in letters)
+
+
 def template_question(span: Span, lang: str) -> str | None:
     """The template question for a definition or list span; None for the other kinds."""
     term = _as_in_sentence(span.term.strip())
     if span.kind == "definition":
-        if _ACRONYM.match(term):
+        if _ACRONYM.match(term) and _expands(term, span.answer):
             return f"Co oznacza {term}?" if lang == "pl" else f"What does {term} stand for?"
         plural = _plural(span, lang)
         if lang == "pl":
@@ -75,7 +90,10 @@ def cloze(line: str, answer: str, lang: str) -> str | None:
     else:
         start = folded.index(target)
     rest = line[:start] + BLANK + line[start + len(answer) :]
-    if len(fold(rest.replace(BLANK, "")).split()) < MIN_CLOZE_WORDS:
+    if not MIN_CLOZE_WORDS <= len(fold(rest.replace(BLANK, "")).split()) <= MAX_CLOZE_WORDS:
+        return None
+    first = fold(line.split()[0]).strip(",.:") if line.split() else ""
+    if first in _DEICTIC:  # "Często jest to ___": what "to" is, the line does not say
         return None
     return CLOZE_PROMPT.get(lang, CLOZE_PROMPT["en"]) + rest
 
