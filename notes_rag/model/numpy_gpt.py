@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from notes_rag.model.folder import CONFIG_FILE, FORMAT, WEIGHTS_FILE, resolve_folder
 from notes_rag.model.tokenizer import TOKENIZER_FILE, Tokenizer, TokenizerError, load_tokenizer
@@ -175,6 +176,13 @@ class NumpyGPT:
         """Log-probabilities (V,) of the answer's first token after the prompt `ids`: the mix of
         the vocabulary and the copy attention over the `copy_mask` positions (engine.py
         `CopyDecoder.prefill`)."""
+        # One BLAS thread, as the query encoder (index/bert_encoder.py): OpenBLAS's threads spin
+        # while they wait; on the busy 2-core machine an 899-token pass took 0.56 s with one
+        # thread and 1.65 s with two (p50 of 6, 2026-12-02).
+        with threadpool_limits(1, user_api="blas"):
+            return self._first_logprobs(ids, copy_mask, match)
+
+    def _first_logprobs(self, ids: list[int], copy_mask: list[bool], match: list[int] | None) -> np.ndarray:
         h_all = self.hidden(ids, match)
         h = h_all[-1]
         lm_logp = log_softmax(h @ self.w["lm_head.weight"].T)
