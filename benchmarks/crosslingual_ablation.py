@@ -1,6 +1,6 @@
 """Cross-lingual retrieval, measure by measure: each set searched with each measure on and off.
 
-    python benchmarks/crosslingual_ablation.py [--sets dev,dev2,external] [--encoder PATH]
+    python benchmarks/crosslingual_ablation.py [--sets dev,dev2,external] [--encoder-delta FILE]
         [--variants all] [--json runs/crosslingual/ablation.json] [--markdown table.md]
 
 The measures of issue #23 on the search side, each a `RetrievalConfig` switch:
@@ -11,8 +11,13 @@ The measures of issue #23 on the search side, each a `RetrievalConfig` switch:
 - lexicon:    the packaged lexicon induced from technical parallel text, against the
               Tatoeba-only one (`--tatoeba-lexicon`, built by `notes-rag lexicon --tatoeba-only`);
 - reranker:   the linear reranker (`rerank`), on and off;
-- encoder:    `--encoder PATH` (an aligned encoder delta, index/encoder.py) gives every variant a
-              second run whose indexes are built with that encoder, in `--work`/enc-NAME/.
+- encoder:    `--encoder-delta FILE` (an aligned encoder delta, index/encoder.py) gives every
+              variant a second run with the delta applied, indexes in `--work`/enc-NAME/; the
+              first run is the plain multilingual-e5-small (`$NOTES_RAG_ENCODER_DELTA=none`),
+              whatever the release holds.
+
+`--latency` instead searches each set's questions with "baseline" and "all" in turn, three
+passes, and prints each one's p50 / p95 ms (a busy machine slows both alike).
 
 Variants: "baseline" (everything of this issue off: Tatoeba lexicon, no per-language
 candidates), "all" (everything on, the product default), and "all - X" for each measure X; the
@@ -21,13 +26,15 @@ share of a measure is what removing it costs, over the sum of those costs.
 Groups per set: same-language and cross-lingual answerable questions (`eval.runner.question_kind`),
 and "both-language topic": cross-lingual questions whose evidence note has a counterpart note in
 the other language on the same lesson or book (`counterpart`, one rule for every set).
-Retrieval only (no model): hit@1, hit@5 of `search_conversation(turns, k=10)`, p50 latency.
+dev2 is also scored on its fit half and its test half (`eval.splits`). Retrieval only (no
+model): hit@1, hit@5 of `search_conversation(turns, k=10)`, p50 latency.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 import statistics
 import sys
@@ -44,6 +51,7 @@ from notes_rag.eval.all_sets import build_index, unavailable  # noqa: E402
 from notes_rag.eval.matching import RETRIEVAL_DEPTH, evidence_files, first_hit_rank  # noqa: E402
 from notes_rag.eval.qa_file import load_items  # noqa: E402
 from notes_rag.eval.runner import question_kind  # noqa: E402
+from notes_rag.eval.splits import halves  # noqa: E402
 from notes_rag.fileio import atomic_write_json, atomic_write_text  # noqa: E402
 from notes_rag.index.config import RetrievalConfig  # noqa: E402
 from notes_rag.index.search import Retriever  # noqa: E402
@@ -89,8 +97,9 @@ def variants(tatoeba: Path) -> dict[str, dict]:
     return out
 
 
-def measure(index: Path, items, cfg: RetrievalConfig) -> dict:
-    """hit@1 / hit@5 per group and the p50 search latency over the answerable items."""
+def measure(index: Path, items, cfg: RetrievalConfig, fit_ids: frozenset[str] = frozenset()) -> dict:
+    """hit@1 / hit@5 per group and the p50 search latency over the answerable items; with
+    `fit_ids` (a split set) also over its fit half and its test half."""
     r = Retriever.open(index, cfg=cfg)
     try:
         chunks, file_lang = r.chunks(), r.file_langs()
@@ -106,7 +115,7 @@ def measure(index: Path, items, cfg: RetrievalConfig) -> dict:
             rank = first_hit_rank(item.evidence, [h.text for h in res.hits])
             files = evidence_files(item.evidence, chunks)
             kind = question_kind(item, files, file_lang)
-            groups = ["all", kind]
+            groups = ["all", kind] + ([("fit half" if item.id in fit_ids else "test half")] if fit_ids else [])
             if kind == "cross-lingual" and counterpart(files, file_lang):
                 groups.append("both-language topic")
             for g in groups:
@@ -125,7 +134,30 @@ def measure(index: Path, items, cfg: RetrievalConfig) -> dict:
     return out
 
 
-GROUPS = ("all", "same-language", "cross-lingual", "both-language topic")
+def interleaved_latency(index: Path, items, configs: dict[str, RetrievalConfig], passes: int = 3) -> dict:
+    """p50 / p95 search ms of each config, searched question by question in turn in one process,
+    so that a busy machine slows them alike."""
+    rs = {name: Retriever.open(index, cfg=cfg) for name, cfg in configs.items()}
+    times: dict[str, list[float]] = {name: [] for name in rs}
+    try:
+        for r in rs.values():
+            r.search("warm up")
+        for _ in range(passes):
+            for item in (i for i in items if i.answerable):
+                for name, r in rs.items():
+                    t0 = time.perf_counter()
+                    r.search_conversation(item.turns, k=RETRIEVAL_DEPTH)
+                    times[name].append(1000 * (time.perf_counter() - t0))
+    finally:
+        for r in rs.values():
+            r.close()
+    return {
+        name: {"p50": statistics.median(t), "p95": statistics.quantiles(t, n=20)[-1], "n": len(t)}
+        for name, t in times.items()
+    }
+
+
+GROUPS = ("all", "same-language", "cross-lingual", "both-language topic", "fit half", "test half")
 
 
 def markdown(result: dict) -> str:
@@ -146,8 +178,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT / "data" / "sft" / "val.jsonl", help="kit held-out split")
     ap.add_argument("--sets", default="dev,dev2,external")
     ap.add_argument("--variants", default="all", help="comma-separated variant names, or all")
-    ap.add_argument("--encoder", default=None, help="also run every variant with this encoder (delta) path")
+    ap.add_argument("--encoder-delta", type=Path, default=None, help="also run every variant with this delta")
     ap.add_argument("--tatoeba-lexicon", type=Path, default=ROOT / "runs" / "crosslingual" / "lexicon-tatoeba.tsv")
+    ap.add_argument("--latency", action="store_true", help="only: baseline and all searched interleaved, p50/p95")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--markdown", type=Path, default=None)
     args = ap.parse_args()
@@ -157,24 +190,36 @@ def main() -> None:
         ensure_external(args.work, args.data)
     all_variants = variants(args.tatoeba_lexicon)
     chosen = all_variants if args.variants == "all" else {v: all_variants[v] for v in args.variants.split(",")}
-    encoders = [(None, args.work)] + (
-        [(args.encoder, args.work / f"enc-{Path(args.encoder).name}")] if args.encoder else []
-    )
-    from notes_rag.index.encoder import load_encoder
+    if args.latency:
+        os.environ.setdefault("NOTES_RAG_ENCODER_DELTA", "none")
+        from notes_rag.index.encoder import load_encoder
+
+        encoder = load_encoder(None)
+        for s in default_sets(args.work):
+            if s.name in wanted and not unavailable(s):
+                configs = {v: dataclasses.replace(RetrievalConfig(), **all_variants[v]) for v in ("baseline", "all")}
+                print(s.name, interleaved_latency(build_index(s, args.work, encoder), load_items(s.qa), configs))
+        return
+    runs = [("none", args.work, "")]
+    if args.encoder_delta:
+        delta = args.encoder_delta.resolve()
+        runs.append((str(delta), args.work / f"enc-{delta.stem}", f" (delta {delta.stem})"))
+    from notes_rag.index.encoder import DELTA_ENV, load_encoder
 
     result: dict = {}
-    for encoder_path, work in encoders:
-        encoder = load_encoder(encoder_path)
+    for delta_env, work, suffix in runs:
+        os.environ[DELTA_ENV] = delta_env  # read by both the index-time and the query-time encoder
+        encoder = load_encoder(None)
         for s in default_sets(args.work):
             if s.name not in wanted or unavailable(s):
                 continue
-            index = build_index(s, work, encoder, encoder_path)
+            index = build_index(s, work, encoder)
             items = load_items(s.qa)
-            label = s.name if encoder_path is None else f"{s.name} (encoder {Path(encoder_path).name})"
+            fit_ids = frozenset(i.id for i in halves(items)[0]) if s.split else frozenset()
             for name, changes in chosen.items():
-                m = measure(index, items, dataclasses.replace(RetrievalConfig(), **changes))
-                result.setdefault(label, {})[name] = m
-                print(label, name, {g: (v["hit@1"], v["hit@5"], v["n"]) for g, v in m.items() if g in GROUPS})
+                m = measure(index, items, dataclasses.replace(RetrievalConfig(), **changes), fit_ids)
+                result.setdefault(s.name + suffix, {})[name] = m
+                print(s.name + suffix, name, {g: (v["hit@1"], v["hit@5"], v["n"]) for g, v in m.items() if g in GROUPS})
     table = markdown(result)
     print(table)
     if args.json:

@@ -237,10 +237,15 @@ class Retriever:
             return [{} for _ in queries]
         scores, ids = self.dense.search(vectors, n)
         out = [{int(i): float(s) for s, i in zip(srow, irow) if i >= 0} for srow, irow in zip(scores, ids)]
-        for params in self._lang_params.values():
-            scores, ids = self.dense.search(vectors, min(self.cfg.per_language, n), params=params)
-            for found, srow, irow in zip(out, scores, ids):
-                found.update((int(i), float(s)) for s, i in zip(srow, irow) if i >= 0)
+        m = min(self.cfg.per_language, n)
+        for lang, params in self._lang_params.items():
+            # a language the top n already holds m chunks of needs no search of its own
+            short = [q for q, found in enumerate(out) if self.lang_of(list(found)).count(lang) < m]
+            if not short:
+                continue
+            scores, ids = self.dense.search(vectors[short], m, params=params)
+            for q, srow, irow in zip(short, scores, ids):
+                out[q].update((int(i), float(s)) for s, i in zip(srow, irow) if i >= 0)
         return out
 
     def similarity(self, query: str, texts: list[str]) -> np.ndarray:
