@@ -32,12 +32,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-FEATURES = ("follows_last", "follows_last_two", "question_match", "longest_run")
-RUN_CAP = 8  # longest token run compared by `longest_run`
-# Feature weights are multiplied by this, so AdamW moves them FEATURE_GAIN× faster than a single
-# matrix entry: a feature must reach a score of several units within a few hundred steps.
-FEATURE_GAIN = 4.0
-LOG_EPS = 1e-30  # log(p) of a token with no mass in either head
+from notes_rag.model.constants import COPY_FEATURES as FEATURES
+from notes_rag.model.constants import FEATURE_GAIN, LOG_EPS, RUN_CAP
 
 
 class CopyHead(nn.Module):

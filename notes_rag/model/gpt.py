@@ -29,10 +29,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from notes_rag.model.constants import N_MATCH_FLAGS
 from notes_rag.model.copy_head import CopyHead, copy_loss, step_logprobs
 from notes_rag.model.kernels import linear_cross_entropy, relu_squared, rms_norm, rope_rms_norm
-
-N_MATCH_FLAGS = 4  # input flags: exact, lower-case, 5-letter prefix, translation (reader.py)
 
 
 @dataclass(frozen=True)

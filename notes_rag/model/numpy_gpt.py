@@ -24,17 +24,13 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from notes_rag.model.constants import COPY_FEATURES as FEATURES
+from notes_rag.model.constants import FEATURE_GAIN, LOG_EPS, N_MATCH_FLAGS, RUN_CAP
 from notes_rag.model.folder import CONFIG_FILE, FORMAT, WEIGHTS_FILE, resolve_folder
 from notes_rag.model.tokenizer import TOKENIZER_FILE, Tokenizer, TokenizerError, load_tokenizer
 
-# The torch model's constants (gpt.py N_MATCH_FLAGS, kernels.py EPS, copy_head.py FEATURES,
-# RUN_CAP, FEATURE_GAIN, LOG_EPS); tests/test_numpy_gpt.py asserts they are the same.
-N_MATCH_FLAGS = 4
+# kernels.py's rms_norm eps (torch's default for float32); tests/test_numpy_gpt.py checks it.
 EPS = float(np.finfo(np.float32).eps)
-FEATURES = ("follows_last", "follows_last_two", "question_match", "longest_run")
-RUN_CAP = 8
-FEATURE_GAIN = 4.0
-LOG_EPS = 1e-30
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,16 @@
+"""The model's fixed numbers shared by the torch model and its numpy prompt pass.
+
+model/gpt.py and model/copy_head.py (torch) and model/numpy_gpt.py (numpy, the default chat
+path without torch) compute the same forward; the numbers that define it live here, once, in a
+module that imports neither.
+"""
+
+N_MATCH_FLAGS = 4  # input flags: exact, lower-case, 5-letter prefix, translation (reader.py)
+
+# The copy head's feature names, in the order of its feature weights.
+COPY_FEATURES = ("follows_last", "follows_last_two", "question_match", "longest_run")
+RUN_CAP = 8  # longest token run compared by `longest_run`
+# Feature weights are multiplied by this, so AdamW moves them FEATURE_GAIN× faster than a single
+# matrix entry: a feature must reach a score of several units within a few hundred steps.
+FEATURE_GAIN = 4.0
+LOG_EPS = 1e-30  # log(p) of a token with no mass in either head
