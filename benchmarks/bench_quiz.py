@@ -229,7 +229,7 @@ def main() -> None:
         "sets": {},
     }
     dump = []
-    for index in args.index:
+    for index in args.index if args.cards else []:  # --cards 0: latency only
         assistant = Assistant.open(index=index, model=args.model)
         picked, n_spans = sample_cards(all_passages(index), args.cards)
         if args.answers.is_file() and not args.no_grading and not report.get("grading"):
