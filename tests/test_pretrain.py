@@ -80,6 +80,16 @@ def test_resume_is_exact(corpus, tmp_path, interrupt_at):
         torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
 
 
+def test_resume_with_its_budget_used_says_so(corpus, tmp_path):
+    from rich.console import Console
+
+    out = tmp_path / "run"
+    pretrain([corpus], out, tiny_cfg(steps=2))
+    console = Console(record=True, width=300)
+    pretrain([corpus], out, tiny_cfg(steps=4, time_budget=1e-3), resume=True, console=console)
+    assert "nothing to train" in console.export_text()
+
+
 def test_shards_are_cached(corpus, tmp_path, monkeypatch):
     out = tmp_path / "run"
     pretrain([corpus], out, tiny_cfg(steps=2))

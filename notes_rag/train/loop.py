@@ -110,6 +110,18 @@ def train(
     return loop.train(evaluate, sample)
 
 
+def spent_budget(out: Path, elapsed: float, time_budget: float | None) -> str | None:
+    """With --resume: the line that says the run has already trained for its whole time budget
+    (the run's total, the earlier time included), so nothing more is trained."""
+    if time_budget is None or elapsed < time_budget:
+        return None
+    return (
+        f"nothing to train: {out} has trained {elapsed / 60:.1f} min and --time-budget "
+        f"({time_budget / 60:.1f} min) is the run's total; give more to continue, e.g. "
+        f"--time-budget {math.ceil((elapsed + time_budget) / 60)}m for {time_budget / 60:.0f} min more"
+    )
+
+
 class _Loop:
     """One training run: its model, optimizer and progress, and the steps of the loop."""
 
@@ -131,6 +143,9 @@ class _Loop:
                 f"resumed from {run.last} at step {self.p.step} ({self.p.tokens:,} tokens, "
                 f"{self.p.elapsed / 60:.1f} min)"
             )
+            note = spent_budget(run.out, self.p.elapsed, cfg.time_budget)
+            if note:
+                self.console.print(f"[yellow]{note}[/]", highlight=False)
         elif (run.last / "config.json").exists():
             raise NotesRagError(f"{run.out} already holds a run; pass --resume to continue it or choose another --out")
         else:

@@ -108,30 +108,11 @@ def get_tokenizer(out: Path, files: list[Path], cfg: PretrainConfig, console) ->
     return load_tokenizer(path)
 
 
-def spent_budget(out: Path, time_budget: float | None) -> str | None:
-    """With --resume: the line that says the run has already trained for its whole
-    `--time-budget` (the run's total, the earlier time included), so nothing more is trained."""
-    try:
-        elapsed = float(json.loads((Path(out) / "last" / "train_state.json").read_text())["elapsed"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # no saved state: the loop reports that
-    if time_budget is None or elapsed < time_budget:
-        return None
-    return (
-        f"nothing to train: {out} has trained {elapsed / 60:.1f} min and --time-budget "
-        f"({time_budget / 60:.1f} min) is the run's total; give more to continue, e.g. "
-        f"--time-budget {math.ceil((elapsed + time_budget) / 60)}m for {time_budget / 60:.0f} min more"
-    )
-
-
 def pretrain(data: list[Path], out: Path, cfg: PretrainConfig, resume: bool = False, console=None) -> dict:
     from rich.console import Console
 
     console = console or Console(stderr=True)
     out = Path(out)
-    note = spent_budget(out, cfg.train.time_budget) if resume else None
-    if note:
-        console.print(f"[yellow]{note}[/]", highlight=False)
     files = find_data_files(data)
     d, device = setup_distributed()
     if d.master:
