@@ -11,7 +11,7 @@ from tiny_encoder import build_tiny_index
 from notes_rag.errors import NotesRagError
 from notes_rag.index.bilingual import Bilingual
 from notes_rag.index.lexicon import PACKAGED, Lexicon
-from notes_rag.index.lexicon_induction import induce, mo_pairs
+from notes_rag.index.lexicon_induction import document_pairs, induce, mo_pairs
 from notes_rag.index.search import RetrievalConfig, Retriever
 
 PAIRS = [
@@ -90,6 +90,38 @@ def test_gettext_catalogues_give_clean_pairs(tmp_path):
     _write_mo(tmp_path / "iso_3166.mo", {"Germany": "Niemcy"})  # names, not vocabulary: skipped
     (tmp_path / "broken.mo").write_bytes(b"not a catalogue")
     assert list(mo_pairs(tmp_path)) == [("Open file", "Otwórz plik")]
+
+
+def _write_kit_file(path: Path, records: list[dict]) -> None:
+    import json
+    import lzma
+
+    with lzma.open(path, "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
+def test_kit_documents_give_sentence_pairs(tmp_path):
+    en = (
+        "Open the Settings panel of GNOME 43. Then choose the Display tab.\n\n"
+        "The file manager Nautilus shows the files of the folder in a grid or a list."
+    )
+    pl = (
+        "Otwórz panel Ustawienia środowiska GNOME 43. Następnie wybierz kartę Ekran.\n\n"
+        "Menedżer plików Nautilus pokazuje pliki katalogu w postaci siatki lub listy."
+    )
+    for name in ("python_docs", "gnome_help", "gnome_apps_help", "debian_handbook"):
+        docs = {"en": [], "pl": []}
+        if name == "gnome_help":
+            docs = {
+                "en": [{"text": en, "source": "gnome (C):help/display.page", "lang": "en"}],
+                "pl": [{"text": pl, "source": "gnome (pl):help/display.page", "lang": "pl"}],
+            }
+        for lang, records in docs.items():
+            _write_kit_file(tmp_path / f"{lang}_{name}.jsonl.xz", records)
+    pairs = list(document_pairs(tmp_path))
+    # the first paragraphs have two sentences each: cut into two pairs; the second stays whole
+    assert ("Then choose the Display tab.", "Następnie wybierz kartę Ekran.") in pairs
+    assert any(e.startswith("The file manager Nautilus") and p.startswith("Menedżer plików") for e, p in pairs)
 
 
 def test_packaged_lexicon_knows_technical_words():

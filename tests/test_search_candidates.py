@@ -59,8 +59,10 @@ def test_dense_mode_stays_the_exact_cosine_order(mixed):
     scores = [h.score for h in on.search(QUESTION, k=5, mode="dense")]
     assert scores == sorted(scores, reverse=True)
     exact = Retriever(index_dir, encoder, dataclasses.replace(SMALL, candidates=50))
-    assert [h.chunk_id for h in on.search(QUESTION, k=3, mode="dense")] == [
-        h.chunk_id for h in exact.search(QUESTION, k=3, mode="dense")
+    # scores, not ids: the tiny encoder reads the notes' numbers as one unknown token, so
+    # several English chunks tie exactly and FAISS may list any of them
+    assert [h.score for h in on.search(QUESTION, k=3, mode="dense")] == [
+        h.score for h in exact.search(QUESTION, k=3, mode="dense")
     ]
 
 

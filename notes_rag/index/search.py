@@ -245,7 +245,9 @@ class Retriever:
                 continue
             scores, ids = self.dense.search(vectors[short], m, params=params)
             for q, srow, irow in zip(short, scores, ids):
-                out[q].update((int(i), float(s)) for s, i in zip(srow, irow) if i >= 0)
+                for s, i in zip(srow, irow):
+                    if i >= 0:
+                        out[q].setdefault(int(i), float(s))
         return out
 
     def similarity(self, query: str, texts: list[str]) -> np.ndarray:
