@@ -14,6 +14,12 @@ conversation the current question is fused with the question joined to the previ
 so elliptical follow-ups ("A Llama 3?", "In which year?") find the notes the conversation is
 about. The fused top candidates are then reordered by the learned reranker (`rerank`).
 
+Notes in both languages (issue #23): the dense ranking also holds each language's best chunks,
+each language's cosines are z-scored apart before fusion, the reranker also sees each
+language's best-fused chunks, and its word features count the question's translations, so an
+English question's Polish answer is not lost behind English passages on the same topic
+(`RetrievalConfig.per_language`, `dense_by_language`, `per_language_rerank`, `translated_coverage`).
+
 `SearchResult.top_cosine` is the dense top-1 cosine of the question as asked (of the conversation
 too, for a follow-up: `question.py`): fused scores say nothing about whether the notes answer the
 question at all; this cosine nearly does (see `RetrievalConfig.abstain_threshold`).
