@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 from tiny_encoder import build_tiny_index
 
+from notes_rag.index.bilingual import with_translations
 from notes_rag.index.search import RetrievalConfig, Retriever
 
 # Twenty English notes about attention and one Polish note: an English question's dense and
@@ -87,6 +88,6 @@ def test_reranker_words_count_translations(mixed):
     words = r.lexical.query_words("attention")
     polish = set(_chunks_of(r, "pl"))
     assert not polish & words[0].chunks
-    both = r._with_translations(words, [["uwagi", "attention span"]])  # phrases are left out
+    both = with_translations(r.lexical, words, [["uwagi", "attention span"]])  # phrases are left out
     assert polish <= both[0].chunks and words[0].chunks <= both[0].chunks
     assert both[0].idf < words[0].idf  # found in more chunks: a less telling word

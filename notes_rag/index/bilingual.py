@@ -25,9 +25,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from notes_rag.errors import NotesRagError
 from notes_rag.index.config import DEFAULT_DICT_DIR
-from notes_rag.index.lexical import STOPWORDS
+from notes_rag.index.lexical import STOPWORDS, LexicalIndex, QueryWord
 from notes_rag.index.lexicon import Lexicon
 from notes_rag.text import lowercase_words
 
@@ -292,3 +294,22 @@ class Bilingual:
             translated |= bool(alternatives)
             groups.append(alternatives or [word])
         return groups if translated else []
+
+
+def with_translations(lexical: LexicalIndex, words: list[QueryWord], groups: list[list[str]]) -> list[QueryWord]:
+    """The question's words (`lexical.query_words`), each found also where a chunk holds one of
+    its one-word translations (`groups`: `Bilingual.translate` of the same text, one group per
+    content word in the same order), with the idf of that union: the reranker's coverage
+    features then count a Polish chunk's words for an English question as they count an English
+    chunk's. Unchanged when the groups do not line up with the words."""
+    if len(groups) != len(words):
+        return words
+    n = max(len(lexical.ids), 1)
+    out = []
+    for w, group in zip(words, groups):
+        found = [t for a in group if " " not in a and a != w.word for t in lexical.query_words(a)]
+        chunks = w.chunks.union(*(t.chunks for t in found))
+        terms = w.terms.union(*(t.terms for t in found))
+        idf = float(np.log(1 + (n - len(chunks) + 0.5) / (len(chunks) + 0.5)))
+        out.append(QueryWord(w.word, terms, idf if found else w.idf, chunks))
+    return out

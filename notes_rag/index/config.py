@@ -111,7 +111,7 @@ class RetrievalConfig:
     per_language_rerank: int = 3
     # The dense ranking fused after normalizing each language's cosines apart (search._by_language),
     # and the reranker's coverage features counting a chunk that holds a translation of a question
-    # word as holding the word (search._with_translations). Chosen on dev2's fit half
+    # word as holding the word (bilingual.with_translations). Chosen on dev2's fit half
     # (benchmarks/crosslingual_ablation.py, 2026-12-02): cross-lingual hit@5 0.60 -> 0.80 each,
     # 0.87 together, same-language hit@5 1.00 kept; checked on the external corpus (docs/EVAL.md,
     # "Cross-lingual retrieval").

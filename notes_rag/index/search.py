@@ -35,10 +35,10 @@ import numpy as np
 
 from notes_rag.errors import NotesRagError
 from notes_rag.index import integrity, rerank, store
-from notes_rag.index.bilingual import Bilingual
+from notes_rag.index.bilingual import Bilingual, with_translations
 from notes_rag.index.config import MODES, IndexConfig, RetrievalConfig
 from notes_rag.index.encoder import encode_passages, encode_queries, encoder_id, load_query_encoder
-from notes_rag.index.lexical import STOPWORDS, QueryWord
+from notes_rag.index.lexical import STOPWORDS
 from notes_rag.index.rerank import Reranker, Signals
 from notes_rag.lang import detect_lang
 from notes_rag.question import is_follow_up, names, only_names
@@ -385,24 +385,6 @@ class Retriever:
             out.update(_zscores(part)[0])
         return out
 
-    def _with_translations(self, words: list[QueryWord], groups: list[list[str]]) -> list[QueryWord]:
-        """The question's words, each found also where a chunk holds one of its one-word
-        translations (`groups`, one per content word in the same order as `words`), with the idf
-        of that union: the reranker's coverage features then count a Polish chunk's words for an
-        English question as they count an English chunk's."""
-        if len(groups) != len(words):
-            return words
-        n = max(len(self.lexical.ids), 1)
-        out = []
-        for w, group in zip(words, groups):
-            alts = [a for a in group if " " not in a and a != w.word]
-            found = [t for a in alts for t in self.lexical.query_words(a)]
-            chunks = w.chunks.union(*(t.chunks for t in found))
-            terms = w.terms.union(*(t.terms for t in found))
-            idf = float(np.log(1 + (n - len(chunks) + 0.5) / (len(chunks) + 0.5)))
-            out.append(QueryWord(w.word, terms, idf if found else w.idf, chunks))
-        return out
-
     def _best_per_language(self, fused: dict[int, float]) -> list[int]:
         """Each language's `per_language_rerank` best-fused candidates, when the candidates hold
         more than one language: the other language's best passage gets a hearing even when
@@ -453,7 +435,7 @@ class Retriever:
             # A follow-up ("A Llama 3?") is about the conversation's words too, at half weight.
             words = self.lexical.query_words(turns[-1])
             if self.cfg.translated_coverage and groups[0]:
-                words = self._with_translations(words, groups[0])
+                words = with_translations(self.lexical, words, groups[0])
             own = {w.word for w in words}
             history = self.lexical.query_words(" ".join(earlier), self.cfg.history_word_weight)
             words += [w for w in history if w.word not in own]
