@@ -170,9 +170,9 @@ def _read_until(fd, needle: bytes, timeout: float, buf: bytearray) -> bool:
     return needle in buf
 
 
-def quiz_latency(index: Path, data: Path, n: int = 4) -> dict:
+def quiz_latency(index: Path, data: Path, n: int = 4, think: float = 0.0) -> dict:
     """Seconds from starting `notes-rag quiz` to its first card, and from each rating to the
-    next card, answering every card with "x" and the suggested rating."""
+    next card, answering every card with "x" after `think` seconds, and the suggested rating."""
     master, slave = pty.openpty()
     env = {**os.environ, "NOTES_RAG_DATA": str(data), "COLUMNS": "120", "TERM": "xterm"}
     t0 = time.perf_counter()
@@ -196,6 +196,7 @@ def quiz_latency(index: Path, data: Path, n: int = 4) -> dict:
             else:
                 nexts.append(waited)
             del buf[:]
+            time.sleep(think)  # the student reads the card and types (the next cards are checked meanwhile)
             os.write(master, b"x\n")
             if not _read_until(master, b"rating> ", 60, buf):
                 break
@@ -220,6 +221,7 @@ def main() -> None:
     ap.add_argument("--cards", type=int, default=50)
     ap.add_argument("--answers", type=Path, default=Path("eval_sets/quiz/answers.jsonl"))
     ap.add_argument("--latency", action="store_true")
+    ap.add_argument("--think", type=float, default=0.0, help="latency: seconds the student takes per card")
     ap.add_argument("--dump", type=Path, default=Path("runs/quiz/cards.jsonl"))
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -245,9 +247,9 @@ def main() -> None:
         _print_set(index, res)
     if args.latency:
         with tempfile.TemporaryDirectory() as data:
-            cold = quiz_latency(args.index[0], Path(data))
-            warm = quiz_latency(args.index[0], Path(data))
-        report["latency"] = {"empty_database": cold, "cached_cards": warm}
+            cold = quiz_latency(args.index[0], Path(data), think=args.think)
+            warm = quiz_latency(args.index[0], Path(data), think=args.think)
+        report["latency"] = {"think_s": args.think, "empty_database": cold, "second_session": warm}
         print("latency", json.dumps(report["latency"]))
     if "grading" in report:
         g = report["grading"]

@@ -31,7 +31,7 @@ from notes_rag.study.cards import Card
 from notes_rag.study.checks import duplicate_of
 from notes_rag.study.config import GradeConfig, QuizConfig
 from notes_rag.study.grading import Grade, grade
-from notes_rag.study.make import KIND_ORDER, checked_card, spans_of
+from notes_rag.study.make import KIND_ORDER, candidates, checked_card, spans_of
 from notes_rag.study.passages import Passage, all_passages, topic_passages
 from notes_rag.study.schedule import review
 from notes_rag.study.spans import Span
@@ -127,6 +127,10 @@ class QuizSession:
             duplicate_of(c, seen)
         write = self._writer()
         for p, span in sorted(spans_of(self.passages), key=_order_key):
+            # a span asked before keeps its card: its stored card would make every other
+            # candidate of it look new (a GPT question has the template question's id)
+            if any(c.card_id in known for c in candidates(p, span)):
+                continue
             made = checked_card(p, span, seen, self.chat() if self.cfg.check_round_trip else None, write)
             if made.card is not None and made.card.card_id not in known:
                 self.store.add(made.card, made.trip.to_dict() if made.trip else None)
@@ -156,6 +160,11 @@ class QuizSession:
         """The maker thread: loads the chat, then writes and checks cards ahead of the session."""
         try:
             self.chat()
+            # cards kept from earlier sessions come first: check new ones only when those run low,
+            # so the thread does not compete with the session for the CPU while it needs none
+            while len(self._cached_cards) > self.cfg.ahead and len(self.asked) < self.cfg.n:
+                if self._stop.wait(0.1):
+                    return
             for card in self._fresh():
                 while not self._room.acquire(timeout=0.2):
                     if self._stop.is_set():
