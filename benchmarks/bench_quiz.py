@@ -218,6 +218,7 @@ def main() -> None:
     ap.add_argument("--qg-model", type=Path, action="append", default=None, help="question writers (default: --model)")
     ap.add_argument("--no-template", action="store_true", help="skip the template cards' round trip")
     ap.add_argument("--no-grading", action="store_true")
+    ap.add_argument("--no-gpt", action="store_true", help="skip our GPT's questions")
     ap.add_argument("--cards", type=int, default=50)
     ap.add_argument("--answers", type=Path, default=Path("eval_sets/quiz/answers.jsonl"))
     ap.add_argument("--latency", action="store_true")
@@ -238,7 +239,7 @@ def main() -> None:
             report["grading"] = bench_grading(args.answers, assistant.retriever)
             _print_grading(report["grading"])
         res = {"spans": n_spans, "template": None if args.no_template else bench_cards(assistant, picked), "gpt": []}
-        for m in args.qg_model or [args.model]:
+        for m in [] if args.no_gpt else args.qg_model or [args.model]:
             res["gpt"].append(bench_gpt(assistant, m, picked))
         report["sets"][str(index)] = res
         dump += [{"index": str(index), **c} for c in (res["template"] or {}).get("per_card", [])]

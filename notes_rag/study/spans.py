@@ -43,8 +43,9 @@ _NOT_TERMS = frozenset(
     chociaż ponieważ gdyż obecnie dziś dzisiaj również zawsze nigdy tutaj całość skorzystaj zobacz
     """.split()
 )
+_COPULA_ANY = re.compile(r"\b(?:is|are|was|were|jest|są|był|była|było)\b", re.IGNORECASE)
 _OPENERS = frozenset(
-    "in on at for with by from as after before when if while to so w na do po przed przy dla z ze jako gdy"
+    "in on at for with by from as after before when if while during to so w na do po przed przy dla z ze jako gdy"
     " jeśli podczas aby żeby by że".split()
 )
 # Polish past-tense and infinitive endings: "Podejście to pozwoliło ..." has a demonstrative
@@ -70,7 +71,7 @@ _COPULA = {
 _DASH_DEF = re.compile(r"^(?P<term>[^.:;–—=]{2,60}?)\s+[–—-]\s+(?P<ans>.{6,})$")
 _COLON_DEF = re.compile(r"^(?P<term>[^.:;–—=,]{2,60}?):\s+(?P<ans>.{6,})$")
 _NUMBER = re.compile(
-    r"(?<![\w.])(?:\d{1,3}(?:[ ,.]\d{3})+|\d+(?:[.,]\d+)?)(?:\s?(?:%|k|M|B|mld|mln|tys\.?|"
+    r"(?<![\w.-])(?:\d{1,3}(?:[ ,.]\d{3})+|\d+(?:[.,]\d+)?)(?:\s?(?:%|k|M|B|mld|mln|tys\.?|"
     r"tokens?|tokenów|parametrów|parameters|billion|million|thousand|roku|r\.|lat|years?|GB|MB|ms|s|h|dni|days))?"
     r"(?![\w])"
 )
@@ -108,7 +109,7 @@ def askable(line: str, headings: set[str]) -> bool:
     raw = line.strip()
     if not raw or raw.startswith(("#", "|", "```", ">", "+-", "!")) or raw.count("|") >= 2:
         return False
-    if "<" in raw or "$$" in raw or "\\" in raw:  # HTML or LaTeX: not a line to recall in words
+    if "<" in raw or "$$" in raw or "\\" in raw or "](" in raw:  # HTML, LaTeX, a cut link: not a line in words
         return False
     text = clean(raw)
     if not MIN_LINE_WORDS <= len(words(text)) <= MAX_LINE_WORDS or fold(text).strip(" :.") in headings:
@@ -180,6 +181,8 @@ def definition(text: str, lang: str) -> tuple[str, str] | None:
         # a verb phrase, not what the term is
         if head in _OPENERS or head in _NOT_TERMS or head in ("dzięki", "twój", "your", "you", "we", "my", "zarówno"):
             continue
+        if cand is not m and lang == "en" and (head.endswith(_EN_ADJ_END) or head in _EN_NOT_NOUNS | {"good", "bad"}):
+            continue  # "Starting question: good because ...": a remark, not what the term is
         if cand is not m and lang == "pl" and head.endswith(_PL_PRESENT_END + ("a",)) and len(head) > 5:
             continue  # "Bogactwo informacji: zapewnia, że ...": an explanation opening with a verb
         if cand is m and not _predicate_ok(head, m["cop"].lower(), lang):
@@ -215,6 +218,9 @@ def _inline_list(text: str, lang: str) -> tuple[str, str] | None:
 
 
 _EXAMPLE = re.compile(r"\b(?:np\.|e\.g\.|przykład\w*|example|for instance|na przykład)", re.IGNORECASE)
+# "such as GPT-4", "takich jak BERT": the name is one example of several, any of them fits a blank
+_SUCH_AS = re.compile(r"\b(?:such as|like|including|takie jak|takich jak|m\.in\.)\s", re.IGNORECASE)
+_ENUMERATION = re.compile(r"\((?:[^,()]+,){2,}")  # "(Ada, has, a, cat, ...)": an example spelled out
 _NUMBER_RUN = re.compile(r"\d[\d.,]*\s*,\s*\d")  # "3014, 7020, 2324": ids in a row, not a fact
 
 
@@ -222,8 +228,10 @@ def _terms(text: str) -> list[tuple[str, str]]:
     """(kind, text) of the numbers, names and acronyms in a line, in order, without overlaps.
     Numbers of a line giving an example ("np.", "e.g.") or a run of numbers are arbitrary, not
     facts to recall, and are left out."""
-    numbers_ok = not _EXAMPLE.search(text) and not _NUMBER_RUN.search(text)
+    numbers_ok = not any(r.search(text) for r in (_EXAMPLE, _SUCH_AS, _NUMBER_RUN, _ENUMERATION))
     found = [("number", m) for m in _NUMBER.finditer(text)] if numbers_ok else []
+    if not numbers_ok:
+        return []  # names given as examples are left out too
     # a sentence's first word is capitalised anyway: a name starting there is no evidence
     found += [("name", m) for m in _NAME.finditer(text) if m.start() > 0]
     found += [("name", m) for m in _ACRONYM.finditer(text) if len(m.group()) >= 3]
@@ -280,8 +288,8 @@ def units(text: str) -> list[tuple[int, str, str]]:
 def _bullets_after(lines: list[str], i: int) -> tuple[str, str] | None:
     """(intro, items) when line i ends with ':' and 2-7 bullet lines of short items follow."""
     intro = clean(lines[i]).rstrip(":").strip()
-    if not lines[i].rstrip().endswith(":") or not _term_ok(intro):
-        return None
+    if not lines[i].rstrip().endswith(":") or not _term_ok(intro) or _COPULA_ANY.search(intro):
+        return None  # "language is fundamentally relative:" is a clause, not the name of a list
     items = []
     for line in lines[i + 1 :]:
         if not _BULLET.match(line):
