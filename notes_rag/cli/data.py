@@ -16,11 +16,10 @@ from rich.table import Table
 from notes_rag.cli.app import app
 from notes_rag.errors import NotesRagError
 from notes_rag.index.lexicon import PACKAGED, Lexicon
-from notes_rag.index.lexicon_induction import PAIRS_FILE, induce
+from notes_rag.index.lexicon_induction import PAIRS_FILE, induce, kit_pairs
 from notes_rag.model.tokenizer import load_tokenizer
 from notes_rag.sft.build import build_sft, summary, throwaway_tokenizer, write_jsonl
 from notes_rag.sft.config import DEFAULT_MIX, BuildConfig
-from notes_rag.sft.kit import read_jsonl_xz
 
 console = Console()
 _CFG = BuildConfig()  # the options' defaults
@@ -88,13 +87,14 @@ def lexicon(
     kit: Path = typer.Option(_CFG.data_dir, "--kit", help="Data kit folder holding sft/."),
     out: Path = typer.Option(PACKAGED, "--out", help="Lexicon file to write (default: the packaged one)."),
 ) -> None:
-    """Induce the English-Polish word lexicon (IBM Model 1) from the kit's Tatoeba sentence pairs."""
+    """Induce the English-Polish word lexicon (IBM Model 1) from parallel text: the kit's Tatoeba
+    pairs and bilingual documents, and Debian's Polish gettext catalogues."""
     path = Path(kit) / "sft" / PAIRS_FILE
     if not path.is_file():
         raise NotesRagError(f"no sentence pairs at {path}; point --kit at the data kit folder")
     t0 = time.time()
-    with console.status(f"aligning the sentence pairs of {path.name}"):
-        entries = induce((r["en"], r["pl"]) for r in read_jsonl_xz(path))
+    with console.status("aligning the parallel text (Tatoeba, the kit's bilingual documents, .mo catalogues)"):
+        entries = induce(kit_pairs(Path(kit)))
     Lexicon(entries).save(out)
     console.print(
         f"{len(entries['en'])} English and {len(entries['pl'])} Polish stems -> {out} ({time.time() - t0:.0f} s)"
