@@ -162,6 +162,14 @@ def test_low_cosine_abstains_without_the_model(tiny_ckpt, monkeypatch):
     assert not a.ask([], "What is the capital of Australia?").abstained
 
 
+def test_answer_names_the_generation_it_was_retrieved_from(tiny_ckpt, tmp_path):
+    retriever = FakeRetriever(top_cosine=0.5, threshold=0.8)  # abstains: no model run needed
+    a = _assistant(tiny_ckpt, retriever)
+    assert a.ask([], "Jaka jest stolica Australii?").index_id == "test-index"  # no generation known
+    retriever.index_dir, retriever.generation = tmp_path, tmp_path / "gen-2"  # reopened a newer one
+    assert a.ask([], "Jaka jest stolica Australii?").index_id == f"{tmp_path.resolve()}:gen-2"
+
+
 def test_model_abstention_citations_and_the_appended_citation(tiny_ckpt, monkeypatch, tok):
     r = FakeRetriever()
     a = _assistant(tiny_ckpt, r)

@@ -96,3 +96,25 @@ def test_ask_json_is_the_documented_schema(tiny_index, tiny_ckpt, monkeypatch, t
     assert out["answer"].rsplit(" [", 1)[0] in out["sources"][out["cited"][0] - 1]["text"]
     printed = CliRunner().invoke(app, args).output  # the same answer on the terminal
     assert out["answer"].split()[0] in printed
+
+
+def test_unexpected_errors_are_one_line_unless_debug(monkeypatch, capsys):
+    import sys
+
+    import pytest
+
+    from notes_rag.cli import app as app_mod
+
+    def boom():
+        raise ValueError("bad shape (3,)")
+
+    monkeypatch.setattr(app_mod, "app", boom)
+    monkeypatch.setattr(sys, "argv", ["notes-rag", "ask", "x"])
+    with pytest.raises(SystemExit) as e:
+        app_mod.main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "ValueError: bad shape (3,)" in err and "--debug" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    monkeypatch.setattr(sys, "argv", ["notes-rag", "--debug", "ask", "x"])
+    with pytest.raises(ValueError):
+        app_mod.main()

@@ -156,6 +156,14 @@ class Assistant:
             retriever = Retriever(index_dir)
         return cls(retriever, gpt, tok, cfg, model_id(folder, config), index_id(retriever.index_dir))
 
+    def _index_id(self) -> str:
+        """The generation this answer was retrieved from: the retriever reopens a newer one
+        (`notes-rag index --watch`) before a question, so the id opened with may be stale."""
+        from notes_rag.index.store import index_id
+
+        gen = getattr(self.retriever, "generation", None)  # test doubles have no generation
+        return index_id(self.retriever.index_dir, gen) if gen is not None else self.index_id
+
     @property
     def threshold(self) -> float | None:
         if self.cfg.abstain_threshold is not None:
@@ -205,7 +213,7 @@ class Assistant:
             threshold=r.threshold,
             timings=timings,
             model_id=self.model_id,
-            index_id=self.index_id,
+            index_id=self._index_id(),
         )
         answer.answered_by, answer.read_passages, answer.no_answer = by, n_passages, w.no_answer
         return answer

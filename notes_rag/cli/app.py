@@ -8,7 +8,8 @@ imported only when one of its commands runs: several import torch (2-3 s on a sl
 top-level `--help` is read from the modules' source instead (`scan_commands`: each
 `@app.command` function's name and docstring), the student's commands first.
 
-User errors (`NotesRagError`) print as one line and exit 1, Ctrl-C exits 130; `--debug` shows
+User errors (`NotesRagError`, and OSErrors such as a full disk) print as one line and exit 1,
+Ctrl-C exits 130, anything else is one "internal error" line and exit 2; `--debug` shows
 tracebacks.
 """
 
@@ -171,10 +172,25 @@ def main() -> None:
     except NotesRagError as e:
         if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         if debug:
             raise
         err_console.print("[yellow]interrupted[/]")
         sys.exit(130)
+    except OSError as e:  # the system refused (permissions, a full disk): the user can fix that
+        if debug:
+            raise
+        where = f": {e.filename}" if e.filename else ""
+        err_console.print(f"[bold red]error:[/] {e.strerror or e}{where}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except Exception as e:  # a bug: still one line, and the way to the traceback
+        if debug:
+            raise
+        err_console.print(
+            f"[bold red]internal error:[/] {type(e).__name__}: {e} (run again with --debug for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(2)

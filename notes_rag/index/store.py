@@ -152,9 +152,10 @@ def current_generation(index_dir: Path) -> Path | None:
     return gen
 
 
-def index_id(index_dir: Path) -> str:
-    """`<index folder>:<generation>`: names the index in reports."""
-    gen = current_generation(Path(index_dir))
+def index_id(index_dir: Path, generation: Path | None = None) -> str:
+    """`<index folder>:<generation>`: names the index in reports (the live generation unless
+    `generation`, the one a reader has open, is given)."""
+    gen = generation or current_generation(Path(index_dir))
     return f"{Path(index_dir).resolve()}:{gen.name if gen else '?'}"
 
 
