@@ -58,6 +58,8 @@ def cache(tmp_path_factory):
     root = tmp_path_factory.mktemp("notes-rag-cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NOTES_RAG_CACHE", str(root))
+        # the plain conversion, as the C engine computes it (the release's delta: test_encoder_align.py)
+        mp.setenv(E.DELTA_ENV, "none")
         E.ensure_default_model()
         yield root
 

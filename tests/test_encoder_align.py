@@ -112,17 +112,37 @@ def test_delta_file_choice(monkeypatch, tmp_path):
         E.encoder_delta_file()
 
 
-def test_heldout_scores_find_each_texts_partner(trained):
-    _, model, _, _ = trained
-    # a "translation" identical to its original is always found, and its own text never counts
-    same = [Pair(e, e, "test", "kit") for e, _ in PAIRS]
-    assert heldout_scores(model, same) == {
+class _OneHot:
+    """An encoder giving each known text its own axis (texts mapped to one name share it)."""
+
+    prompts: dict = {}
+
+    def __init__(self, axis: dict[str, int]):
+        self.axis = axis
+
+    def encode(self, texts, **_):
+        out = np.zeros((len(texts), max(self.axis.values()) + 1), np.float32)
+        out[np.arange(len(texts)), [self.axis[t] for t in texts]] = 1.0
+        return out
+
+
+def test_heldout_scores_find_each_texts_partner():
+    pairs = [Pair(e, p, "test", "kit") for e, p in PAIRS]
+    # each translation on its original's vector: found, and the original itself never counts
+    aligned = _OneHot({t: i for i, pair in enumerate(PAIRS) for t in pair})
+    assert heldout_scores(aligned, pairs) == {
         "pairs": len(PAIRS),
         "en_to_pl@1": 1.0,
         "pl_to_en@1": 1.0,
         "en_mixed@1": 1.0,
         "pl_mixed@1": 1.0,
     }
+    # every Polish text on the next pair's English vector: never found
+    shifted = _OneHot(
+        {**{e: i for i, (e, _) in enumerate(PAIRS)}, **{p: (i + 1) % len(PAIRS) for i, (_, p) in enumerate(PAIRS)}}
+    )
+    scores = heldout_scores(shifted, pairs)
+    assert scores["en_to_pl@1"] == scores["pl_to_en@1"] == 0.0
 
 
 def test_paragraph_alignment_keeps_confident_pairs_and_skips_untranslated_ones():

