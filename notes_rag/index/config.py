@@ -68,13 +68,15 @@ class RetrievalConfig:
     history_turns: int = 2
     history_weight: float = 1.0
     # Below this dense top-1 cosine the notes most likely do not answer the question
-    # (multilingual-e5-small). Fitted 2026-12-01 away from dev (benchmarks/constants_fit.py) on
-    # the external corpus (308 answerable, 89 unanswerable held-out kit questions) and dev2's fit
-    # half (57 answerable): the threshold refusing the most unanswerable ones at false abstention
-    # <= 0.05 in each set, besides the questions the names rule decides
-    # (`SearchResult.unknown_names`, `names_in_top`). The dev-fitted 0.839 refused 0.23 / 0.14 of
-    # those sets' answerable questions. docs/EVAL.md, "Constants and what they were fitted on".
-    abstain_threshold: float = 0.812
+    # (multilingual-e5-small with the release's encoder delta, models/encoder-delta.*). Fitted
+    # 2026-12-02 away from dev (benchmarks/constants_fit.py --no-ranking, indexes built with the
+    # delta) on the external corpus (308 answerable, 89 unanswerable held-out kit questions) and
+    # dev2's fit half (57 answerable): the threshold refusing the most unanswerable ones at false
+    # abstention <= 0.05 in each set, besides the questions the names rule decides
+    # (`SearchResult.unknown_names`, `names_in_top`). The aligned encoder's cosines run higher:
+    # the plain model's 0.812 refuses none of those questions with it. docs/EVAL.md, "Constants
+    # and what they were fitted on"; docs/benchmarks/constants_fit_encoder.json.
+    abstain_threshold: float = 0.859
     # Bilingual query expansion (see `bilingual`): the question's words translated by the
     # FreeDict dictionaries in `dict_dir` give a third ranking, BM25 of the translation, so an
     # English question finds Polish notes lexically and the reverse; it weighs less than the
