@@ -247,7 +247,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
-    from notes_rag.index.encoder import ensure_default_model
+    from notes_rag.index.encoder_cache import ensure_default_model
 
     e5 = ensure_default_model()
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-scale-"))

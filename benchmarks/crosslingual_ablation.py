@@ -204,7 +204,8 @@ def main() -> None:
     if args.encoder_delta:
         delta = args.encoder_delta.resolve()
         runs.append((str(delta), args.work / f"enc-{delta.stem}", f" (delta {delta.stem})"))
-    from notes_rag.index.encoder import DELTA_ENV, load_encoder
+    from notes_rag.index.encoder import load_encoder
+    from notes_rag.index.encoder_cache import DELTA_ENV
 
     result: dict = {}
     for delta_env, work, suffix in runs:

@@ -18,6 +18,7 @@ import pytest
 from tiny_encoder import TINY_MAX_SEQ, build_tiny_encoder
 
 from notes_rag.index import encoder as E
+from notes_rag.index import encoder_cache as C
 from notes_rag.index.bert_encoder import BertEncoder, unsupported
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
@@ -59,7 +60,7 @@ def test_tiny_encoder_vectors_match_sentence_transformers(tiny):
     # each text alone gives what it gives in a padded batch
     alone = np.concatenate([E.encode_queries(ours, [t]) for t in TEXTS])
     assert np.allclose(alone, E.encode_queries(ours, TEXTS), atol=1e-6)
-    assert E.encoder_id(ours) == E.encoder_id(tiny)  # the index checks the encoder by content
+    assert C.encoder_id(ours) == C.encoder_id(tiny)  # the index checks the encoder by content
 
 
 def test_cls_pooling_without_normalize(tiny, tmp_path):
@@ -102,7 +103,7 @@ def test_query_encoder_imports_neither_torch_nor_sentence_transformers(tiny):
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    E._cache_problem(E.default_model_dir(), None) is not None, reason="no converted default encoder in the cache"
+    C._cache_problem(C.default_model_dir(), None) is not None, reason="no converted default encoder in the cache"
 )
 def test_default_encoder_vectors_match_sentence_transformers():
     """The encoder the bundled index was built with, on questions and on every chunk of a note."""

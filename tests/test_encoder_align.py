@@ -18,6 +18,7 @@ from tiny_encoder import build_tiny_encoder
 
 from notes_rag.errors import NotesRagError
 from notes_rag.index import encoder as E
+from notes_rag.index import encoder_cache as C
 from notes_rag.index.align_data import AlignDataConfig, Pair, _clean_message, align_paragraphs, page_key
 from notes_rag.index.align_train import AlignTrainConfig, heldout_scores, train_alignment
 from notes_rag.index.bert_encoder import BertEncoder
@@ -50,7 +51,7 @@ def trained(tmp_path_factory):
     before = _cosine_of_pairs(model)
     pairs = [Pair(e, p, "test", "kit") for e, p in PAIRS]
     cfg = AlignTrainConfig(layers=2, lr=1e-2, batch_size=8, epochs=6, max_seq_length=64, en_share=0.5)
-    delta = train_alignment(model, pairs, cfg, root / "run", E.encoder_id(base))
+    delta = train_alignment(model, pairs, cfg, root / "run", C.encoder_id(base))
     return base, model, delta, before
 
 
@@ -60,7 +61,7 @@ def test_fine_tuning_brings_a_translation_closer(trained):
     # a random tiny encoder already puts every text near every other: the distance is what shrinks
     assert 1 - after < 0.75 * (1 - before), (before, after)
     header = json.loads(header_path(delta).read_text())
-    assert header["layers"] == [0, 1] and header["base_encoder"] == E.encoder_id(base)
+    assert header["layers"] == [0, 1] and header["base_encoder"] == C.encoder_id(base)
     # only transformer layers ship: never the word-embedding table
     tensors, _ = read_delta(delta)
     assert tensors and all(n.startswith("encoder.layer.") for n in tensors)
@@ -69,7 +70,7 @@ def test_fine_tuning_brings_a_translation_closer(trained):
 def test_applied_delta_loads_the_same_at_index_and_query_time(trained, tmp_path):
     base, model, delta, _ = trained
     aligned = tmp_path / "aligned"
-    E.build_aligned_model(base, delta, aligned)
+    C.build_aligned_model(base, delta, aligned)
     index_time, query_time = E.load_encoder(aligned), E.load_query_encoder(aligned)
     assert isinstance(query_time, BertEncoder)
     texts = [t for pair in PAIRS for t in pair]
@@ -78,7 +79,7 @@ def test_applied_delta_loads_the_same_at_index_and_query_time(trained, tmp_path)
         assert (a * b).sum(1).min() >= 0.9999
         # and they are the fine-tuned model's vectors (up to the delta's fp16 rounding)
         assert (a * encode(model, texts)).sum(1).min() >= 0.999
-    assert E.encoder_id(aligned) != E.encoder_id(base)
+    assert C.encoder_id(aligned) != C.encoder_id(base)
 
 
 def test_corrupt_or_mismatched_delta_is_one_line_error(trained, tmp_path):
@@ -97,19 +98,19 @@ def test_corrupt_or_mismatched_delta_is_one_line_error(trained, tmp_path):
         elif case == "shape":
             tensors = read_delta(delta)[0]
             name = next(iter(tensors))
-            write_delta(bad, {**tensors, name: np.zeros((3, 3), np.float16)}, E.encoder_id(base), {})
+            write_delta(bad, {**tensors, name: np.zeros((3, 3), np.float16)}, C.encoder_id(base), {})
         with pytest.raises(NotesRagError) as err:
-            E.build_aligned_model(base, bad, tmp_path / f"out-{case.replace(' ', '-')}")
+            C.build_aligned_model(base, bad, tmp_path / f"out-{case.replace(' ', '-')}")
         assert "\n" not in str(err.value) and str(bad) in str(err.value), case
         assert not (tmp_path / f"out-{case.replace(' ', '-')}").exists()
 
 
 def test_delta_file_choice(monkeypatch, tmp_path):
-    monkeypatch.setenv(E.DELTA_ENV, "none")
-    assert E.encoder_delta_file() is None
-    monkeypatch.setenv(E.DELTA_ENV, str(tmp_path / "missing.safetensors"))
+    monkeypatch.setenv(C.DELTA_ENV, "none")
+    assert C.encoder_delta_file() is None
+    monkeypatch.setenv(C.DELTA_ENV, str(tmp_path / "missing.safetensors"))
     with pytest.raises(NotesRagError, match="no such encoder delta"):
-        E.encoder_delta_file()
+        C.encoder_delta_file()
 
 
 class _OneHot:
@@ -167,20 +168,20 @@ def test_paragraph_alignment_keeps_confident_pairs_and_skips_untranslated_ones()
     assert _clean_message("_Open %s file…\\n") == "Open file…"
 
 
-SHIPPED = Path(__file__).resolve().parents[1] / "models" / E.DELTA_FILE
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / C.DELTA_FILE
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="no encoder delta in models/")
 @pytest.mark.skipif(
-    E._cache_problem(E.default_model_dir(), None) is not None, reason="no converted default encoder in the cache"
+    C._cache_problem(C.default_model_dir(), None) is not None, reason="no converted default encoder in the cache"
 )
 def test_shipped_delta_loads_and_both_encoders_agree(tmp_path):
     tensors, header = read_delta(SHIPPED)
-    assert header["base_encoder"] == E.encoder_id(E.default_model_dir())
+    assert header["base_encoder"] == C.encoder_id(C.default_model_dir())
     assert SHIPPED.stat().st_size <= 50 * 2**20 and header["sha256"]
     aligned = tmp_path / "aligned"
-    E.build_aligned_model(E.default_model_dir(), SHIPPED, aligned)
+    C.build_aligned_model(C.default_model_dir(), SHIPPED, aligned)
     texts = ["What is a token vocabulary?", "Słownik to tabela odwzorowań (lookup table).", "funkcja straty"]
     index_time, query_time = E.load_encoder(aligned), E.load_query_encoder(aligned)
     assert isinstance(query_time, BertEncoder)

@@ -60,6 +60,7 @@ def align_train(
 ) -> None:
     """Fine-tune the shipped multilingual-e5-small so Polish lands on its English original; score before and after."""
     from notes_rag.index import encoder as E
+    from notes_rag.index import encoder_cache as C
     from notes_rag.index.align_train import heldout_scores, train_alignment
 
     cfg = AlignTrainConfig(
@@ -68,11 +69,11 @@ def align_train(
     pairs = read_pairs(data / "train.jsonl")[: limit or None]
     heldout = read_pairs(data / "heldout.jsonl")
     heldout = random.Random(0).sample(heldout, min(heldout_n, len(heldout)))
-    base = E.ensure_default_model()  # the plain converted model: a delta never trains on a delta
+    base = C.ensure_default_model()  # the plain converted model: a delta never trains on a delta
     model = E.load_encoder(base)
     before = heldout_scores(model, heldout)
     console.print(f"held-out before: {before}")
-    delta = train_alignment(model, pairs, cfg, out, E.encoder_id(base))
+    delta = train_alignment(model, pairs, cfg, out, C.encoder_id(base))
     model.eval()
     after = heldout_scores(model, heldout)
     console.print(f"held-out after: {after}")

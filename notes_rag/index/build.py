@@ -31,7 +31,8 @@ from notes_rag.index import integrity, store
 from notes_rag.index.chunker import Chunk
 from notes_rag.index.config import IndexConfig
 from notes_rag.index.documents import chunk_document
-from notes_rag.index.encoder import encode_passages, encoder_id
+from notes_rag.index.encoder import encode_passages
+from notes_rag.index.encoder_cache import encoder_id
 from notes_rag.index.notes import NOTE_SUFFIXES, NoteFile, SkippedFile, scan_notes
 from notes_rag.lang import detect_lang
 

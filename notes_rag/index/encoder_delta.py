@@ -3,7 +3,7 @@
 `models/encoder-delta.safetensors` holds the transformer layers `align-train` changed (fp16,
 named as in transformers' BertModel); `models/encoder-delta.json` beside it says which base
 encoder they belong to (`encoder_id` of the converted multilingual-e5-small), the layers, the
-file's sha256 and how it was trained. index/encoder.py applies it when it builds the cached
+file's sha256 and how it was trained. index/encoder_cache.py applies it when it builds the cached
 model folder, so the index-time (sentence-transformers) and the query-time (numpy) encoders
 read the same weights from the same folder.
 

@@ -37,7 +37,8 @@ from notes_rag.errors import NotesRagError
 from notes_rag.index import integrity, rerank, store
 from notes_rag.index.bilingual import Bilingual, with_translations
 from notes_rag.index.config import MODES, IndexConfig, RetrievalConfig
-from notes_rag.index.encoder import encode_passages, encode_queries, encoder_id, load_query_encoder
+from notes_rag.index.encoder import encode_passages, encode_queries, load_query_encoder
+from notes_rag.index.encoder_cache import encoder_id
 from notes_rag.index.lexical import STOPWORDS
 from notes_rag.index.rerank import Reranker, Signals
 from notes_rag.lang import detect_lang

@@ -144,7 +144,7 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048) -> floa
     the user cache."""
     if device.type != "cpu":
         return measure_matmul_flops(device, dtype=dtype)
-    from notes_rag.index.encoder import cache_root  # the one user cache folder of notes-rag
+    from notes_rag.index.encoder_cache import cache_root  # the one user cache folder of notes-rag
 
     path = cache_root() / PEAK_FILE
     key = f"{cpu_model()} | torch {torch.__version__} | {dtype} | {torch.get_num_threads()} threads | n {n}"
