@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from notes_rag.errors import NotesRagError
 from notes_rag.index.align_data import Pair
 from notes_rag.index.encoder import encode_passages, encode_queries
 from notes_rag.index.encoder_delta import layer_names, write_delta
@@ -148,11 +149,24 @@ def _length_batch_sampler():
     return LengthBatchSampler
 
 
+def _check_trainer_installed() -> None:
+    import importlib.util
+
+    missing = [m for m in ("datasets", "accelerate") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise NotesRagError(
+            f"align-train needs {' and '.join(missing)}, which sentence-transformers' trainer uses: "
+            "pip install 'notes-rag[align]'"
+        )
+
+
 def train_alignment(model, pairs: list[Pair], cfg: AlignTrainConfig, out: Path, base_id: str) -> Path:
     """Fine-tune `model` (a SentenceTransformer, changed in place) on `pairs`; write the delta
     of its trained layers to `out/encoder-delta.safetensors` (snapshots while it trains) and
     return that path."""
     import torch
+
+    _check_trainer_installed()
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from transformers import TrainerCallback
 
