@@ -38,6 +38,7 @@ from notes_rag.study.spans import Span
 from notes_rag.study.store import StudyStore, db_path
 
 _DONE = object()  # the maker thread has no more cards
+CLOSE_WAIT_S = 60  # a span's checks take seconds even on a loaded 2-core machine: ample room
 
 
 def _order_key(ps: tuple[Passage, Span]) -> tuple[int, str]:
@@ -127,6 +128,8 @@ class QuizSession:
             duplicate_of(c, seen)
         write = self._writer()
         for p, span in sorted(spans_of(self.passages), key=_order_key):
+            if self._stop.is_set():  # many spans may fail their checks in a row: stop between them
+                return
             # a span asked before keeps its card: its stored card would make every other
             # candidate of it look new (a GPT question has the template question's id)
             if any(c.card_id in known for c in candidates(p, span)):
@@ -219,9 +222,12 @@ class QuizSession:
         return review(self.store, card, rating, graded.rating if graded else None, typed)
 
     def close(self) -> None:
+        """Stop the maker thread, then close the store. The thread stops between two spans (one
+        round trip, seconds); the process must not exit while it is inside FAISS or BLAS (their
+        thread pools can hang an exiting process) or writing the store being closed."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=CLOSE_WAIT_S)
         self.store.close()
 
 
