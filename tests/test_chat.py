@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import os
 import pty
-import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from tiny_chat import build_tiny_index, read_until, write_tiny_checkpoint
 from typer.testing import CliRunner
 
 from notes_rag.chat.assistant import AnswerConfig, Assistant
@@ -41,28 +39,12 @@ NOTES = {
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory, tok):
-    torch.manual_seed(0)
-    model = GPT(preset("tiny", vocab_size=tok.vocab_size, seq_len=512, copy_head=True))
-    folder = tmp_path_factory.mktemp("model") / "best"
-    write_checkpoint(folder, model, tok, meta={"stage": "test", "step": 1})
-    return folder
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "best", tok)
 
 
 @pytest.fixture(scope="module")
 def tiny_index(tmp_path_factory):
-    from tiny_encoder import build_tiny_encoder
-
-    from notes_rag.index.build import update_index
-    from notes_rag.index.encoder import load_encoder
-
-    root = tmp_path_factory.mktemp("notes")
-    enc = build_tiny_encoder(root / "enc")
-    notes = root / "notes"
-    notes.mkdir()
-    for name, text in NOTES.items():
-        (notes / name).write_text(text, encoding="utf-8")
-    update_index(notes, notes / ".notes-rag", load_encoder(enc), encoder_path=str(enc))
-    return notes / ".notes-rag"
+    return build_tiny_index(tmp_path_factory.mktemp("notes"), NOTES)
 
 
 @pytest.fixture()
@@ -366,23 +348,6 @@ def test_session_round_trip(data_dir):
 # -- the REPL in a pseudo-terminal ---------------------------------------------------------------
 
 
-def _read_until(fd, needle: bytes, timeout: float, buf: bytearray) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if needle in buf:
-            return True
-        ready, _, _ = select.select([fd], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                return needle in buf
-            if not chunk:
-                return needle in buf
-            buf.extend(chunk)
-    return needle in buf
-
-
 @pytest.mark.slow
 def test_repl_smoke_through_a_pty(tiny_index, tiny_ckpt, data_dir):
     master, slave = pty.openpty()
@@ -398,13 +363,13 @@ def test_repl_smoke_through_a_pty(tiny_index, tiny_ckpt, data_dir):
     os.close(slave)
     screen = bytearray()
     try:
-        assert _read_until(master, "» ".encode(), 180, screen), screen.decode(errors="replace")
+        assert read_until(master, "» ".encode(), 180, screen), screen.decode(errors="replace")
         os.write(master, "Kto zaproponował model neuronu?\n".encode())
-        assert _read_until(master, b"sources", 120, screen), screen.decode(errors="replace")
+        assert read_until(master, b"sources", 120, screen), screen.decode(errors="replace")
         del screen[: screen.rfind(b"sources")]  # the next prompt may already be in the same read
-        assert _read_until(master, "» ".encode(), 60, screen)
+        assert read_until(master, "» ".encode(), 60, screen)
         os.write(master, b"/k 3\n")
-        assert _read_until(master, b"k = 3", 30, screen)
+        assert read_until(master, b"k = 3", 30, screen)
         os.write(master, b"/exit\n")
         assert proc.wait(timeout=60) == 0
     finally:

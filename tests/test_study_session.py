@@ -8,19 +8,16 @@ import fcntl
 import json
 import os
 import pty
-import select
 import subprocess
 import sys
 import termios
 import time
 
 import pytest
-import torch
+from tiny_chat import build_tiny_index, read_until, write_tiny_checkpoint
 from typer.testing import CliRunner
 
 from notes_rag.cli.main import app
-from notes_rag.model.checkpoint import write_checkpoint
-from notes_rag.model.gpt import GPT, preset
 from notes_rag.study.session import QuizSession
 from notes_rag.study.store import StudyStore, db_path
 
@@ -36,28 +33,12 @@ NOTES = {
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory, tok):
-    torch.manual_seed(0)
-    model = GPT(preset("tiny", vocab_size=tok.vocab_size, seq_len=512, copy_head=True))
-    folder = tmp_path_factory.mktemp("model") / "best"
-    write_checkpoint(folder, model, tok, meta={"stage": "test", "step": 1})
-    return folder
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "best", tok)
 
 
 @pytest.fixture(scope="module")
 def tiny_index(tmp_path_factory):
-    from tiny_encoder import build_tiny_encoder
-
-    from notes_rag.index.build import update_index
-    from notes_rag.index.encoder import load_encoder
-
-    root = tmp_path_factory.mktemp("notes")
-    enc = build_tiny_encoder(root / "enc")
-    notes = root / "notes"
-    notes.mkdir()
-    for name, text in NOTES.items():
-        (notes / name).write_text(text, encoding="utf-8")
-    update_index(notes, notes / ".notes-rag", load_encoder(enc), encoder_path=str(enc))
-    return notes / ".notes-rag"
+    return build_tiny_index(tmp_path_factory.mktemp("notes"), NOTES)
 
 
 @pytest.fixture()
@@ -85,21 +66,6 @@ def test_session_cards_are_checked_graded_and_cached(tiny_index, tiny_ckpt, data
     assert len(store.reviews(first.card_id)) == 1 and len(store.cards()) == len(cards)
 
 
-def _read_until(fd, needle: bytes, timeout: float, buf: bytearray) -> bool:
-    end = time.time() + timeout
-    while needle not in buf and time.time() < end:
-        r, _, _ = select.select([fd], [], [], 0.2)
-        if r:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            buf.extend(chunk)
-    return needle in buf
-
-
 def _controlling_tty() -> None:
     """In the child: a new session whose controlling terminal is the pty, so the \\x03 written
     to it is a real Ctrl-C (the terminal sends SIGINT)."""
@@ -118,15 +84,15 @@ def test_quiz_through_a_pty_and_ctrl_c_saves(tiny_index, tiny_ckpt, data_dir):
     os.close(slave)
     screen = bytearray()
     try:
-        assert _read_until(master, b"answer> ", 180, screen), screen.decode(errors="replace")
+        assert read_until(master, b"answer> ", 180, screen), screen.decode(errors="replace")
         assert b"[1/3]" in screen
         os.write(master, "tabela odwzorowań\n".encode())
-        assert _read_until(master, b"rating> ", 60, screen), screen.decode(errors="replace")
+        assert read_until(master, b"rating> ", 60, screen), screen.decode(errors="replace")
         assert b"expected:" in screen and b"from " in screen
         os.write(master, b"\n")  # Enter: the suggested rating
-        assert _read_until(master, b"next review", 30, screen)
+        assert read_until(master, b"next review", 30, screen)
         del screen[: screen.rfind(b"next review")]
-        assert _read_until(master, b"answer> ", 120, screen), screen.decode(errors="replace")
+        assert read_until(master, b"answer> ", 120, screen), screen.decode(errors="replace")
         assert b"[2/3]" in screen
         # Ctrl-C as a person types it: not in the same microsecond the prompt appears, where
         # readline may not have taken the terminal yet and the SIGINT can be lost (seen 1 in 4
@@ -134,7 +100,7 @@ def test_quiz_through_a_pty_and_ctrl_c_saves(tiny_index, tiny_ckpt, data_dir):
         time.sleep(0.5)
         os.write(master, b"\x03")  # Ctrl-C
         assert proc.wait(timeout=60) == 0
-        _read_until(master, b"saved", 5, screen)
+        read_until(master, b"saved", 5, screen)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -1,0 +1,54 @@
+"""What the chat and quiz tests both build: a tiny random copy-head GPT checkpoint, a tiny index
+of a few notes (tests/tiny_encoder.py), and reading a pty until some text appears."""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+from pathlib import Path
+
+import torch
+from tiny_encoder import build_tiny_encoder
+
+from notes_rag.model.checkpoint import write_checkpoint
+from notes_rag.model.gpt import GPT, preset
+
+
+def write_tiny_checkpoint(folder: Path, tok) -> Path:
+    """A seeded, untrained tiny GPT with a copy head, saved as a release folder."""
+    torch.manual_seed(0)
+    model = GPT(preset("tiny", vocab_size=tok.vocab_size, seq_len=512, copy_head=True))
+    write_checkpoint(folder, model, tok, meta={"stage": "test", "step": 1})
+    return folder
+
+
+def build_tiny_index(root: Path, notes: dict[str, str]) -> Path:
+    """`notes` (file name -> text) written under root/notes and indexed with the tiny encoder;
+    returns the index folder."""
+    from notes_rag.index.build import update_index
+    from notes_rag.index.encoder import load_encoder
+
+    enc = build_tiny_encoder(root / "enc")
+    folder = root / "notes"
+    folder.mkdir()
+    for name, text in notes.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    update_index(folder, folder / ".notes-rag", load_encoder(enc), encoder_path=str(enc))
+    return folder / ".notes-rag"
+
+
+def read_until(fd: int, needle: bytes, timeout: float, buf: bytearray) -> bool:
+    """Read the pty `fd` into `buf` until `needle` is in it (True) or `timeout` seconds pass."""
+    end = time.monotonic() + timeout
+    while needle not in buf and time.monotonic() < end:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf.extend(chunk)
+    return needle in buf
