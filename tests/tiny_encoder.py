@@ -1,6 +1,6 @@
 """A tiny random sentence-transformers encoder for hermetic index/search tests.
 
-2-layer BertModel (hidden 32) with a WordPiece tokenizer trained in-process, mean pooling and
+2-layer BertModel (hidden 32) with a fixed WordPiece vocabulary built in-process, mean pooling and
 normalization, "query: " / "passage: " prompts and max_seq_length 64 — the same shape of folder
 as the default multilingual-e5-small, in a few hundred KB and a second to build.
 """
@@ -22,23 +22,37 @@ _TEXTS = [
 ]
 
 
+def _vocab() -> dict[str, int]:
+    """A fixed WordPiece vocabulary: the special tokens, every character of the texts and of
+    ASCII alone and as a word-continuation piece, the texts' inner 2- and 3-letter pieces, then
+    the texts' words. Built, not trained: the
+    tokenizers trainer breaks ties between equally frequent merges differently from run to run,
+    so chunk boundaries (and every test reading them) changed between runs."""
+    from tokenizers import normalizers, pre_tokenizers
+
+    norm = normalizers.BertNormalizer(lowercase=True, strip_accents=False)
+    pre = pre_tokenizers.BertPreTokenizer()
+    words = [w for t in _TEXTS for w, _ in pre.pre_tokenize_str(norm.normalize_str(t))]
+    chars = sorted(set("".join(words)) | set("abcdefghijklmnopqrstuvwxyz0123456789.,;:!?()-'\"/"))
+    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *("##" + c for c in chars)]
+    grams = {"##" + w[i : i + n] for w in words for n in (2, 3) for i in range(1, len(w) - n + 1)}
+    pieces += sorted(grams - set(pieces)) + sorted(set(words) - set(pieces))
+    return {p: i for i, p in enumerate(pieces)}
+
+
 def build_tiny_encoder(folder: Path, seed: int = 0) -> Path:
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer import modules as models
     from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
-    from tokenizers.trainers import WordPieceTrainer
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     folder = Path(folder)
     raw = folder / "raw"
-    tok = Tokenizer(WordPiece(unk_token="[UNK]"))
+    tok = Tokenizer(WordPiece(_vocab(), unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=False)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(
-        _TEXTS * 5, WordPieceTrainer(vocab_size=400, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    )
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
