@@ -87,7 +87,9 @@ def test_reranker_words_count_translations(mixed):
     r = Retriever(index_dir, encoder, SMALL)
     words = r.lexical.query_words("attention")
     polish = set(_chunks_of(r, "pl"))
-    assert not polish & words[0].chunks
+    assert not polish & set(words[0].chunks)
     both = with_translations(r.lexical, words, [["uwagi", "attention span"]])  # phrases are left out
-    assert polish <= both[0].chunks and words[0].chunks <= both[0].chunks
+    assert polish <= set(both[0].chunks) and set(words[0].chunks) <= set(both[0].chunks)
+    assert all(c in both[0].chunks for c in polish) and -1 not in both[0].chunks
+    assert both[0].chunks.holding([*polish, -1]).tolist() == [True] * len(polish) + [False]
     assert both[0].idf < words[0].idf  # found in more chunks: a less telling word

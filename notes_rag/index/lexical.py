@@ -66,12 +66,47 @@ def analyze(text: str) -> list[str]:
     return terms
 
 
-@dataclass(frozen=True)
+class ChunkSet:
+    """The chunks holding a word, as a boolean mask over the index's rows: in a 180k-chunk
+    index a common word is in ~100k chunks, and a Python set of their ids cost most of a hybrid
+    search (docs/BENCHMARKS.md, "Index at scale"); setting mask rows from the term-document
+    matrix costs microseconds. Supports what the reranker asks: `len`, `in`, `holding`,
+    iteration (chunk ids, ascending rows), `union`."""
+
+    __slots__ = ("_index", "_mask", "_len")
+
+    def __init__(self, index: LexicalIndex, mask: np.ndarray):
+        self._index, self._mask = index, mask
+        self._len = int(np.count_nonzero(mask))
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __contains__(self, chunk_id: object) -> bool:
+        row = self._index.row_of(chunk_id)
+        return row is not None and bool(self._mask[row])
+
+    def __iter__(self):
+        return iter(self._index.ids[np.flatnonzero(self._mask)].tolist())
+
+    def holding(self, chunk_ids: list[int]) -> np.ndarray:
+        """Whether each of `chunk_ids` is in the set (bool array)."""
+        rows = [self._index.row_of(c) for c in chunk_ids]
+        return np.array([r is not None and bool(self._mask[r]) for r in rows], dtype=bool)
+
+    def union(self, *others: ChunkSet) -> ChunkSet:
+        mask = self._mask.copy()
+        for o in others:
+            mask |= o._mask
+        return ChunkSet(self._index, mask)
+
+
+@dataclass(frozen=True, eq=False)
 class QueryWord:
     word: str
     terms: frozenset[str]  # its BM25 terms (`analyze`)
     idf: float
-    chunks: frozenset[int]  # the chunks holding it
+    chunks: ChunkSet  # the chunks holding it
 
 
 class LexicalIndex:
@@ -79,6 +114,18 @@ class LexicalIndex:
 
     def __init__(self, bm25: bm25s.BM25, ids: np.ndarray):
         self.bm25, self.ids = bm25, ids
+        self._sorted_rows: np.ndarray | None = None  # rows in chunk-id order, for row_of
+
+    def row_of(self, chunk_id: object) -> int | None:
+        """The row of chunk `chunk_id`; None when the index has no such chunk."""
+        if not isinstance(chunk_id, (int, np.integer)) or len(self.ids) == 0:
+            return None
+        if self._sorted_rows is None:
+            self._sorted_rows = np.argsort(self.ids, kind="stable")
+        at = int(np.searchsorted(self.ids, chunk_id, sorter=self._sorted_rows))
+        if at < len(self.ids) and self.ids[self._sorted_rows[at]] == chunk_id:
+            return int(self._sorted_rows[at])
+        return None
 
     @classmethod
     def build(cls, ids: list[int], texts: Iterable[str]) -> LexicalIndex:
@@ -133,11 +180,12 @@ class LexicalIndex:
         out = []
         for word in dict.fromkeys(w for w in lowercase_words(text) if w not in STOPWORDS):
             terms = analyze(word)
-            rows: set[int] = set()
+            mask = np.zeros(len(self.ids), bool)
             for t in self.bm25.get_tokens_ids(terms):
-                rows.update(scores["indices"][scores["indptr"][t] : scores["indptr"][t + 1]].tolist())
-            idf = float(np.log(1 + (n - len(rows) + 0.5) / (len(rows) + 0.5)))
-            out.append(QueryWord(word, frozenset(terms), weight * idf, frozenset(int(self.ids[r]) for r in rows)))
+                mask[scores["indices"][scores["indptr"][t] : scores["indptr"][t + 1]]] = True
+            held = ChunkSet(self, mask)
+            idf = float(np.log(1 + (n - len(held) + 0.5) / (len(held) + 0.5)))
+            out.append(QueryWord(word, frozenset(terms), weight * idf, held))
         return out
 
     def _top(self, scores: np.ndarray, k: int) -> list[tuple[int, float]]:

@@ -89,7 +89,7 @@ def features(sig: Signals, ids: list[int], texts: dict[int, str], headings: dict
     idf = np.array([w.idf for w in words])
     mass = idf.sum() or 1.0
     rare = np.array([is_rare(w) for w in words], dtype=float)
-    holds = np.array([[c in w.chunks for w in words] for c in ids], dtype=float).reshape(len(ids), len(words))
+    holds = np.array([w.chunks.holding(ids) for w in words], dtype=float).T.reshape(len(ids), len(words))
     heading, sentence = np.zeros(len(ids)), np.zeros(len(ids))
     for i, c in enumerate(ids):
         if not holds[i].any():
