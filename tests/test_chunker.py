@@ -138,3 +138,18 @@ def test_a_heading_longer_than_half_the_limit_is_cut_so_every_chunk_fits():
     chunks = chunks_of(heading + "Krótka treść notatki pod bardzo długim nagłówkiem.\n", max_tokens=40)
     assert chunks and all(words_counter(c.embed_text) <= 40 for c in chunks)
     assert chunks[0].heading_path[0].startswith("słowo0")  # the heading's first words are kept
+
+
+def test_a_long_note_parsed_by_sections_gives_the_chunks_of_one_parse(monkeypatch):
+    import notes_rag.index.chunker as chunker
+
+    tricky = (
+        "# Top\n\nIntro line.\n\n```python\n# not a heading\nx = 1\n\nA line in code\n```\n\n"
+        "- loose item one\n\n- loose item two\n\n  continued inside the item\n\n> quoted\n\nAfter the list.\n\n"
+        "## Second\n\n    indented code\n\nPlain paragraph.\n"
+    )
+    texts = [(p.name, p.read_text(encoding="utf-8")) for p in sorted(CORPUS.glob("*"))] + [("t.md", tricky * 20)]
+    whole = [chunks_of(t, n) for n, t in texts]
+    monkeypatch.setattr(chunker, "SECTION_CHARS", 300)
+    assert len(chunker._sections(tricky * 20, chunker.line_starts(tricky * 20))) > 10
+    assert [chunks_of(t, n) for n, t in texts] == whole

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from markdown_it import MarkdownIt
@@ -34,6 +34,11 @@ _ATX = re.compile(r"^ {0,3}#{1,6}[ \t]+\S", re.M)
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
 _WORD = re.compile(r"\S+")
 _TITLE_END = tuple(".,;:!?")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+# A note longer than this is parsed a section at a time: markdown-it's token list of a whole
+# 100 MB note peaked at 2.0 GB (docs/BENCHMARKS.md, "Index at scale"). Shorter notes, nearly
+# all, are parsed whole, as before.
+SECTION_CHARS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -85,11 +90,47 @@ def _span(text: str, starts: list[int], first: int, last: int) -> tuple[int, int
     return s, e
 
 
-def _parse_units(text: str, markdown: bool) -> list[_Unit]:
+def _sections(text: str, starts: list[int]) -> list[tuple[int, int]]:
+    """0-based line ranges [first, last) to parse one at a time, each about `SECTION_CHARS`.
+    A section starts only where no block can continue across it: at a heading line, or at a
+    line starting at the margin with a letter or digit after a blank line (it ends any list,
+    quote, paragraph or indented code), never inside a fenced code block."""
+    if len(text) <= SECTION_CHARS:
+        return [(0, len(starts))]
+    cuts, fence, blank_before = [0], "", True
+    for i, at in enumerate(starts):
+        line = text[at : starts[i + 1] if i + 1 < len(starts) else len(text)]
+        m = _FENCE.match(line)
+        if fence:
+            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) and not line[m.end() :].strip():
+                fence = ""
+        elif m:
+            fence = m.group(1)
+        elif (
+            at - starts[cuts[-1]] >= SECTION_CHARS
+            and line[:1].strip()
+            and (_ATX.match(line) or (blank_before and line[0].isalnum()))
+        ):
+            cuts.append(i)
+        blank_before = not line.strip()
+    return list(zip(cuts, cuts[1:] + [len(starts)]))
+
+
+def _parse_units(text: str, markdown: bool) -> Iterator[_Unit]:
     starts = line_starts(text)
-    tokens = _MD.parse(text)
-    units: list[_Unit] = []
     stack: list[tuple[int, str]] = []  # (level, title) of the enclosing headings
+    for first, last in _sections(text, starts):
+        end = starts[last] if last < len(starts) else len(text)
+        tokens = _MD.parse(text[starts[first] : end])
+        for tok in tokens:
+            if tok.map is not None:
+                tok.map = [tok.map[0] + first, tok.map[1] + first]
+        stack = yield from _section_units(tokens, text, starts, stack, markdown)
+
+
+def _section_units(tokens, text: str, starts: list[int], stack: list[tuple[int, str]], markdown: bool):
+    """The units of one section's tokens (maps in the note's lines); returns the heading stack
+    at its end, which the next section continues."""
     i = 0
     while i < len(tokens):
         tok = tokens[i]
@@ -106,7 +147,7 @@ def _parse_units(text: str, markdown: bool) -> list[_Unit]:
             while stack and stack[-1][0] >= level:
                 stack.pop()
             stack.append((level, title))
-            units.append(_Unit(s, e, "heading", tuple(t for _, t in stack), n_words(text[s:e])))
+            yield _Unit(s, e, "heading", tuple(t for _, t in stack), n_words(text[s:e]))
         else:
             kind = {
                 "paragraph_open": "para",
@@ -122,9 +163,9 @@ def _parse_units(text: str, markdown: bool) -> list[_Unit]:
                 # Slide exports and plain notes: a short line without punctuation titles what follows.
                 stack = [(1, text[s:e].strip())]
                 unit.kind, unit.path = "heading", tuple(t for _, t in stack)
-            units.append(unit)
+            yield unit
         i += 1
-    return units
+    return stack
 
 
 def _list_items(tokens, open_idx: int, text: str, starts: list[int]) -> list[tuple[int, int]]:
