@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from notes_rag.errors import NotesRagError
 from notes_rag.index import encoder as E
@@ -113,6 +114,17 @@ def test_embeddings_match_the_c_engine(encoder, c_engine):
     for ours, theirs in ((E.encode_queries, c_engine.query), (E.encode_passages, c_engine.passage)):
         cos = (ours(encoder, TEXTS) * theirs(TEXTS)).sum(axis=1)
         assert cos.min() >= 0.999, cos
+
+
+def test_word_table_is_read_from_the_file_with_the_same_vectors(cache, encoder):
+    from notes_rag.index.mapped_words import MappedWords
+
+    assert isinstance(encoder[0].auto_model.embeddings.word_embeddings, MappedWords)
+    with no_network():
+        held = E.load_encoder(trainable=True)  # align-train's: the ordinary table, trainable
+    assert isinstance(held[0].auto_model.embeddings.word_embeddings, torch.nn.Embedding)
+    for encode in (E.encode_queries, E.encode_passages):
+        assert np.array_equal(encode(encoder, TEXTS), encode(held, TEXTS))
 
 
 def test_token_counts_match_the_c_engine(encoder, c_engine):

@@ -47,7 +47,7 @@ def trained(tmp_path_factory):
     """(tiny base folder, the model after fine-tuning, its delta file, cosine before)."""
     root = tmp_path_factory.mktemp("align")
     base = build_tiny_encoder(root / "base")
-    model = E.load_encoder(base)
+    model = E.load_encoder(base, trainable=True)
     before = _cosine_of_pairs(model)
     pairs = [Pair(e, p, "test", "kit") for e, p in PAIRS]
     cfg = AlignTrainConfig(layers=2, lr=1e-2, batch_size=8, epochs=6, max_seq_length=64, en_share=0.5)

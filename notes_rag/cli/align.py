@@ -70,7 +70,7 @@ def align_train(
     heldout = read_pairs(data / "heldout.jsonl")
     heldout = random.Random(0).sample(heldout, min(heldout_n, len(heldout)))
     base = C.ensure_default_model()  # the plain converted model: a delta never trains on a delta
-    model = E.load_encoder(base)
+    model = E.load_encoder(base, trainable=True)
     before = heldout_scores(model, heldout)
     console.print(f"held-out before: {before}")
     delta = train_alignment(model, pairs, cfg, out, C.encoder_id(base))

@@ -102,6 +102,16 @@ class _Layer:
     ln2: tuple[np.ndarray, np.ndarray]
 
 
+def table_rows(table, ids: np.ndarray) -> np.ndarray:
+    """Rows `ids` (any shape) of a memory-mapped safetensors table (`safe_open(...).get_slice`),
+    float32, reading only those rows: e5's word table is 250k x 384 and a batch needs a few
+    hundred of them. The index-time encoder reads its word embeddings the same way
+    (index/encoder.py)."""
+    unique, where = np.unique(ids, return_inverse=True)
+    rows = np.stack([table[i : i + 1][0] for i in unique.tolist()]).astype(np.float32)
+    return rows[where.reshape(ids.shape)]
+
+
 def _linear(x: np.ndarray, wb: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     # one GEMM over every token of the batch: matmul of a 3-d array makes one BLAS call per row
     return (x.reshape(-1, x.shape[-1]) @ wb[0].T + wb[1]).reshape(*x.shape[:-1], -1)
@@ -173,10 +183,7 @@ class BertEncoder:
         return self.hidden
 
     def _embed_tokens(self, ids: np.ndarray) -> np.ndarray:
-        """Word embeddings of `ids`, reading only their rows of the (memory-mapped) table."""
-        unique, where = np.unique(ids, return_inverse=True)
-        rows = np.stack([self._words[i : i + 1][0] for i in unique.tolist()]).astype(np.float32)
-        return rows[where.reshape(ids.shape)]
+        return table_rows(self._words, ids)
 
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """transformers' BertModel, eval mode: the last hidden states, [batch, tokens, hidden]."""

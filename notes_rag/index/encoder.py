@@ -41,13 +41,26 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def load_encoder(model: str | Path | None = None, device: str | None = None) -> SentenceTransformer:
+def load_encoder(
+    model: str | Path | None = None, device: str | None = None, trainable: bool = False
+) -> SentenceTransformer:
     """The default multilingual-e5-small (None) or a local sentence-transformers folder, loaded
-    with sentence-transformers: what `notes-rag index` embeds the notes with.
+    with sentence-transformers: what `notes-rag index` embeds the notes with. On the CPU, unless
+    `trainable`, the word-embedding table is read from the folder's file as rows are needed
+    (index/mapped_words.py), not held in memory.
 
     The result has `max_seq_length`, `tokenizer` (to count the encoder's own tokens) and
     `notes_rag_folder` (what `encoder_id` names)."""
-    return _load(model, lambda folder: _load_folder(folder, device))
+
+    def load(folder: Path) -> SentenceTransformer:
+        encoder = _load_folder(folder, device)
+        if not trainable and encoder.device.type == "cpu":
+            from notes_rag.index.mapped_words import map_word_embeddings
+
+            map_word_embeddings(encoder, folder)
+        return encoder
+
+    return _load(model, load)
 
 
 def load_query_encoder(model: str | Path | None = None) -> BertEncoder | SentenceTransformer:
