@@ -232,6 +232,11 @@ def test_resolve_index(tmp_path, notes, enc, monkeypatch):
     assert resolve_index(None) == Path(".notes-rag")
 
 
+def test_an_index_records_the_notes_folder_it_indexes(notes, enc, tmp_path):
+    update_index(notes, tmp_path / "elsewhere", enc)  # index --out: citations still point at notes/
+    assert Retriever(tmp_path / "elsewhere", encoder=enc).meta["notes"] == str(notes.resolve())
+
+
 def test_conversation_uses_earlier_turns(notes, enc):
     update_index(notes, None, enc)
     r = Retriever(notes / ".notes-rag", encoder=enc)

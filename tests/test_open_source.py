@@ -96,9 +96,10 @@ def _fake_editor(tmp_path: Path, name: str) -> tuple[Path, Path]:
     return exe, log
 
 
-def _state(notes: Path, *sources: Source) -> ChatState:
-    assistant = SimpleNamespace(retriever=SimpleNamespace(index_dir=notes / ".notes-rag"), cfg=None)
-    return ChatState(assistant, last=_answer(*sources))
+def _state(notes: Path, *sources: Source, index_dir: Path | None = None) -> ChatState:
+    index_dir = index_dir or notes / ".notes-rag"
+    retriever = SimpleNamespace(index_dir=index_dir, meta={"notes": str(notes.resolve())})
+    return ChatState(SimpleNamespace(retriever=retriever, cfg=None), last=_answer(*sources))
 
 
 def test_open_runs_the_editor_at_the_line(notes, tmp_path, monkeypatch):
@@ -110,6 +111,17 @@ def test_open_runs_the_editor_at_the_line(notes, tmp_path, monkeypatch):
     assert log.read_text().splitlines() == ["+12", str(path)] and out == f"opened {path}:12"
     run_command(state, "/open 2")  # cited by page: the file, no line
     assert log.read_text().splitlines() == [str((notes / "slides.pdf").resolve())]
+
+
+def test_an_index_kept_elsewhere_opens_the_files_of_the_notes_it_indexed(notes, tmp_path, monkeypatch):
+    exe, log = _fake_editor(tmp_path, "vim")
+    monkeypatch.setenv("VISUAL", str(exe))
+    state = _state(notes, NOTE, index_dir=tmp_path / "indexes" / "course")  # notes-rag index notes --out ...
+    run_command(state, "/open 1")
+    assert log.read_text().splitlines() == ["+12", str((notes / "sub" / "a b.md").resolve())]
+    moved = tmp_path / "moved"  # the default layout follows its folder when it moves
+    notes.rename(moved)
+    assert _state(Path("/gone"), NOTE, index_dir=moved / ".notes-rag").notes == moved.resolve()
 
 
 def test_open_without_an_editor_prints_the_place(notes, monkeypatch):

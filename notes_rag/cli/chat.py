@@ -107,7 +107,7 @@ def ask_cmd(
     for earlier in _exchanges_text(turns[len(history) : -2]):
         console.print(earlier, style="dim")
     console.print(note_text(answer.text), soft_wrap=True)
-    links = notes_root(assistant.retriever.index_dir) if supports_links(console) else None
+    links = notes_root(assistant.retriever.index_dir, assistant.retriever.meta) if supports_links(console) else None
     console.print(sources_table(answer, links))
     if verbose:
         console.print(debug_report(answer))

@@ -8,8 +8,9 @@ any other editor gets the file alone. A page or cell citation (`slides.pdf:p12`,
 `nb.ipynb:cell 7`) has no line in the file, so the file is opened at its start. With no editor
 set (or one that cannot be started) the place is printed instead.
 
-Files are found under the notes folder, which is the index folder's parent (`notes/.notes-rag`,
-where `notes-rag index` puts it).
+Files are found under the notes folder: the index folder's parent for `notes/.notes-rag` (where
+`notes-rag index` puts it, so a moved notes folder still finds its files), else the folder the
+index recorded when it was built (`index --out DIR`).
 """
 
 from __future__ import annotations
@@ -36,9 +37,15 @@ def supports_links(console: Console, env: Mapping[str, str] | None = None) -> bo
     return console.is_terminal and console.color_system is not None and env.get("TERM", "") not in NO_LINK_TERMS
 
 
-def notes_root(index_dir: Path) -> Path:
-    """The notes folder of an index folder."""
-    return Path(index_dir).resolve().parent
+def notes_root(index_dir: Path, meta: Mapping | None = None) -> Path:
+    """The notes folder of an index folder (`meta`: the index's recorded build facts)."""
+    from notes_rag.index.build import INDEX_DIRNAME
+
+    index_dir = Path(index_dir).resolve()
+    recorded = (meta or {}).get("notes")
+    if index_dir.name == INDEX_DIRNAME or not recorded:
+        return index_dir.parent
+    return Path(recorded)
 
 
 def source_path(root: Path | None, source: Source) -> Path | None:

@@ -115,7 +115,7 @@ class ChatState:
     @property
     def notes(self) -> Path:
         """The notes folder the cited files are in."""
-        return notes_root(self.assistant.retriever.index_dir)
+        return notes_root(self.assistant.retriever.index_dir, self.assistant.retriever.meta)
 
     @property
     def link_root(self) -> Path | None:

@@ -92,10 +92,13 @@ class _Embedding:
     on_progress: Callable[[int, int], None] | None
 
 
-def _index_meta(encoder, encoder_path: str | None, cfg: IndexConfig, max_tokens: int) -> dict:
-    """What the index records about how it was built (a change means a full rebuild)."""
+def _index_meta(encoder, encoder_path: str | None, cfg: IndexConfig, max_tokens: int, folder: Path) -> dict:
+    """What the index records about how it was built (a change of schema, encoder or chunking
+    means a full rebuild) and the notes folder it indexes (where citations point: an index put
+    elsewhere with --out is not beside its notes)."""
     return {
         "schema": store.SCHEMA_VERSION,
+        "notes": str(Path(folder).resolve()),
         "encoder": encoder_id(encoder),
         "encoder_path": str(Path(encoder_path).resolve()) if encoder_path else None,
         "dim": int((getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension)()),
@@ -197,7 +200,7 @@ def update_index(
         why = f"{len(skipped)} skipped as unreadable" if skipped else f"no {kinds} files"
         raise NotesRagError(f"no readable notes in {folder} ({why})")
     count_tokens, max_tokens = token_counter(encoder)
-    meta = _index_meta(encoder, encoder_path, cfg, max_tokens)
+    meta = _index_meta(encoder, encoder_path, cfg, max_tokens, folder)
     report = IndexReport(skipped=skipped)
     current = {n.path: n for n in notes}
     with store.IndexLock(index_dir, lock_wait_s):
