@@ -27,9 +27,13 @@ class GradeConfig:
     key_share: float = 0.6
     # Encoder cosine (retriever.similarity, the index's encoder) of the typed answer to the
     # expected one above which a paraphrase is accepted if it also holds some key term;
-    # `sim_alone` accepts without any key term.
-    sim_with_term: float = 0.86
-    sim_alone: float = 0.93
+    # `sim_alone` accepts without any key term. Set at 0.86 / 0.93 for the plain e5-small, then
+    # carried to the aligned encoder the release ships (its cosines run higher) by keeping the
+    # share of wrong answers each accepts: on 3,000 pairs of different gold answers of the
+    # kit's held-out split (benchmarks/grade_calibrate.py; plain 0.86 accepts 1.6% of them,
+    # aligned 0.898 as many; plain 0.93 none, aligned 0.940 is the lowest that accepts none).
+    sim_with_term: float = 0.898
+    sim_alone: float = 0.94
 
 
 @dataclass(frozen=True)
