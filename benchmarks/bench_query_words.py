@@ -31,7 +31,7 @@ from bench_scale import QUERIES, note_text  # noqa: E402
 
 from notes_rag.index.bilingual import Bilingual, with_translations  # noqa: E402
 from notes_rag.index.lexical import LexicalIndex  # noqa: E402
-from notes_rag.index.rerank import RARE_DF  # noqa: E402
+from notes_rag.index.rerank import is_rare  # noqa: E402
 from notes_rag.lang import detect_lang  # noqa: E402
 from notes_rag.train.precision import cpu_model  # noqa: E402
 
@@ -49,8 +49,8 @@ def signals(lexical: LexicalIndex, bilingual: Bilingual | None, question: str, c
     words = lexical.query_words(question)
     if bilingual is not None:
         words = with_translations(lexical, words, bilingual.translate(question, detect_lang(question)))
-    holds = [[c in w.chunks for w in words if w.chunks] for c in candidates]
-    rare = {c for w in words if 0 < len(w.chunks) <= RARE_DF for c in w.chunks}
+    holds = [w.chunks.holding(candidates) for w in words if w.chunks]  # as rerank.features
+    rare = {c for w in words if is_rare(w) for c in w.chunks}
     return words, holds, rare
 
 

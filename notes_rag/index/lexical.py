@@ -83,16 +83,15 @@ class ChunkSet:
         return self._len
 
     def __contains__(self, chunk_id: object) -> bool:
-        row = self._index.row_of(chunk_id)
-        return row is not None and bool(self._mask[row])
+        return isinstance(chunk_id, (int, np.integer)) and bool(self.holding([int(chunk_id)])[0])
 
     def __iter__(self):
         return iter(self._index.ids[np.flatnonzero(self._mask)].tolist())
 
     def holding(self, chunk_ids: list[int]) -> np.ndarray:
         """Whether each of `chunk_ids` is in the set (bool array)."""
-        rows = [self._index.row_of(c) for c in chunk_ids]
-        return np.array([r is not None and bool(self._mask[r]) for r in rows], dtype=bool)
+        rows = self._index.rows_of(chunk_ids)
+        return (rows >= 0) & self._mask[np.maximum(rows, 0)] if len(self._mask) else rows >= 0
 
     def union(self, *others: ChunkSet) -> ChunkSet:
         mask = self._mask.copy()
@@ -114,18 +113,18 @@ class LexicalIndex:
 
     def __init__(self, bm25: bm25s.BM25, ids: np.ndarray):
         self.bm25, self.ids = bm25, ids
-        self._sorted_rows: np.ndarray | None = None  # rows in chunk-id order, for row_of
+        self._sorted_rows: np.ndarray | None = None  # rows in chunk-id order, for rows_of
 
-    def row_of(self, chunk_id: object) -> int | None:
-        """The row of chunk `chunk_id`; None when the index has no such chunk."""
-        if not isinstance(chunk_id, (int, np.integer)) or len(self.ids) == 0:
-            return None
+    def rows_of(self, chunk_ids: list[int]) -> np.ndarray:
+        """The row of each chunk id, -1 for one the index does not hold (one sorted search)."""
+        ids = np.asarray(chunk_ids, dtype=np.int64)
+        if len(self.ids) == 0:
+            return np.full(len(ids), -1, dtype=np.int64)
         if self._sorted_rows is None:
             self._sorted_rows = np.argsort(self.ids, kind="stable")
-        at = int(np.searchsorted(self.ids, chunk_id, sorter=self._sorted_rows))
-        if at < len(self.ids) and self.ids[self._sorted_rows[at]] == chunk_id:
-            return int(self._sorted_rows[at])
-        return None
+        at = np.minimum(np.searchsorted(self.ids, ids, sorter=self._sorted_rows), len(self.ids) - 1)
+        rows = self._sorted_rows[at]
+        return np.where(self.ids[rows] == ids, rows, -1)
 
     @classmethod
     def build(cls, ids: list[int], texts: Iterable[str]) -> LexicalIndex:
