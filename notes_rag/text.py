@@ -13,6 +13,10 @@
 - *best sentence*: `best_sentence` is the chunk sentence sharing the most stems with a question
   (the extractive baseline and the chat's grounding guard); `best_sentence_span` the prose
   sentence sharing the most lowercase words with a query (SFT data: answers and passage centres).
+- *what the model reads*: `clean_markup` turns a note's markdown into the plain text our GPT reads
+  and may copy (image placeholders, link targets, emphasis markers and HTML tags go; link text
+  stays), line for line; `unit_spans` splits that text into the units (sentences or lines) the
+  model input, the relevance features and the index's unit vectors are computed over.
 """
 
 from __future__ import annotations
@@ -165,3 +169,42 @@ def best_sentence_span(text: str, query: str) -> tuple[int, int]:
     q = content_words(query)
     spans = sentence_spans(text) or [(0, len(text))]
     return max(spans, key=lambda s: len(q & content_words(text[s[0] : s[1]])))
+
+
+# -- what the model reads ------------------------------------------------------------------------
+
+_IMAGE = re.compile(r"!\[[^\]\n]*\]\([^)\n]*\)|^\s*\[(?:image|obraz|img)\]\s*$", re.IGNORECASE | re.MULTILINE)
+_LINK = re.compile(r"\[([^\]\n]+)\]\((?:[^)\s\n]+)(?:\s+\"[^\"\n]*\")?\)")
+_ORPHAN_DOT = re.compile(r"^[ \t]*·[ \t]*", re.MULTILINE)  # a slide's " · " joiner left before a dropped image
+_HTML = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>\n]*)?/?>")
+# Emphasis markers around a word run (not a lone `*` bullet, not `a * b`): **x**, *x*, ~~x~~; `__x__`
+# is left alone (Python's `__init__` is far commoner in these notes than underscore emphasis)
+_EMPHASIS = re.compile(r"(\*\*|~~)(?=\S)(.+?)(?<=\S)\1|(?<![\w*])\*(?=[^\s*])([^*\n]+?)(?<=[^\s*])\*(?![\w*])")
+
+
+def clean_markup(text: str) -> str:
+    """The note text as our GPT reads it: images and `[Image]` lines dropped, `[text](url)` as
+    `text`, HTML tags and emphasis markers removed. Lines stay lines (a line emptied by it stays as
+    an empty line), so the note's structure and line count are kept."""
+    text = _ORPHAN_DOT.sub("", _IMAGE.sub("", text))
+    text = _LINK.sub(r"\1", text)
+    text = _HTML.sub("", text)
+    return _EMPHASIS.sub(lambda m: m.group(2) if m.group(2) is not None else m.group(3), text)
+
+
+def unit_spans(text: str) -> list[tuple[int, int]]:
+    """The units of a passage's text: contiguous character ranges covering it, one per sentence or
+    line (`sentence_spans`), each starting at the end of the previous one so its leading
+    whitespace belongs to it. Defined once: the model input (model/reader.py), its relevance
+    features and the index's unit vectors all use these units."""
+    out: list[tuple[int, int]] = []
+    for _, end in sentence_spans(text):
+        out.append((out[-1][1] if out else 0, end))
+    if out:
+        out[-1] = (out[-1][0], len(text))
+    return out
+
+
+def unit_texts(text: str) -> list[str]:
+    """The units' texts, stripped (what the encoder embeds for each unit)."""
+    return [text[a:b].strip() for a, b in unit_spans(text)]

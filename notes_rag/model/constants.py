@@ -6,9 +6,18 @@ module that imports neither.
 """
 
 N_MATCH_FLAGS = 4  # input flags: exact, lower-case, 5-letter prefix, translation (reader.py)
+MATCH_MASK = (1 << N_MATCH_FLAGS) - 1
+
+# The retrieval encoder's view of each passage unit (reader.py `relevance_codes`), packed above the
+# match flags in the same per-token int, so every path that carries the flags carries it too:
+# bits 4-6 the unit's rank among the units read by cosine to the question (1 = most similar; 1-5
+# as is, 6 = 6th-10th, 7 = below; 0 = not a unit), bits 7-9 its cosine bin (0 = none).
+RANK_SHIFT = 4
+COS_SHIFT = 7
+N_REL = 8  # values of each 3-bit field
 
 # The copy head's feature names, in the order of its feature weights.
-COPY_FEATURES = ("follows_last", "follows_last_two", "question_match", "longest_run")
+COPY_FEATURES = ("follows_last", "follows_last_two", "question_match", "longest_run", "top_unit", "top3_unit")
 RUN_CAP = 8  # longest token run compared by `longest_run`
 # Feature weights are multiplied by this, so AdamW moves them FEATURE_GAIN× faster than a single
 # matrix entry: a feature must reach a score of several units within a few hundred steps.

@@ -17,7 +17,9 @@ The copy-score features are token comparisons that the attention would otherwise
 - `follows_last_two`: ids[j−2 : j] equals ids[t−1 : t+1];
 - `question_match`: j carries a reader match flag (the question names that word);
 - `longest_run`: j continues the longest run of source tokens equal to the answer's recent
-  tokens (up to `RUN_CAP`), the span being copied, when shorter matches are ambiguous.
+  tokens (up to `RUN_CAP`), the span being copied, when shorter matches are ambiguous;
+- `top_unit` / `top3_unit`: j is in the unit (sentence or line) the retrieval encoder finds most
+  similar to the question / among its 3 most similar (reader.py `relevance_codes`).
 
 Which features a model uses is `GPTConfig.copy_features`; benchmarks/copy_synthetic.py measured
 which earn their place (docs/GENERATOR.md). The loss (`copy_loss`) computes the copy attention
@@ -33,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from notes_rag.model.constants import COPY_FEATURES as FEATURES
-from notes_rag.model.constants import FEATURE_GAIN, LOG_EPS, RUN_CAP
+from notes_rag.model.constants import FEATURE_GAIN, LOG_EPS, MATCH_MASK, N_REL, RANK_SHIFT, RUN_CAP
 
 
 class CopyHead(nn.Module):
@@ -104,7 +106,10 @@ def features(
         elif name == "follows_last_two":
             cols.append(run >= 2)
         elif name == "question_match":
-            cols.append(match != 0 if match is not None else torch.zeros_like(valid))
+            cols.append((match & MATCH_MASK) != 0 if match is not None else torch.zeros_like(valid))
+        elif name in ("top_unit", "top3_unit"):
+            rank = (match >> RANK_SHIFT) % N_REL if match is not None else torch.zeros_like(ids)
+            cols.append((rank == 1) if name == "top_unit" else (rank >= 1) & (rank <= 3))
         else:  # longest_run
             best = run.masked_fill(~valid, 0).amax(1, keepdim=True)
             cols.append((run == best) & (best >= 1))

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from notes_rag.model.constants import N_MATCH_FLAGS
+from notes_rag.model.constants import COS_SHIFT, N_MATCH_FLAGS, N_REL, RANK_SHIFT
 from notes_rag.model.copy_head import CopyHead, copy_loss, step_logprobs
 from notes_rag.model.kernels import linear_cross_entropy, relu_squared, rms_norm, rope_rms_norm
 
@@ -52,6 +52,9 @@ class GPTConfig:
     # it brings the match-flag embeddings too. `copy_features`: the copy-score features it uses.
     copy_head: bool = False
     copy_features: tuple[str, ...] = ("follows_last", "follows_last_two", "question_match", "longest_run")
+    # The retrieval encoder's view of each unit (its rank and cosine bin among the units read,
+    # reader.py `relevance_codes`) as two learned tables added to the unit's tokens.
+    relevance: bool = False
 
     @property
     def head_dim(self) -> int:
@@ -170,6 +173,9 @@ class GPT(nn.Module):
             # one learned vector per match flag, summed over the flags a token has (zero at start:
             # the base model's behaviour is unchanged until training learns to use them)
             self.match_emb = nn.Parameter(torch.zeros(N_MATCH_FLAGS, cfg.n_embd))
+        if cfg.relevance:  # zero at start, as the match flags
+            self.rank_emb = nn.Parameter(torch.zeros(N_REL, cfg.n_embd))
+            self.cos_emb = nn.Parameter(torch.zeros(N_REL, cfg.n_embd))
         if cfg.reader:  # old reader checkpoints load; their heads are unused
             self.read_tok = nn.Linear(cfg.n_embd, 3, bias=False)
             self.read_pool = nn.Linear(cfg.n_embd, 1, bias=False)
@@ -192,8 +198,9 @@ class GPT(nn.Module):
                 nn.init.normal_(p, std=std)
         if not self.config.tie_embeddings:
             nn.init.normal_(self.lm_head.weight, std=0.02 * std)
-        if hasattr(self, "match_emb"):  # flags start as no-ops
-            nn.init.zeros_(self.match_emb)
+        for name in ("match_emb", "rank_emb", "cos_emb"):  # flags and relevance start as no-ops
+            if hasattr(self, name):
+                nn.init.zeros_(getattr(self, name))
         if self.config.copy_head:
             self.copy.reset_parameters()
 
@@ -221,6 +228,9 @@ class GPT(nn.Module):
         if match is not None:
             bits = (match.unsqueeze(-1).long() >> torch.arange(N_MATCH_FLAGS, device=idx.device)) & 1
             x = x + bits.to(x.dtype) @ self.match_emb
+            if self.config.relevance:
+                code = match.long()
+                x = x + self.rank_emb[(code >> RANK_SHIFT) % N_REL] + self.cos_emb[(code >> COS_SHIFT) % N_REL]
         for block in self.blocks:
             x = block(x, cos, sin, kv_cache)
         if kv_cache is not None:

@@ -25,7 +25,16 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from notes_rag.model.constants import COPY_FEATURES as FEATURES
-from notes_rag.model.constants import FEATURE_GAIN, LOG_EPS, N_MATCH_FLAGS, RUN_CAP
+from notes_rag.model.constants import (
+    COS_SHIFT,
+    FEATURE_GAIN,
+    LOG_EPS,
+    MATCH_MASK,
+    N_MATCH_FLAGS,
+    N_REL,
+    RANK_SHIFT,
+    RUN_CAP,
+)
 from notes_rag.model.folder import CONFIG_FILE, FORMAT, WEIGHTS_FILE, resolve_folder
 from notes_rag.model.tokenizer import TOKENIZER_FILE, Tokenizer, TokenizerError, load_tokenizer
 
@@ -47,6 +56,7 @@ class NumpyShape:
     rope_base: float
     copy_head: bool
     copy_features: tuple[str, ...]
+    relevance: bool = False
 
     @property
     def head_dim(self) -> int:
@@ -56,8 +66,8 @@ class NumpyShape:
     def of(cls, model: dict) -> NumpyShape | None:
         """From config.json's "model"; None unless it is a copy-head model this module runs."""
         try:
-            fields = {f: model[f] for f in cls.__dataclass_fields__ if f != "copy_features"}
-            shape = cls(**fields, copy_features=tuple(model["copy_features"]))
+            fields = {f: model[f] for f in cls.__dataclass_fields__ if f not in ("copy_features", "relevance")}
+            shape = cls(**fields, copy_features=tuple(model["copy_features"]), relevance=bool(model.get("relevance")))
         except (KeyError, TypeError):
             return None
         if model.get("reader") or not shape.copy_head or set(shape.copy_features) - set(FEATURES):
@@ -112,7 +122,10 @@ def features(names: tuple[str, ...], ids: np.ndarray, valid: np.ndarray, match: 
         elif name == "follows_last_two":
             cols.append(run >= 2)
         elif name == "question_match":
-            cols.append(match != 0 if match is not None else np.zeros(len(ids), bool))
+            cols.append((match & MATCH_MASK) != 0 if match is not None else np.zeros(len(ids), bool))
+        elif name in ("top_unit", "top3_unit"):
+            rank = (match >> RANK_SHIFT) % N_REL if match is not None else np.zeros(len(ids), np.int64)
+            cols.append((rank == 1) if name == "top_unit" else (rank >= 1) & (rank <= 3))
         else:  # longest_run
             best = np.where(valid, run, 0).max()
             cols.append((run == best) & (best >= 1))
@@ -158,6 +171,13 @@ class NumpyGPT:
         if match is not None:
             bits = (np.asarray(match)[:, None] >> np.arange(N_MATCH_FLAGS)) & 1
             x = x + bits.astype(np.float32) @ self.w["match_emb"]
+            if self.config.relevance:
+                code = np.asarray(match, dtype=np.int64)
+                x = (
+                    x
+                    + self.w["rank_emb"][(code >> RANK_SHIFT) % N_REL]
+                    + self.w["cos_emb"][(code >> COS_SHIFT) % N_REL]
+                )
         for layer in range(self.config.n_layer):
             x = x + self._attention(layer, rms_norm(x))
             h = np.maximum(rms_norm(x) @ self.w[f"blocks.{layer}.mlp.c_fc.weight"].T, 0)
@@ -231,6 +251,8 @@ def _expected_shapes(c: NumpyShape) -> dict[str, tuple[int, ...]]:
         out[f"blocks.{i}.mlp.c_proj.weight"] = (C, M)
     out |= {"copy.query.weight": (C, C), "copy.key.weight": (C, C), "copy.gate.weight": (1, C), "copy.gate.bias": (1,)}
     out["copy.feature_weight"] = (len(c.copy_features),)
+    if c.relevance:
+        out |= {"rank_emb": (N_REL, C), "cos_emb": (N_REL, C)}
     return out
 
 
