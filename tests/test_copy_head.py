@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from notes_rag.model.checkpoint import load_model, write_checkpoint
-from notes_rag.model.constraint import WordConstraint
 from notes_rag.model.constants import COS_SHIFT, RANK_SHIFT
+from notes_rag.model.constraint import WordConstraint
 from notes_rag.model.copy_head import FEATURES, features
 from notes_rag.model.engine import CopyDecoder, SamplingConfig, generate, generate_copy
 from notes_rag.model.gpt import GPT, GPTConfig

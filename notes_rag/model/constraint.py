@@ -19,7 +19,7 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import torch
+import numpy as np
 
 from notes_rag.model.reader import _STOP
 from notes_rag.text import lowercase_words
@@ -128,16 +128,21 @@ class WordConstraint:
     def allows(self, token: int) -> bool:
         return self._after(self.state, token) is not None
 
-    def candidates(self, logp: torch.Tensor, greedy: bool) -> list[int]:
+    def candidates(self, logp, greedy: bool) -> list[int]:
         """Allowed ids among the CANDIDATES most likely of log-probabilities (V,), best first:
         only the best one when `greedy`. The whole vocabulary is searched, best first, only
-        when none of them is allowed; empty when no token is."""
-        order = torch.topk(logp, min(CANDIDATES, logp.numel())).indices.tolist()
+        when none of them is allowed; empty when no token is. `logp` is a numpy array or a torch
+        tensor (the numpy and the torch decoder): no torch here, so the chat starts without it."""
+        logp = np.asarray(logp.cpu() if hasattr(logp, "cpu") else logp)
+        best = np.sort(np.argpartition(-logp, min(CANDIDATES, logp.size) - 1)[:CANDIDATES])
+        # a stable sort of ids in order: equal scores go to the lower id, as argmax does
+        order = best[np.argsort(-logp[best], kind="stable")].tolist()
         allowed = (
             [i for i in order if self.allows(i)] if not greedy else next(([i] for i in order if self.allows(i)), [])
         )
         if not allowed:
-            rest = logp.argsort(descending=True).tolist()[len(order) :]
+            seen = set(order)
+            rest = (i for i in np.argsort(-logp, kind="stable").tolist() if i not in seen)
             allowed = next(([i] for i in rest if self.allows(i)), [])
         return allowed
 

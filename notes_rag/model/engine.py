@@ -3,23 +3,25 @@
 The engine knows nothing about chat: it takes prompt ids and yields new ids (`generate`), and
 turns an id stream into text pieces that are always whole UTF-8 characters (`stream_text`).
 Sampling: greedy when temperature is 0, else temperature with optional top-k / top-p, seeded.
+`SamplingConfig` and `stream_text` live in sampling.py (no torch) and are re-exported here.
 
 Copy-head models (copy_head.py) decode through `CopyDecoder`: the prompt is run once, the copy
 keys of its source positions are cached next to the KV cache, then one token per step;
-`generate_copy` drives it, optionally under a `WordConstraint` (constraint.py).
+`generate_copy` drives it, optionally under a `WordConstraint` (constraint.py). The same decode
+without torch, for the chat's cold start, is model/numpy_decode.py.
 """
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 
 import torch
 
 from notes_rag.model.constraint import WordConstraint
 from notes_rag.model.copy_head import features
 from notes_rag.model.gpt import GPT
+from notes_rag.model.sampling import SamplingConfig, decode_copy
+from notes_rag.model.sampling import stream_text as stream_text  # re-exported: callers import it from here
 
 
 class KVCache:
@@ -45,15 +47,6 @@ class KVCache:
 
     def advance(self, n: int) -> None:
         self.pos += n
-
-
-@dataclass
-class SamplingConfig:
-    temperature: float = 0.0  # 0 = greedy
-    top_k: int | None = None
-    top_p: float | None = None
-    max_new_tokens: int = 200
-    seed: int | None = None
 
 
 def sample_next(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator | None) -> int:
@@ -214,31 +207,14 @@ def generate_copy(
     yielded) or the limit. With a `constraint`, only tokens it allows are chosen (it is advanced
     with each one); it decides the stop ids too, so a word never ends unfinished. `on_first`
     sees the first step's log-probabilities and returns the ones to decode with (the chat reads
-    its no-answer score there and adds its calibrated bias)."""
+    its no-answer score there and adds its calibrated bias). The loop is sampling.py
+    `decode_copy`, shared with the numpy decoder (numpy_decode.py)."""
     cfg = cfg or SamplingConfig()
-    stop = set(stop_ids)
     decoder = CopyDecoder(model, prompt, copy_mask, match)
     generator = None
     if cfg.seed is not None:
         generator = torch.Generator(device=decoder.device).manual_seed(cfg.seed)
-    logp = decoder.prefill()
-    if on_first is not None:
-        logp = on_first(logp)
-    for i in range(min(cfg.max_new_tokens, decoder.room)):
-        if constraint is None:
-            nxt = sample_next(logp, cfg, generator)
-        else:  # sampling renormalises over the allowed candidates
-            allowed = constraint.candidates(logp, greedy=cfg.temperature <= 0)
-            if not allowed:
-                return
-            nxt = allowed[0] if len(allowed) == 1 else allowed[sample_next(logp[allowed], cfg, generator)]
-        if nxt in stop:
-            return
-        if constraint is not None:
-            constraint.push(nxt)
-        yield nxt
-        if i + 1 < min(cfg.max_new_tokens, decoder.room):
-            logp = decoder.step(nxt)
+    yield from decode_copy(decoder, cfg, lambda logp: sample_next(logp, cfg, generator), stop_ids, constraint, on_first)
 
 
 @torch.inference_mode()
@@ -250,19 +226,3 @@ def generate_no_cache(model: GPT, prompt: list[int], max_new_tokens: int) -> lis
         logits = model(torch.tensor([ids], device=device), last_only=True)[0, -1]
         ids.append(int(logits.argmax()))
     return ids[len(prompt) :]
-
-
-def stream_text(token_bytes, ids: Iterable[int]) -> Iterator[str]:
-    """Turn ids into text pieces that never split a multi-byte character.
-
-    `token_bytes(id) -> bytes` (e.g. `Tokenizer.token_bytes`). Bytes of a character that spans
-    tokens are held back until it is complete; invalid sequences become U+FFFD.
-    """
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    for i in ids:
-        piece = decoder.decode(token_bytes(i))
-        if piece:
-            yield piece
-    tail = decoder.decode(b"", final=True)
-    if tail:
-        yield tail

@@ -1,14 +1,16 @@
-"""Our GPT's prompt pass in numpy: the no-answer score of the default answer path without torch.
+"""Our GPT in numpy: the chat's prompt pass and answer decode without torch.
 
-With `answer_with="quote"` (the release default) a chat turn runs the model only to read the
-passages once and score abstention (chat/writer.py `no_answer_score`): the first step's
-log-probabilities after the prompt. Importing torch alone takes 2-3 s on a slow CPU, longer
-than that whole pass, so `ask` and `chat` run it here: the same forward as model/gpt.py (RMSNorm
-without gain, rotary embedding then QK-norm, causal attention with grouped KV heads, ReLU²
-MLP, tied or untied head, match-flag embeddings) and the copy head's first step
-(model/copy_head.py `step_logprobs` with its `features`), in float32. Streamed generation
-(`answer_with="model"`) keeps the torch model (model/engine.py). tests/test_numpy_gpt.py keeps
-the two equal (logits and first-step log-probabilities to ~1e-5 on random tiny models).
+A chat turn runs the model to read the passages once and score abstention (chat/writer.py
+`no_answer_score`: the first step's log-probabilities after the prompt), then, when it writes the
+answer, one token per step. Importing torch alone takes 2-3 s on a slow CPU, longer than that
+whole pass, so `ask` and `chat` run both here: the same forward as model/gpt.py (RMSNorm without
+gain, rotary embedding then QK-norm, causal attention with grouped KV heads, ReLU² MLP, tied or
+untied head, match-flag and relevance embeddings) and the copy head's steps (model/copy_head.py
+`step_logprobs` with its `features`), in float32. `NumpyCopyDecoder` is engine.py's
+`CopyDecoder` (KV cache, copy keys of the source positions computed once); numpy_decode.py
+drives it as engine.py `generate_copy`. tests/test_numpy_gpt.py keeps them equal to the torch
+model (logits and every step's log-probabilities to ~1e-5, the same greedy ids, on random tiny
+models).
 
 `load_numpy_gpt` reads a checkpoint folder that the torch loader would accept; anything else (an
 old weight layout, shards, a config it does not know) returns None, and the caller loads the
@@ -19,10 +21,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from notes_rag.model.constants import COPY_FEATURES as FEATURES
 from notes_rag.model.constants import (
@@ -142,31 +145,39 @@ class NumpyGPT:
         freqs = np.outer(np.arange(shape.seq_len, dtype=np.float32), inv_freq)
         self.cos, self.sin = np.cos(freqs)[:, None, :], np.sin(freqs)[:, None, :]  # (T, 1, half)
 
-    def _rope_norm(self, x: np.ndarray) -> np.ndarray:
-        """x (T, H, D) rotated by position, then RMS-normalised per head (gpt.py QK-norm)."""
+    def _rope_norm(self, x: np.ndarray, start: int) -> np.ndarray:
+        """x (T, H, D) at positions start… rotated by position, then RMS-normalised per head
+        (gpt.py QK-norm)."""
         d = x.shape[-1] // 2
-        cos, sin = self.cos[: len(x)], self.sin[: len(x)]
+        cos, sin = self.cos[start : start + len(x)], self.sin[start : start + len(x)]
         x1, x2 = x[..., :d], x[..., d:]
         return rms_norm(np.concatenate((x1 * cos + x2 * sin, x2 * cos - x1 * sin), axis=-1))
 
-    def _attention(self, layer: int, x: np.ndarray) -> np.ndarray:
+    def _attention(self, layer: int, x: np.ndarray, cache: NumpyKVCache | None) -> np.ndarray:
         c = self.config
         T, H, Hk, D = len(x), c.n_head, c.n_kv_head, c.head_dim
+        start = cache.pos if cache is not None else 0
         qkv = (x @ self.w[f"blocks.{layer}.attn.c_qkv.weight"].T).reshape(T, H + 2 * Hk, D)
-        qk = self._rope_norm(qkv[:, : H + Hk])
-        q, k, v = qk[:, :H], qk[:, H:], qkv[:, H + Hk :]
-        rep = H // Hk  # query head h reads kv head h // rep (grouped-query attention)
-        k, v = np.repeat(k, rep, axis=1), np.repeat(v, rep, axis=1)
-        q, k, v = q.transpose(1, 0, 2), k.transpose(1, 0, 2), v.transpose(1, 0, 2)  # (H, T, D)
-        scores = (q @ k.transpose(0, 2, 1)) / np.float32(np.sqrt(D))
-        scores = np.where(np.tri(T, dtype=bool), scores, -np.inf)
-        y = (softmax(scores) @ v).transpose(1, 0, 2).reshape(T, H * D)
-        return y @ self.w[f"blocks.{layer}.attn.c_proj.weight"].T
+        qk = self._rope_norm(qkv[:, : H + Hk], start)
+        k, v = qk[:, H:].transpose(1, 0, 2), qkv[:, H + Hk :].transpose(1, 0, 2)  # (Hk, T, D)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)  # (Hk, S, D), S = start + T
+        # query head h reads kv head h // rep (grouped-query attention): the rep query heads of a
+        # kv head are one batch of rep·T rows, so the cache is never repeated per head
+        rep, S = H // Hk, k.shape[1]
+        q = qk[:, :H].reshape(T, Hk, rep, D).transpose(1, 2, 0, 3).reshape(Hk, rep * T, D)
+        scores = ((q @ k.transpose(0, 2, 1)) / np.float32(np.sqrt(D))).reshape(Hk, rep, T, S)
+        if T > 1:  # row t sees positions up to start + t
+            scores = np.where(np.tri(T, S, start, dtype=bool), scores, -np.inf)
+        y = (softmax(scores).reshape(Hk, rep * T, S) @ v).reshape(Hk, rep, T, D)
+        return y.transpose(2, 0, 1, 3).reshape(T, H * D) @ self.w[f"blocks.{layer}.attn.c_proj.weight"].T
 
-    def hidden(self, ids: list[int], match: list[int] | None = None) -> np.ndarray:
-        """ids (T,) -> normalised last hidden states (T, C) (gpt.py `hidden`)."""
-        if len(ids) > self.config.seq_len:
-            raise ValueError(f"sequence of {len(ids)} tokens exceeds the context of {self.config.seq_len}")
+    def hidden(self, ids, match=None, cache: NumpyKVCache | None = None) -> np.ndarray:
+        """ids (T,) -> normalised last hidden states (T, C) (gpt.py `hidden`); with a `cache`,
+        ids continue the positions it holds and their keys/values are added to it."""
+        start = cache.pos if cache is not None else 0
+        if start + len(ids) > self.config.seq_len:
+            raise ValueError(f"sequence of {start + len(ids)} tokens exceeds the context of {self.config.seq_len}")
         x = self.w["wte.weight"][np.asarray(ids)]
         if match is not None:
             bits = (np.asarray(match)[:, None] >> np.arange(N_MATCH_FLAGS)) & 1
@@ -179,9 +190,11 @@ class NumpyGPT:
                     + self.w["cos_emb"][(code >> COS_SHIFT) % N_REL]
                 )
         for layer in range(self.config.n_layer):
-            x = x + self._attention(layer, rms_norm(x))
+            x = x + self._attention(layer, rms_norm(x), cache)
             h = np.maximum(rms_norm(x) @ self.w[f"blocks.{layer}.mlp.c_fc.weight"].T, 0)
             x = x + (h * h) @ self.w[f"blocks.{layer}.mlp.c_proj.weight"].T
+        if cache is not None:
+            cache.pos += len(ids)
         return rms_norm(x)
 
     def logits(self, ids: list[int]) -> np.ndarray:
@@ -192,39 +205,107 @@ class NumpyGPT:
         """Log-probabilities (V,) of the answer's first token after the prompt `ids`: the mix of
         the vocabulary and the copy attention over the `copy_mask` positions (engine.py
         `CopyDecoder.prefill`)."""
-        # One BLAS thread, as the query encoder (index/bert_encoder.py): OpenBLAS's threads spin
-        # while they wait; on the busy 2-core machine an 899-token pass took 0.56 s with one
-        # thread and 1.65 s with two (p50 of 6, 2026-12-02).
-        with threadpool_limits(1, user_api="blas"):
-            return self._first_logprobs(ids, copy_mask, match)
+        return NumpyCopyDecoder(self, ids, copy_mask, match).prefill()
 
-    def _first_logprobs(self, ids: list[int], copy_mask: list[bool], match: list[int] | None) -> np.ndarray:
-        h_all = self.hidden(ids, match)
-        h = h_all[-1]
+    def copy_logprobs(self, h: np.ndarray, keys: np.ndarray | None, src_ids: np.ndarray, feats: np.ndarray | None):
+        """Next-token log-probabilities (V,) at one decode step: hidden state h (C,), the cached
+        source keys (S, C), their ids (S,), features (S, F) (copy_head.py `step_logprobs`)."""
         lm_logp = log_softmax(h @ self.w["lm_head.weight"].T)
-        src = np.flatnonzero(np.asarray(copy_mask, bool))
-        if not len(src):
+        if not len(src_ids):
             return lm_logp
-        ids_arr, C = np.asarray(ids), self.config.n_embd
-        keys = h_all[src] @ self.w["copy.key.weight"].T  # (S, C)
-        s = keys @ (self.w["copy.query.weight"] @ h) / np.float32(np.sqrt(C))
-        names = self.config.copy_features
-        if names:
-            valid = np.zeros(len(ids), bool)
-            valid[src] = True
-            feats = features(names, ids_arr, valid, None if match is None else np.asarray(match))[src]
+        s = keys @ (self.w["copy.query.weight"] @ h) / np.float32(np.sqrt(self.config.n_embd))
+        if feats is not None:
             s = s + feats @ (self.w["copy.feature_weight"] * np.float32(FEATURE_GAIN))
-        copy_p = np.zeros_like(lm_logp)
-        np.add.at(copy_p, ids_arr[src], softmax(s))
+        copy_p = np.bincount(src_ids, weights=softmax(s), minlength=len(lm_logp)).astype(np.float32)
         z = float(self.w["copy.gate.weight"][0] @ h + self.w["copy.gate.bias"][0])
         mixed = np.logaddexp(log_sigmoid(z) + lm_logp, log_sigmoid(-z) + np.log(np.maximum(copy_p, LOG_EPS)))
         return mixed.astype(np.float32)
 
     def torch_model(self):
-        """The torch GPT of the same folder, for what this one cannot do (write an answer)."""
+        """The torch GPT of the same folder, for a caller that needs the torch model."""
         from notes_rag.model.checkpoint import load_model
 
         return load_model(self.folder)[0]
+
+
+class NumpyKVCache:
+    """Keys/values of every layer for positions [0, pos) of one sequence (engine.py `KVCache`)."""
+
+    def __init__(self, shape: NumpyShape):
+        size = (shape.n_layer, shape.n_kv_head, shape.seq_len, shape.head_dim)
+        self.k, self.v = np.empty(size, np.float32), np.empty(size, np.float32)
+        self.pos = 0
+
+    def update(self, layer: int, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Store the new positions' k/v (Hk, T, D) of `layer`; return all k/v so far."""
+        end = self.pos + k.shape[1]
+        self.k[layer, :, self.pos : end], self.v[layer, :, self.pos : end] = k, v
+        return self.k[layer, :, :end], self.v[layer, :, :end]
+
+
+@cache
+def _blas() -> ThreadpoolController:
+    """Built once: a ThreadpoolController scans the loaded libraries (~0.5 ms), too slow per step."""
+    return ThreadpoolController()
+
+
+class NumpyCopyDecoder:
+    """engine.py `CopyDecoder` in numpy: one answer, token by token over a KV cache.
+
+    `prefill()` runs the prompt once and returns the first step's log-probabilities (V,);
+    `step(token)` feeds one token and returns the next step's. The copy keys of the `copy_mask`
+    positions are computed once; the copy-score features are recomputed each step from the token
+    comparisons, generated tokens carrying match code 0 (no flags, no relevance).
+    """
+
+    def __init__(self, model: NumpyGPT, prompt: list[int], copy_mask=None, match=None):
+        if not len(prompt):
+            raise ValueError("decoding needs a non-empty prompt")
+        T = model.config.seq_len
+        self.room = T - len(prompt)
+        if self.room <= 0:
+            raise ValueError(f"prompt of {len(prompt)} tokens leaves no room in a {T}-token context")
+        self.model, self.cache, self.n = model, NumpyKVCache(model.config), len(prompt)
+        self.ids = np.zeros(T, np.int64)
+        self.ids[: self.n] = prompt
+        self.match = None
+        if match is not None:
+            self.match = np.zeros(T, np.int64)
+            self.match[: self.n] = match
+        self.src = np.flatnonzero(np.asarray(copy_mask, bool)) if copy_mask is not None else np.zeros(0, np.int64)
+        self.valid = np.zeros(T, bool)
+        self.valid[self.src] = True
+        self.keys: np.ndarray | None = None
+
+    def prefill(self) -> np.ndarray:
+        # One BLAS thread, as the query encoder (index/bert_encoder.py): OpenBLAS's threads spin
+        # while they wait; on the busy 2-core machine an 899-token pass took 0.56 s with one
+        # thread and 1.65 s with two (p50 of 6, 2026-12-02).
+        with _blas().limit(limits=1, user_api="blas"):
+            match = None if self.match is None else self.match[: self.n]
+            h = self.model.hidden(self.ids[: self.n], match, self.cache)
+            if len(self.src):
+                self.keys = h[self.src] @ self.model.w["copy.key.weight"].T  # (S, C), never recomputed
+            return self._logprobs(h[-1])
+
+    def step(self, token: int) -> np.ndarray:
+        if self.n >= len(self.ids):
+            raise ValueError(f"the answer fills the {len(self.ids)}-token context")
+        self.ids[self.n] = token
+        self.n += 1
+        with _blas().limit(limits=1, user_api="blas"):
+            match = None if self.match is None else self.match[self.n - 1 : self.n]
+            return self._logprobs(self.model.hidden(self.ids[self.n - 1 : self.n], match, self.cache)[-1])
+
+    def _logprobs(self, h: np.ndarray) -> np.ndarray:
+        if self.keys is None:
+            return self.model.copy_logprobs(h, None, self.src, None)
+        names, n = self.model.config.copy_features, self.n
+        feats = None
+        if names:
+            match = None if self.match is None else self.match[:n]
+            feats = features(names, self.ids[:n], self.valid[:n], match)[self.src]
+        return self.model.copy_logprobs(h, self.keys, self.ids[self.src], feats)
 
 
 def _read_weights(path: Path) -> dict[str, np.ndarray] | None:
