@@ -98,7 +98,6 @@ def _fake_generate(text, tok, seen=None):
 
 def _assistant(tiny_ckpt, retriever, **cfg):
     model, tok, _ = load_model(tiny_ckpt)
-    cfg = {"answer_with": "model", **cfg}  # the model's own answers, unless a test says otherwise
     return Assistant(retriever, model, tok, AnswerConfig(**cfg), "test-model", "test-index")
 
 
@@ -173,34 +172,29 @@ def test_model_abstention_citations_and_the_appended_citation(tiny_ckpt, monkeyp
 def test_real_generation_stops_within_budget(tiny_ckpt):
     a = _assistant(tiny_ckpt, FakeRetriever(words=400), max_new_tokens=16)
     ans = a.ask([Turn("user", "Pytanie?"), Turn("assistant", "Odpowiedź.")], "Co dalej?")
-    assert ans.timings.new_tokens <= 16 and ans.answered_by in ("model", "abstain", "quote")
+    assert ans.timings.new_tokens <= 16 and ans.answered_by in ("model", "abstain")
     assert ans.read_passages >= 1  # passages of ~2000 tokens were cut to fit the 512-token context
 
 
-def test_empty_answer_falls_back_to_the_quote(tiny_ckpt, monkeypatch, tok):
+def test_empty_answer_is_an_abstention_never_a_quote(tiny_ckpt, monkeypatch, tok):
     monkeypatch.setattr(answer_mod, "generate_copy", _fake_generate("", tok))
-    r = FakeRetriever()
-    items = list(_assistant(tiny_ckpt, r).stream([], "Co mówi słowo1x3?"))
+    items = list(_assistant(tiny_ckpt, FakeRetriever()).stream([], "Co mówi słowo1x3?"))
     ans = items[-1]
-    assert ans.answered_by == "quote" and ans.cited and items[:-1] == [ans.text]
-    assert ans.text.rsplit(" [", 1)[0] in r.hits[ans.cited[0] - 1].text
+    assert ans.answered_by == "abstain" and ans.abstain_reason == "model" and ans.text == ABSTAIN["pl"]
+    assert items[:-1] == [ans.text] and ans.cited == []
 
 
-@pytest.mark.parametrize("bias", [-100.0, 100.0])
-def test_quote_answers_unless_the_model_abstains(tiny_ckpt, monkeypatch, bias):
-    def boom(*a, **k):
-        raise AssertionError("the model reads, it does not write, with answer_with='quote'")
+def test_the_model_writes_every_shown_answer(tiny_ckpt, monkeypatch, tok):
+    monkeypatch.setattr(answer_mod, "generate_copy", _fake_generate("słowo1x3 słowo1x4 [1]", tok))
+    ans = _assistant(tiny_ckpt, FakeRetriever()).ask([], "Co mówi słowo1x3?")
+    assert ans.answered_by == "model" and ans.text == "słowo1x3 słowo1x4 [1]" and ans.no_answer is not None
 
-    monkeypatch.setattr(answer_mod, "generate_copy", boom)
-    r = FakeRetriever()
-    items = list(_assistant(tiny_ckpt, r, answer_with="quote", abstain_bias=bias).stream([], "Co mówi słowo1x3?"))
-    ans = items[-1]
-    assert items[:-1] == [ans.text] and ans.no_answer is not None
-    if bias < 0:  # never abstains: a sentence of the top passage, cited
-        assert ans.answered_by == "quote" and ans.cited == [1] and not ans.abstained
-        assert ans.text.rsplit(" [", 1)[0] in r.hits[0].text
-    else:
-        assert ans.answered_by == "abstain" and ans.abstain_reason == "model" and ans.text == ABSTAIN["pl"]
+
+def test_an_old_shape_checkpoint_names_train_generator(tmp_path, tok):
+    old = GPT(preset("tiny", vocab_size=tok.vocab_size, seq_len=512, copy_head=True))  # no relevance codes
+    write_checkpoint(tmp_path / "m", old, tok, meta={"stage": "generator", "step": 1})
+    with pytest.raises(NotesRagError, match="train-generator"):
+        _assistant(tmp_path / "m", FakeRetriever()).ask([], "Co?")
 
 
 def test_a_model_without_copy_head_is_refused(tmp_path, tok):
@@ -389,10 +383,7 @@ def test_repl_streams_the_answer_once(tiny_ckpt, monkeypatch, data_dir, tok):
     monkeypatch.setattr(repl, "console", repl.Console(record=True, width=200))
     answer = repl.answer_turn(ChatState(_assistant(tiny_ckpt, FakeRetriever())), "Co?")
     shown = repl.console.export_text()
-    assert shown.count(answer.text) == 1 and answer.answered_by == "model" and "closest sentence" not in shown
-    monkeypatch.setattr(answer_mod, "generate_copy", _fake_generate("", tok))
-    quoted = repl.answer_turn(ChatState(_assistant(tiny_ckpt, FakeRetriever())), "Co?")
-    assert quoted.answered_by == "quote" and "closest sentence" in repl.console.export_text()
+    assert shown.count(answer.text) == 1 and answer.answered_by == "model"
 
 
 def test_sources_table_never_cuts_number_or_place():

@@ -231,7 +231,7 @@ def test_index_cites_pages_and_cells(mixed, tiny_enc):
         r.close()
 
 
-def test_ask_cites_the_pdf_page_with_the_evidence(mixed, tiny_enc, tmp_path, tok):
+def test_ask_cites_the_pdf_page_with_the_evidence(mixed, tiny_enc, tmp_path, tok, monkeypatch):
     import torch
 
     from notes_rag.chat.assistant import AnswerConfig, Assistant
@@ -245,7 +245,7 @@ def test_ask_cites_the_pdf_page_with_the_evidence(mixed, tiny_enc, tmp_path, tok
     update_index(mixed, None, load_encoder(tiny_enc), str(tiny_enc))
     torch.manual_seed(0)
     ckpt = tmp_path / "model"
-    model = GPT(preset("tiny", vocab_size=tok.vocab_size, seq_len=512, copy_head=True))
+    model = GPT(preset("tiny", vocab_size=tok.vocab_size, seq_len=512, copy_head=True, relevance=True))
     write_checkpoint(ckpt, model, tok, meta={"stage": "test", "step": 1})
     question = "How many steps does the learning rate warmup take?"
     result = CliRunner().invoke(
@@ -254,10 +254,15 @@ def test_ask_cites_the_pdf_page_with_the_evidence(mixed, tiny_enc, tmp_path, tok
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert out["sources"][0]["citation"] == "slides.pdf:p3" and out["sources"][0]["location"] == "p3"
-    # the answer pipeline itself, told never to abstain: it quotes the page and cites it
+    # the answer pipeline itself, its model copying the page's line: the answer cites the page
     model, tok2, _ = load_model(ckpt)
     retriever = Retriever(mixed / ".notes-rag", encoder=load_encoder(tiny_enc))
-    cfg = AnswerConfig(answer_with="quote", abstain_bias=-100.0, mode="bm25")
+
+    def writes(model, prompt, copy_mask=None, match=None, cfg=None, stop_ids=(), constraint=None, on_first=None):
+        yield from tok2.encode("grows the step size linearly over the first 2000 steps [1]")
+
+    monkeypatch.setattr("notes_rag.model.engine.generate_copy", writes)
+    cfg = AnswerConfig(abstain_bias=-100.0, mode="bm25")
     ans = Assistant(retriever, model, tok2, cfg, "m", "i").ask([], question)
     assert ans.cited and ans.sources[ans.cited[0] - 1].citation == "slides.pdf:p3"
     assert "2000 steps" in ans.text

@@ -111,7 +111,7 @@ def test_a_question_about_a_name_the_top_passage_holds_is_not_refused_on_cosine(
     res = retriever.search("Czym jest RoPE?")
     assert res.hits[0].file == "rope.md" and res.names_in_top
     assert not retriever.search("Czym jest RoPE w praktyce?").names_in_top  # it asks about more
-    a = _assistant(tiny_ckpt, retriever, abstain_threshold=0.9999, answer_with="model")
+    a = _assistant(tiny_ckpt, retriever, abstain_threshold=0.9999)
     assert a.ask([], "Czym jest RoPE?").abstain_reason != "retrieval"
     assert a.ask([], "Kto zaproponował matematyczny model neuronu?").abstain_reason == "retrieval"
 

@@ -58,8 +58,8 @@ class Answer:
     timings: Timings
     model_id: str = ""
     index_id: str = ""
-    # who produced the text shown: "model" (our GPT wrote it), "quote" (the model wrote nothing:
-    # the notes' closest sentence) or "abstain"
+    # who produced the text shown: "model" (our GPT wrote it) or "abstain" (the abstention string:
+    # retrieval's, or the model's own, an empty answer included)
     answered_by: str = "model"
     read_passages: int | None = None  # passages that fit the model's input (the first ones)
     no_answer: float | None = None  # the model's no-answer score (chat/writer.py); None when it did not run

@@ -7,9 +7,10 @@
 The turn is described once, in docs/CHAT.md ("One turn"): retrieve with the user's previous
 questions as context; abstain without running the model when the question names something no note
 mentions or its own dense top-1 cosine is under the calibrated threshold (question.py); otherwise
-the copy-head GPT reads the top passages and writes the answer, or the abstention, streaming
-(chat/writer.py): its words come from the passages by construction, so nothing shown is retracted.
-Only an empty answer falls back to the quote by meaning of the top passage (chat/quote.py).
+the copy-head GPT reads the top passages, each unit with the retrieval encoder's relevance codes
+(chat/turn_input.py), and writes the answer, or the abstention, streaming (chat/writer.py): its
+words come from the passages by construction, so nothing shown is retracted. Every answer shown
+is the model's: an empty answer is an abstention.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ import numpy as np
 
 from notes_rag.chat.answer import Answer, Source, Timings
 from notes_rag.chat.format import ABSTAIN, NOT_MENTIONED, SYSTEM_PROMPT, Turn, extract_citations
-from notes_rag.chat.quote import cited_quote
-from notes_rag.chat.writer import Written, no_answer_score, write
+from notes_rag.chat.turn_input import read_passages, turn_input
+from notes_rag.chat.writer import Written, write
 from notes_rag.errors import NotesRagError
 from notes_rag.lang import detect_lang
 from notes_rag.model.numpy_gpt import NumpyGPT, load_numpy_gpt
-from notes_rag.model.reader import READ_PASSAGES, encode
+from notes_rag.model.reader import READ_PASSAGES
 from notes_rag.model.release import model_id, resolve_model
 from notes_rag.model.tokenizer import Tokenizer
 
@@ -56,12 +57,6 @@ class AnswerConfig:
     # (benchmarks/generator_heldout.py, 400 questions, 73 unanswerable; release generator of
     # 2026-12-01: recall 0.63, precision 0.74 there), never on dev. Refit with each new model.
     abstain_bias: float = -1.47
-    # Who writes the shown answer: "model" (our GPT, chat/writer.py) or "quote" (the model reads
-    # and decides abstention by its no-answer score + abstain_bias; the quote by meaning of the top
-    # passage answers, chat/quote.py). Chosen by measurement on the fit sets (dev2's fit half and
-    # the external corpus, docs/EVAL.md), never dev: with the 2026-12-01 generator, key facts
-    # model 0.04 / 0.35 vs quote 0.53 / 0.67, so the quote answers until a generator beats it.
-    answer_with: str = "quote"
     seed: int | None = None  # sampling seed when temperature > 0
 
 
@@ -116,12 +111,6 @@ class _Retrieved:
     names_in_top: bool = False  # the question asks only about names the top passage holds
 
 
-def _with_previous(questions: list[str], question: str) -> str:
-    """The question as the quote reads it: a follow-up ("In which year?") together with the
-    question before it."""
-    return " ".join([*questions[-1:], question])
-
-
 @dataclass
 class Assistant:
     """Retriever + model + tokenizer + settings; `stream`/`ask` answer one turn."""
@@ -145,8 +134,7 @@ class Assistant:
             index_dir = resolve_index(index)  # cheap checks first: fail before slow loading
         folder = resolve_model(model)
         cfg = cfg or AnswerConfig()
-        # the quote answers: the model only scores abstention, which numpy does without torch
-        loaded = load_numpy_gpt(folder) if cfg.answer_with == "quote" else None
+        loaded = load_numpy_gpt(folder)  # the prompt pass without torch (model/numpy_gpt.py)
         if loaded is None:
             from notes_rag.model.checkpoint import load_model
 
@@ -219,60 +207,44 @@ class Assistant:
         return answer
 
     def _write(self, history: Sequence[Turn], r: _Retrieved, questions: list[str]) -> Iterator[str | Answer]:
-        """The model's answer over the top passages, streamed; the quote when it wrote nothing
-        (or, with `answer_with` "quote", when the model's no-answer score does not abstain)."""
-        passages = [(s.label, s.text) for s in r.sources[: max(1, self.cfg.passages)]]
-        previous = tuple(questions[-1:])
-        inp = encode(
-            self.tok,
-            r.question,
-            passages,
-            previous,
-            tuple(self.retriever.translations(r.question)),
-            max_len=self.model.config.seq_len - self.cfg.max_new_tokens,
-            system=self.system_prompt(conversation_lang(history, r.question)),
-        )
-        texts = [text for _, text in passages]
-        if self.cfg.answer_with == "quote":
-            score = no_answer_score(self.model, self.tok, inp)
-            w = Written("", False, time.perf_counter() - r.t0, None, 0, inp.passages, score)
-            if score + self.cfg.abstain_bias > 0:  # the model reads and abstains; else the quote answers
-                yield ABSTAIN[r.lang]
-                yield self._answer(r, ABSTAIN[r.lang], "model", "abstain", w)
-                return
-        else:
-            from notes_rag.model.engine import SamplingConfig
+        """The model's answer over the top passages, streamed; an empty answer is an abstention."""
+        from notes_rag.model.engine import SamplingConfig
 
-            if isinstance(self.model, NumpyGPT):  # opened to quote; writing needs the torch model
-                self.model = self.model.torch_model()
-            sampling = SamplingConfig(
-                temperature=self.cfg.temperature, max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed
-            )
-            w = yield from write(
-                self.model,
-                self.tok,
-                inp,
-                passages,
-                [r.question, *previous],
-                sampling,
-                self.cfg.max_words,
-                r.t0,
-                self.cfg.constrain,
-                self.cfg.abstain_bias,
-            )
-            if w.abstained:
-                yield self._answer(r, w.text, "model", "abstain", w)
-                return
-            if w.text:
-                yield self._answer(r, w.text, None, "model", w)
-                return
-        # the quote by meaning of the top passage (with "model": nothing was written, so nothing
-        # was shown), else no answer
-        text = cited_quote(_with_previous(questions, r.question), texts, self.retriever.similarity)
-        if self.cfg.answer_with == "quote":  # the quote is the first text shown
-            w.ttft = time.perf_counter() - r.t0
-        yield text or ABSTAIN[r.lang]
-        yield self._answer(r, text or ABSTAIN[r.lang], None if text else "model", "quote" if text else "abstain", w)
+        if isinstance(self.model, NumpyGPT):  # decoding runs in torch until numpy decodes too
+            self.model = self.model.torch_model()
+        passages = read_passages(r.sources, self.cfg.passages)
+        previous = tuple(questions[-1:])
+        inp = turn_input(
+            self.tok,
+            self.retriever,
+            r.question,
+            previous,
+            passages,
+            self.system_prompt(conversation_lang(history, r.question)),
+            self.model.config.seq_len - self.cfg.max_new_tokens,
+        )
+        sampling = SamplingConfig(
+            temperature=self.cfg.temperature, max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed
+        )
+        w = yield from write(
+            self.model,
+            self.tok,
+            inp,
+            passages,
+            [r.question, *previous],
+            sampling,
+            self.cfg.max_words,
+            r.t0,
+            self.cfg.constrain,
+            self.cfg.abstain_bias,
+        )
+        if w.text and not w.abstained:
+            yield self._answer(r, w.text, None, "model", w)
+            return
+        text = w.text if w.abstained else ABSTAIN[r.lang]
+        if not w.text:  # nothing was written (shown): the abstention is the answer
+            yield text
+        yield self._answer(r, text, "model", "abstain", w)
 
     def stream(self, history: Sequence[Turn], question: str) -> Iterator[str | Answer]:
         """Yield the answer's text pieces as the model writes them, then the final `Answer`; the
@@ -280,9 +252,9 @@ class Assistant:
         question = question.strip()
         if not question:
             raise NotesRagError("empty question")
-        if not getattr(self.model.config, "copy_head", False):
+        if not (getattr(self.model.config, "copy_head", False) and getattr(self.model.config, "relevance", False)):
             raise NotesRagError(
-                f"model {self.model_id or ''} cannot write answers (no copy head): "
+                f"model {self.model_id or ''} is of an older shape (no copy head reading relevance codes): "
                 "train one with `notes-rag train-generator --base MODEL`"
             )
         questions = [t.content for t in history if t.role == "user"]

@@ -15,7 +15,7 @@ the best other token (`Written.no_answer`); `abstain_bias` is added to that toke
 log-probability before decoding, calibrated on held-out data (AnswerConfig.abstain_bias).
 
 An answer that cites nothing gets the passage holding most of its words appended as `[n]`
-(appended, so the streamed text stands); an empty answer is not shown: the caller falls back.
+(appended, so the streamed text stands); an empty answer is the caller's abstention.
 """
 
 from __future__ import annotations

@@ -146,9 +146,6 @@ def eval_cmd(
     passages: int = typer.Option(
         None, "--passages", help="Top retrieved passages the model reads (default: the chat's)."
     ),
-    answer_with: str = typer.Option(
-        None, "--answer-with", help="model (our GPT writes) or quote (the model abstains, the quote answers)."
-    ),
     no_constrain: bool = typer.Option(
         False, "--no-constrain", help="Decode without the passage-words constraint (to measure it)."
     ),
@@ -158,7 +155,7 @@ def eval_cmd(
     Example: notes-rag eval qa.jsonl --json eval.json
     """
     items = load_items(qa_file)
-    settings = {"passages": passages, "answer_with": answer_with, "constrain": False if no_constrain else None}
+    settings = {"passages": passages, "constrain": False if no_constrain else None}
     overrides = {k_: v for k_, v in settings.items() if v is not None}
     backends = open_backends(index, model, k, mode, answers=not no_answers, overrides=overrides)
     try:

@@ -288,8 +288,6 @@ def answer_turn(state: ChatState, question: str) -> Answer | None:
         console.print(" [yellow]\\[stopped][/]")
         return None
     console.print()
-    if answer.answered_by == "quote" and state.assistant.cfg.answer_with == "model":  # it wrote nothing
-        console.print("[dim](the model wrote no answer: this is the closest sentence of your notes)[/]")
     state.history.add(answer.question, answer.text)
     state.last = answer
     if answer.abstained and answer.abstain_reason == "retrieval":

@@ -174,6 +174,10 @@ def train_generator_cmd(
         ..., "--data", help="Conversation JSONL files, or folders with train.jsonl/val.jsonl."
     ),
     out: Path = typer.Option(..., "--out", help="Run folder for checkpoints, metrics and loss.png."),
+    notes_qa: Path = typer.Option(
+        None, "--notes-qa", help="notes_qa folder (student-style notes with questions); its train notes are mixed in."
+    ),
+    kit_share: float = typer.Option(_GEN.kit_share, "--kit-share", help="Kit items per notes_qa item in the mix."),
     time_budget: str = typer.Option(None, "--time-budget", help=f"Training time, e.g. 70m. {_TOTAL}"),
     steps: int = _STEPS,
     resume: bool = _RESUME,
@@ -183,8 +187,10 @@ def train_generator_cmd(
 ) -> None:
     """Train the generator: a copy head that lets the GPT write answers copied from the passages.
 
-    Example: notes-rag train-generator --base models/ --data data/sft --out runs/generator --time-budget 70m
+    Example: notes-rag train-generator --base models/ --data data/sft --notes-qa ../shared/data/notes_qa
+    --out runs/generator --time-budget 3h
     """
     tc = train_config(_GEN.train, steps=steps, time_budget=time_budget, lr=lr, eval_every=eval_every, threads=threads)
-    result = train_generator(base, data, out, replace(_GEN, train=tc), resume=resume)
+    cfg = replace(_GEN, train=tc, notes_qa=notes_qa, kit_share=kit_share)
+    result = train_generator(base, data, out, cfg, resume=resume)
     typer.echo(f"done: step {result['step']}, best val loss {result['best_val']:.4f}; generator in {out / 'best'}")

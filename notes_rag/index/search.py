@@ -146,6 +146,9 @@ def _zfuse(rankings: list[tuple[dict[int, float], float, int]]) -> dict[int, flo
     return {c: sum(w * z.get(c, floor) for z, floor, w in parts) for c in chunks}
 
 
+PASSAGE_CACHE = 200_000  # texts kept by Retriever.passage_vectors (384 floats each: ~300 MB at most)
+
+
 class Retriever:
     def __init__(self, index_dir: Path, encoder=None, cfg: RetrievalConfig = RetrievalConfig()):
         self.index_dir, self.cfg = Path(index_dir), cfg
@@ -160,6 +163,7 @@ class Retriever:
         self.bilingual = Bilingual.load(Path(cfg.dict_dir), lexicon_path=cfg.lexicon) if cfg.bilingual else None
         self.reranker = Reranker.load() if cfg.rerank else None
         self._last_queries: dict[str, np.ndarray] = {}  # the last search's query vectors, by text
+        self._passage_cache: dict[str, np.ndarray] = {}  # passage_vectors' texts, by text
         self._ids, self._langs = self._chunk_langs()
         self._lang_params = self._language_selectors() if cfg.per_language else {}
         self.encoder = encoder if encoder is not None else load_query_encoder(self.meta["encoder_path"])
@@ -265,7 +269,18 @@ class Retriever:
         q = self._last_queries.get(query)
         if q is None:
             q = np.asarray(encode_queries(self.encoder, [query]), dtype=np.float32)[0]
-        return np.asarray(encode_passages(self.encoder, texts), dtype=np.float32) @ q
+        return self.passage_vectors(texts) @ q
+
+    def passage_vectors(self, texts: list[str]) -> np.ndarray:
+        """`texts` embedded as passages, each text once per process: a chat's units recur from turn
+        to turn (the same notes are read again) and training items share their notes' units."""
+        todo = list(dict.fromkeys(t for t in texts if t not in self._passage_cache))
+        if todo:
+            if len(self._passage_cache) + len(todo) > PASSAGE_CACHE:
+                self._passage_cache.clear()
+            for t, v in zip(todo, np.asarray(encode_passages(self.encoder, todo), dtype=np.float32)):
+                self._passage_cache[t] = v
+        return np.stack([self._passage_cache[t] for t in texts])
 
     def translations(self, query: str) -> list[str]:
         """The query's words in the other language ([] without the dictionaries): the model

@@ -23,8 +23,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from notes_rag.model.constants import COS_SHIFT, N_REL, RANK_SHIFT
 from notes_rag.model.tokenizer import Tokenizer
-from notes_rag.text import fold, sentence_spans, words
+from notes_rag.text import fold, unit_spans, words
 
 EXACT, LOWER, PREFIX, TRANSLATION = 1, 2, 4, 8
 _WORD = re.compile(r"\w+")
@@ -109,17 +110,6 @@ def _encode_chars(tok: Tokenizer, text: str) -> tuple[list[int], list[tuple[int,
     return ids, spans
 
 
-def sentence_units(text: str) -> list[tuple[int, int]]:
-    """Contiguous character ranges covering `text`, one per sentence or line: each range starts
-    at the end of the previous one, so its leading whitespace belongs to it."""
-    out: list[tuple[int, int]] = []
-    for _, end in sentence_spans(text):
-        out.append((out[-1][1] if out else 0, end))
-    if out:
-        out[-1] = (out[-1][0], len(text))
-    return out
-
-
 # Passages the generator reads (chat: the top ones retrieved; training: the gold one and the first
 # distractors). On questions about corpus/ kept from the team, the top 3 held a two-line window with
 # every key fact for 0.79 of them, the top 1 for 0.67; each passage more costs ~150 prompt tokens
@@ -144,6 +134,27 @@ def label_headings(label: str) -> set[str]:
     return {fold(h).strip(" :.") for h in label.split(" › ")[1:]}
 
 
+# Cosine bin edges of the relevance codes (bins 1-7): the 1/7 ... 6/7 quantiles of the unit-to-
+# question cosines of the aligned e5 encoder over the notes_qa training notes' units read
+# (benchmarks/notes_qa_items.py, 2026-12-06; not fitted on any benchmark note or dev).
+COS_EDGES = (0.780, 0.795, 0.806, 0.816, 0.827, 0.841)
+
+
+def relevance_codes(cosines: list[list[float]]) -> list[list[int]]:
+    """Per passage, per unit (`text.unit_spans` of its text): the code packed above the match
+    flags (model/constants.py): the unit's rank among all the units given by cosine to the
+    question (1-5, 6 for 6th-10th, 7 below) and its cosine bin (1-7 by COS_EDGES)."""
+    flat = [(c, p, u) for p, cs in enumerate(cosines) for u, c in enumerate(cs)]
+    order = sorted(range(len(flat)), key=lambda i: -flat[i][0])
+    out = [[0] * len(cs) for cs in cosines]
+    for r, i in enumerate(order, 1):
+        c, p, u = flat[i]
+        rank = r if r <= 5 else 6 if r <= 10 else 7
+        cos_bin = 1 + sum(c >= e for e in COS_EDGES)
+        out[p][u] = (rank % N_REL) << RANK_SHIFT | (cos_bin % N_REL) << COS_SHIFT
+    return out
+
+
 def encode(
     tok: Tokenizer,
     question: str,
@@ -152,13 +163,17 @@ def encode(
     translations: tuple[str, ...] = (),
     max_len: int = 1024,
     system: str | None = None,
+    relevance: list[list[float]] | None = None,
 ) -> ReaderInput:
     """The reader input for a question over (label, text) passages, fitted into `max_len`:
     the longest passages lose their last sentences first (down to one each), then the
     lowest-ranked passages are dropped; passage numbers stay those of `passages`. Only
     sentences that `can_answer` become units. With `system`, the input opens with that system
-    prompt (chat/format.py; the generator is trained with it)."""
+    prompt (chat/format.py; the generator is trained with it). `relevance`: per passage, the
+    retrieval encoder's cosine of each unit (`text.unit_spans`) to the question; its codes
+    (`relevance_codes`) are added to the unit's tokens' match ints."""
     q = QuestionWords.of(question, translations)
+    codes = relevance_codes(relevance) if relevance is not None else [[0] * len(unit_spans(t)) for _, t in passages]
     end = tok.special("end")
     head = [tok.special("bos")]
     if system:  # the generator's input opens with the chat's system prompt (chat/format.py)
@@ -171,7 +186,7 @@ def encode(
         label_text = f"[{len(blocks) + 1}] {label}\n".replace("\n", " ").rstrip() + "\n"
         lids, lspans = _encode_chars(tok, label_text)
         units = []
-        for a, b in sentence_units(text):
+        for a, b in unit_spans(text):
             ids, spans = _encode_chars(tok, text[a:b])
             units.append((ids, [(a + s, a + e) for s, e in spans], (a, b)))
         blocks.append(((lids, _token_bits(lspans, text_flags(label_text, q))), units, text, label_headings(label)))
@@ -203,13 +218,13 @@ def encode(
         match += [0, *lbits]
         offsets += [(0, 0, 0)] * (1 + len(lids))
         flags = text_flags(text, q)
-        for (uids, uspans, (a, b)), size in zip(units, keep):
+        for (uids, uspans, (a, b)), size, code in zip(units, keep, codes[n - 1]):
             if size < len(uids):  # a cut line ends at its last kept token
                 uids, uspans = uids[:size], uspans[:size]
                 b = uspans[-1][1]
             first = len(ids)
             ids += uids
-            match += _token_bits(uspans, flags)
+            match += [bits | code for bits in _token_bits(uspans, flags)]
             offsets += [(n, s, e) for s, e in uspans]
             if can_answer(text[a:b], headings):
                 units_out.append(Unit(n, a, b, first, len(ids) - 1))

@@ -17,18 +17,23 @@ words it cannot copy is training it to make them up.
 
 from __future__ import annotations
 
+import io
+import json
 import random
 import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from notes_rag.chat.format import Conversation
+from notes_rag.chat.turn_input import relevance_query, unit_cosines
 from notes_rag.errors import NotesRagError
+from notes_rag.fileio import atomic_write_bytes
 from notes_rag.model.reader import READ_PASSAGES, copy_sources, encode
 from notes_rag.model.tokenizer import SPECIAL_TOKENS, Tokenizer
-from notes_rag.text import sentence_spans, words
+from notes_rag.text import clean_markup, sentence_spans, words
 from notes_rag.train.batching import LengthBatches
 
 _CITATION = re.compile(r"\[(\d+)\]")
@@ -58,7 +63,7 @@ def as_notes(text: str, label: str, rng: random.Random) -> str:
 @dataclass
 class GeneratorItem:
     ids: np.ndarray  # int32: prompt, answer, <|end|>
-    match: np.ndarray  # int8 match-flag bits (0 on the answer)
+    match: np.ndarray  # int16 match-flag bits and relevance codes (model/constants.py; 0 on the answer)
     prompt_len: int  # ids[:prompt_len] is the prompt (it ends with <|assistant|>)
     answerable: bool
     lang: str
@@ -100,7 +105,7 @@ def questions_of_record(rec: dict, history_turns: int = 1) -> list[ReaderQuestio
     ]
 
 
-def _copyable(answer: str, prompt_text: str) -> bool:
+def copyable(answer: str, prompt_text: str) -> bool:
     """Most of the answer's words occur in the prompt (citation numbers aside)."""
     ans = [w for w in words(answer) if not w.isdigit()]
     if not ans:
@@ -136,14 +141,18 @@ def _renumber(answer: str, numbers: dict[int, int]) -> str:
 
 
 def items_of_record(
-    rec: dict, tok: Tokenizer, max_len: int, seed: int = 0, n_passages: int = READ_PASSAGES
+    rec: dict, tok: Tokenizer, max_len: int, seed: int = 0, n_passages: int = READ_PASSAGES, units=None
 ) -> list[GeneratorItem]:
-    """The generator items of one conversation record (none for passage-free tasks)."""
+    """The generator items of one conversation record (none for passage-free tasks). With `units`
+    (chat/turn_input.py `UnitEncoder`), the input carries the retrieval encoder's relevance codes
+    as the chat's does."""
     questions = questions_of_record(rec)
     if not questions:
         return []
     answers = [t.content for t in Conversation.from_dict(rec).turns if t.role == "assistant"]
     passages, numbers = note_passages(rec, questions, seed, n_passages)
+    if units is not None:  # read as the chat reads (chat/turn_input.py)
+        passages = [(label, clean_markup(text)) for label, text in passages]
     questions = [replace(q, passage=numbers[q.passage] if q.passage else None) for q in questions]
     answers = [_renumber(a, numbers) for a in answers]
     system = rec.get("system") or None
@@ -151,19 +160,30 @@ def items_of_record(
     out = []
     for q, answer in zip(questions, answers):
         answer_ids = tok.encode(answer) + [end]
+        cosines = None
+        if units is not None:
+            cosines = unit_cosines(units, relevance_query(q.question, q.history), passages)
         try:
-            inp = encode(tok, q.question, passages, q.history, max_len=max_len - len(answer_ids), system=system)
+            inp = encode(
+                tok,
+                q.question,
+                passages,
+                q.history,
+                max_len=max_len - len(answer_ids),
+                system=system,
+                relevance=cosines,
+            )
         except ValueError:
             continue
         answerable = q.passage is not None
         if answerable:
             kept = " ".join(text for _, text in passages[: inp.passages])
-            if q.passage > inp.passages or not _copyable(answer, kept + " " + q.question):
+            if q.passage > inp.passages or not copyable(answer, kept + " " + q.question):
                 continue
         out.append(
             GeneratorItem(
                 np.asarray(inp.ids + answer_ids, dtype=np.int32),
-                np.asarray(inp.match + [0] * len(answer_ids), dtype=np.int8),
+                np.asarray(inp.match + [0] * len(answer_ids), dtype=np.int16),
                 len(inp.ids),
                 answerable,
                 q.lang,
@@ -174,9 +194,36 @@ def items_of_record(
 
 
 def build_items(
-    records: list[dict], tok: Tokenizer, max_len: int, seed: int = 0, n_passages: int = READ_PASSAGES
+    records: list[dict], tok: Tokenizer, max_len: int, seed: int = 0, n_passages: int = READ_PASSAGES, units=None
 ) -> list[GeneratorItem]:
-    return [it for rec in records for it in items_of_record(rec, tok, max_len, seed, n_passages)]
+    return [it for rec in records for it in items_of_record(rec, tok, max_len, seed, n_passages, units)]
+
+
+def save_items(path: Path, items: list[GeneratorItem]) -> None:
+    """Items as flat arrays (no pickle), written atomically."""
+    lengths = np.asarray([len(it.ids) for it in items], dtype=np.int64)
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        ids=np.concatenate([it.ids for it in items]).astype(np.int32),
+        match=np.concatenate([it.match for it in items]).astype(np.int16),
+        lengths=lengths,
+        prompt_len=np.asarray([it.prompt_len for it in items], dtype=np.int64),
+        answerable=np.asarray([it.answerable for it in items], dtype=bool),
+        meta=np.frombuffer(json.dumps([[it.lang, it.source] for it in items]).encode(), dtype=np.uint8),
+    )
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_items(path: Path) -> list[GeneratorItem]:
+    with np.load(path, allow_pickle=False) as z:
+        ends = np.cumsum(z["lengths"])
+        meta = json.loads(z["meta"].tobytes())
+        ids, match = z["ids"], z["match"]
+        return [
+            GeneratorItem(ids[e - n : e], match[e - n : e], int(p), bool(a), lang, src)
+            for e, n, p, a, (lang, src) in zip(ends, z["lengths"], z["prompt_len"], z["answerable"], meta)
+        ]
 
 
 def special_ids(tok: Tokenizer) -> torch.Tensor:

@@ -1,6 +1,13 @@
 """`notes-rag train-generator`: teach our GPT to write the answer, copying from the passages.
 
-    notes-rag train-generator --base models/ --data data/sft --out runs/generator --time-budget 70m
+    notes-rag train-generator --base models/ --data data/sft --notes-qa ../shared/data/notes_qa \
+        --out runs/generator --time-budget 3h
+
+Every item is read as the chat reads it: the passages with the retrieval encoder's relevance
+codes (chat/turn_input.py). Two sources are mixed: notes_qa's training notes (sft/notes_qa.py:
+student-style notes indexed and retrieved by the product's own code; its `val` notes validate)
+and the kit's grounded conversations (sft/generator_data.py, passages rendered as notes), the
+kit cut to `kit_share` of the notes items so that note structure is what is learned.
 
 Starts from a chat, reader or generator checkpoint, adds the copy head (model/copy_head.py) and
 the match-flag embeddings where missing (a reader's are kept), and trains every weight on the generator items
@@ -11,6 +18,7 @@ loss and what a user notices: greedy answers that contain the gold answer, and a
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -19,10 +27,20 @@ import torch
 
 from notes_rag.chat.format import is_abstention
 from notes_rag.errors import NotesRagError
+from notes_rag.fileio import atomic_write_text
 from notes_rag.model.checkpoint import load_model, unwrap
+from notes_rag.model.constants import COPY_FEATURES as FEATURES
 from notes_rag.model.gpt import GPT
 from notes_rag.model.tokenizer import Tokenizer
-from notes_rag.sft.generator_data import GeneratorBatches, GeneratorItem, batch_of, build_items, special_ids
+from notes_rag.sft.generator_data import (
+    GeneratorBatches,
+    GeneratorItem,
+    batch_of,
+    build_items,
+    load_items,
+    save_items,
+    special_ids,
+)
 from notes_rag.text import fold
 from notes_rag.train.finetune import load_sft_files
 from notes_rag.train.loop import TrainConfig, setup_distributed, train
@@ -31,6 +49,12 @@ from notes_rag.train.loop import TrainConfig, setup_distributed, train
 @dataclass
 class GeneratorTrainConfig:
     seq_len: int = 1024  # prompt + answer fitted into this many tokens
+    notes_qa: Path | None = None  # ../shared/data/notes_qa: student-style notes (sft/notes_qa.py)
+    # Kit items per notes_qa item: the kit teaches copying and abstaining on other text; the notes
+    # teach note structure (the release's kit-only training answered 0.17 of notes_qa-style key
+    # facts, issue 29's experiment).
+    kit_share: float = 1.0
+    notes_repeat: int = 2  # each notes_qa item this many times per pass over the mix
     micro_tokens: int = 8192  # padded tokens per micro-batch
     val_items: int = 300  # validation items scored (loss) at every eval
     val_generate: int = 60  # of which this many are also answered greedily
@@ -42,15 +66,22 @@ class GeneratorTrainConfig:
 
 
 def with_copy_head(model: GPT) -> GPT:
-    """A generator holding `model`'s weights: its match flags kept (a reader's), the copy head
-    new; a reader's pointer heads are dropped (the generator answers, nothing points)."""
+    """A generator holding `model`'s weights, reading relevance codes with every copy feature:
+    its match flags kept (a reader's), its copy head kept with the new features' weights added
+    (at a fresh head's value), or a copy head made new; a reader's pointer heads are dropped (the
+    generator answers, nothing points); the relevance tables start at zero."""
     cfg = model.config
-    if cfg.copy_head:
+    if cfg.copy_head and cfg.relevance and cfg.copy_features == FEATURES:
         return model
-    gen = GPT(replace(cfg, copy_head=True, reader=False)).to(next(model.parameters()).device)
+    gen = GPT(replace(cfg, copy_head=True, reader=False, relevance=True, copy_features=FEATURES))
+    gen = gen.to(next(model.parameters()).device)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("read_")}
+    if "copy.feature_weight" in state:  # the old features' weights by name, the new ones fresh
+        old = dict(zip(cfg.copy_features, state["copy.feature_weight"].tolist()))
+        fresh = gen.copy.feature_weight.detach().clone()
+        state["copy.feature_weight"] = torch.tensor([old.get(f, float(fresh[i])) for i, f in enumerate(FEATURES)])
     missing, unexpected = gen.load_state_dict(state, strict=False)
-    new = {k for k in missing if k.startswith("copy.") or k == "match_emb"}
+    new = {k for k in missing if k.startswith("copy.") or k in ("match_emb", "rank_emb", "cos_emb")}
     if unexpected or set(missing) - new:
         raise NotesRagError(f"cannot add a copy head to this checkpoint: missing {missing}, unexpected {unexpected}")
     return gen
@@ -119,6 +150,59 @@ def _val_subset(items: list[GeneratorItem], n: int) -> list[GeneratorItem]:
     return [items[i] for i in sorted(rng.permutation(len(items))[:n])]
 
 
+def _items(
+    data: list[Path], cfg: GeneratorTrainConfig, tok: Tokenizer, out: Path, console
+) -> tuple[list[GeneratorItem], list[GeneratorItem], dict]:
+    """(train, validation) items and the mix, kept in `out/items` so a resumed run reads the same
+    items without encoding them again."""
+    cached = out / "items"
+    if (cached / "train.npz").is_file():
+        return (
+            load_items(cached / "train.npz"),
+            load_items(cached / "val.npz"),
+            json.loads((cached / "mix.json").read_text()),
+        )
+    from notes_rag.chat.turn_input import PlainUnits
+    from notes_rag.index.encoder import load_encoder
+
+    encoder = load_encoder()
+    units = PlainUnits(encoder)
+    train_recs, val_recs = load_sft_files(data)
+    notes_train: list[GeneratorItem] = []
+    notes_val: list[GeneratorItem] = []
+    mix: dict = {}
+    if cfg.notes_qa is not None:
+        from notes_rag.sft import notes_qa
+
+        with console.status("indexing and reading notes_qa's training notes"):
+            notes_train, counts = notes_qa.build(
+                cfg.notes_qa, out / "notes_qa" / "train", tok, cfg.seq_len, "train", encoder
+            )
+            notes_val, _ = notes_qa.build(cfg.notes_qa, out / "notes_qa" / "val", tok, cfg.seq_len, "val", encoder)
+        mix["notes_qa"] = counts
+    rng = np.random.default_rng(cfg.train.seed)
+    n_kit = int(cfg.kit_share * len(notes_train) * cfg.notes_repeat) if notes_train else len(train_recs)
+    # records, not items, are drawn: ~1 item per record, and each drawn record is encoded once
+    picked = [train_recs[i] for i in sorted(rng.permutation(len(train_recs))[:n_kit])]
+    with console.status(f"reading {len(picked):,} kit conversations with relevance codes"):
+        kit = build_items(picked, tok, cfg.seq_len, cfg.train.seed, units=units)
+        kit_val = _val_subset(
+            build_items(val_recs[: 4 * cfg.val_items], tok, cfg.seq_len, cfg.train.seed, units=units),
+            cfg.val_items // 2,
+        )
+    mix |= {"kit_items": len(kit), "notes_items": len(notes_train), "notes_repeat": cfg.notes_repeat}
+    train_items = kit + notes_train * cfg.notes_repeat
+    # validation: the val notes first (the benchmark's kind of item), then the kit's
+    val_items = notes_val + kit_val
+    if not train_items:
+        raise NotesRagError("no generator items in the data: it needs grounded QA conversations (notes-rag sft-data)")
+    cached.mkdir(parents=True, exist_ok=True)
+    save_items(cached / "train.npz", train_items)
+    save_items(cached / "val.npz", val_items)
+    atomic_write_text(cached / "mix.json", json.dumps(mix))
+    return train_items, val_items, mix
+
+
 def train_generator(
     base: Path, data: list[Path], out: Path, cfg: GeneratorTrainConfig, resume: bool = False, console=None
 ) -> dict:
@@ -133,17 +217,11 @@ def train_generator(
     if cfg.seq_len > model.config.seq_len:
         raise NotesRagError(f"--seq-len {cfg.seq_len} exceeds the base model's context of {model.config.seq_len}")
     model.train()
-    train_recs, val_recs = load_sft_files(data)
-    with console.status("encoding generator items"):
-        train_items = build_items(train_recs, tok, cfg.seq_len, cfg.train.seed)
-        val_items = _val_subset(build_items(val_recs, tok, cfg.seq_len, cfg.train.seed), cfg.val_items)
-    if not train_items:
-        raise NotesRagError("no generator items in the data: it needs grounded QA conversations (notes-rag sft-data)")
+    train_items, val_items, mix = _items(data, cfg, tok, out, console)
     console.print(
         f"generator data: {len(train_items):,} train items "
         f"({sum(not it.answerable for it in train_items):,} unanswerable, "
-        f"{sum(len(it.ids) for it in train_items):,} tokens) from {len(train_recs):,} conversations; "
-        f"{len(val_items)} validation items"
+        f"{sum(len(it.ids) for it in train_items):,} tokens; {mix}); {len(val_items)} validation items"
     )
     source = GeneratorBatches(train_items, special_ids(tok), cfg.micro_tokens, cfg.train.seed)
     meta = {
@@ -152,6 +230,7 @@ def train_generator(
         "base_meta": base_config.get("meta", {}),
         "data": [str(p) for p in data],
         "items": len(train_items),
+        "mix": mix,
     }
     return train(
         model,
