@@ -151,9 +151,7 @@ def summarize(rows: list[dict]) -> dict:
     out["abstention"] = {
         "unanswerable refused": rate(sum(r["abstained"] for r in una), len(una)),
         "false abstention": rate(sum(r["abstained"] for r in ans), len(ans)),
-        "by model": rate(
-            sum(r["answered_by"] == "model" for r in rows if not r["abstained"]), sum(not r["abstained"] for r in rows)
-        ),
+        "by model": rate(sum(r["answered_by"] == "model" for r in shown), len(shown)),
         "with markup": rate(sum(bool(_MARKUP.search(r["answer"])) for r in rows), len(rows)),
     }
     return out
