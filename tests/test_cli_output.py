@@ -88,10 +88,11 @@ def _documented_fields() -> list[str]:
 
 def test_ask_json_is_the_documented_schema(tiny_index, tiny_ckpt, monkeypatch, tok):
     args = ["ask", "Kto zaproponował model neuronu?", "--index", str(tiny_index), "--model", str(tiny_ckpt)]
+
     def writes(model, prompt, copy_mask=None, match=None, cfg=None, stop_ids=(), constraint=None, on_first=None):
         yield from tok.encode("model neuronu [1]")  # what the trained model would copy
 
-    monkeypatch.setattr("notes_rag.model.engine.generate_copy", writes)
+    monkeypatch.setattr("notes_rag.model.numpy_decode.generate_copy", writes)  # the chat's torch-free path
     out = json.loads(CliRunner().invoke(app, [*args, "--json"]).output)
     assert sorted(out) == sorted(_documented_fields())
     assert out["answered_by"] == "model" and out["answer"] == "model neuronu [1]" and out["cited"] == [1]

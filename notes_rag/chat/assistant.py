@@ -29,7 +29,7 @@ from notes_rag.chat.turn_input import read_passages, turn_input
 from notes_rag.chat.writer import Written, write
 from notes_rag.errors import NotesRagError
 from notes_rag.lang import detect_lang
-from notes_rag.model.numpy_gpt import NumpyGPT, load_numpy_gpt
+from notes_rag.model.numpy_gpt import load_numpy_gpt
 from notes_rag.model.reader import READ_PASSAGES
 from notes_rag.model.release import model_id, resolve_model
 from notes_rag.model.tokenizer import Tokenizer
@@ -208,10 +208,8 @@ class Assistant:
 
     def _write(self, history: Sequence[Turn], r: _Retrieved, questions: list[str]) -> Iterator[str | Answer]:
         """The model's answer over the top passages, streamed; an empty answer is an abstention."""
-        from notes_rag.model.engine import SamplingConfig
+        from notes_rag.model.sampling import SamplingConfig
 
-        if isinstance(self.model, NumpyGPT):  # decoding runs in torch until numpy decodes too
-            self.model = self.model.torch_model()
         passages = read_passages(r.sources, self.cfg.passages)
         previous = tuple(questions[-1:])
         inp = turn_input(

@@ -36,7 +36,7 @@ from notes_rag.text import words
 if TYPE_CHECKING:  # torch loads only to write an answer: the no-answer score runs without it
     import torch
 
-    from notes_rag.model.engine import SamplingConfig
+    from notes_rag.model.sampling import SamplingConfig
 
 LOOP_WORDS = 4  # a run of this many words written twice is a loop: stop before the second ends
 
@@ -123,8 +123,16 @@ def write(
     `passages` are `inp`'s (label, text) passages, in its numbering, `questions` the question and
     the earlier one(s) it holds: their words are the ones the answer may use (not the system
     prompt's)."""
+    from notes_rag.model import numpy_decode
     from notes_rag.model.constraint import WordConstraint
-    from notes_rag.model.engine import generate_copy, stream_text
+    from notes_rag.model.sampling import stream_text
+
+    if isinstance(model, NumpyGPT):  # the chat's path: no torch import
+        generate_copy = numpy_decode.generate_copy
+    else:
+        from notes_rag.model import engine
+
+        generate_copy = engine.generate_copy
 
     specials = [tok.special(s) for s in SPECIAL_TOKENS]
     copy_mask = copy_sources(inp.ids, set(specials))
@@ -139,7 +147,7 @@ def write(
     def no_answer(logp: torch.Tensor) -> torch.Tensor:
         score.append(abstention_margin(tok, logp))
         if abstain_bias:
-            logp = logp.clone()
+            logp = logp.clone() if hasattr(logp, "clone") else logp.copy()
             logp[abstention_starts(tok)] += abstain_bias
         return logp
 
