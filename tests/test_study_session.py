@@ -14,7 +14,7 @@ import termios
 import time
 
 import pytest
-from tiny_chat import build_tiny_index, read_until, write_tiny_checkpoint
+from tiny_chat import build_tiny_index, read_until, use_top_line_writer, with_top_line_writer, write_tiny_checkpoint
 from typer.testing import CliRunner
 
 from notes_rag.cli.main import app
@@ -39,6 +39,12 @@ def tiny_ckpt(tmp_path_factory, tok):
 @pytest.fixture(scope="module")
 def tiny_index(tmp_path_factory):
     return build_tiny_index(tmp_path_factory.mktemp("notes"), NOTES)
+
+
+@pytest.fixture(autouse=True)
+def top_line(monkeypatch):
+    """The quiz keeps cards our chat answers: the tiny model writes the encoder's top line."""
+    use_top_line_writer(monkeypatch)
 
 
 @pytest.fixture()
@@ -76,7 +82,7 @@ def _controlling_tty() -> None:
 @pytest.mark.slow
 def test_quiz_through_a_pty_and_ctrl_c_saves(tiny_index, tiny_ckpt, data_dir):
     master, slave = pty.openpty()
-    env = {**os.environ, "NOTES_RAG_DATA": str(data_dir), "COLUMNS": "100", "TERM": "xterm"}
+    env = with_top_line_writer({**os.environ, "NOTES_RAG_DATA": str(data_dir), "COLUMNS": "100", "TERM": "xterm"})
     cmd = [sys.executable, "-m", "notes_rag", "quiz", "--index", str(tiny_index), "--model", str(tiny_ckpt), "-n", "3"]
     proc = subprocess.Popen(
         cmd, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True, preexec_fn=_controlling_tty

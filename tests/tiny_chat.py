@@ -1,5 +1,10 @@
 """What the chat and quiz tests both build: a tiny random copy-head GPT checkpoint, a tiny index
-of a few notes (tests/tiny_encoder.py), and reading a pty until some text appears."""
+of a few notes (tests/tiny_encoder.py), and reading a pty until some text appears.
+
+A random tiny GPT writes random copies; tests that need the chat to answer (the quiz keeps only
+cards our chat answers) use `use_top_line_writer`: the model's decode replaced by one that writes
+the unit the retrieval encoder ranked first (relevance code rank 1), what a trained model copies
+most often. Subprocesses get it through `TOP_LINE_WRITER_PATH` (a sitecustomize on PYTHONPATH)."""
 
 from __future__ import annotations
 
@@ -13,6 +18,33 @@ from tiny_encoder import build_tiny_encoder
 
 from notes_rag.model.checkpoint import write_checkpoint
 from notes_rag.model.gpt import GPT, preset
+
+TOP_LINE_WRITER_PATH = Path(__file__).parent / "top_line_writer"
+
+
+def top_line_writer(model, prompt, copy_mask=None, match=None, cfg=None, stop_ids=(), constraint=None, on_first=None):
+    """A `generate_copy` that writes the prompt tokens of the top-ranked unit."""
+    from notes_rag.model.constants import N_REL, RANK_SHIFT
+
+    yield from [t for t, m in zip(prompt, match or []) if (m >> RANK_SHIFT) % N_REL == 1]
+
+
+def use_top_line_writer(monkeypatch=None) -> None:
+    """Both decode paths (numpy: the chat's; torch) write the top line from now on."""
+    from notes_rag.model import engine, numpy_decode
+
+    for mod in (numpy_decode, engine):
+        if monkeypatch is not None:
+            monkeypatch.setattr(mod, "generate_copy", top_line_writer)
+        else:
+            mod.generate_copy = top_line_writer
+
+
+def with_top_line_writer(env: dict) -> dict:
+    """`env` for a subprocess whose model writes the top line."""
+    tests = str(Path(__file__).parent)
+    path = os.pathsep.join([str(TOP_LINE_WRITER_PATH), tests, env.get("PYTHONPATH", "")])
+    return {**env, "PYTHONPATH": path}
 
 
 def write_tiny_checkpoint(folder: Path, tok) -> Path:

@@ -48,12 +48,33 @@ class PlainUnits:
         self.encoder, self._passages, self._queries = encoder, encode_passages, encode_queries
         self._cache: dict[str, np.ndarray] = {}
 
+    def warm(self, texts: list[str]) -> None:
+        """Embed `texts` in one batched call (many small calls cost several times as much)."""
+        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if todo:
+            self._cache.update(zip(todo, np.asarray(self._passages(self.encoder, todo), dtype=np.float32)))
+
     def similarity(self, query: str, texts: list[str]) -> np.ndarray:
         todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
         if todo:
             self._cache.update(zip(todo, np.asarray(self._passages(self.encoder, todo), dtype=np.float32)))
         q = np.asarray(self._queries(self.encoder, [query]), dtype=np.float32)[0]
         return np.stack([self._cache[t] for t in texts]) @ q
+
+    def translations(self, query: str) -> list[str]:
+        return []
+
+
+class UnitCollector:
+    """A `UnitEncoder` that only records the unit texts it is asked about (cosines 0): a first pass
+    over training items, so `PlainUnits.warm` can embed them all in one batched call."""
+
+    def __init__(self):
+        self.texts: list[str] = []
+
+    def similarity(self, query: str, texts: list[str]) -> np.ndarray:
+        self.texts += texts
+        return np.zeros(len(texts), dtype=np.float32)
 
     def translations(self, query: str) -> list[str]:
         return []

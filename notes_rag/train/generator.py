@@ -55,6 +55,7 @@ class GeneratorTrainConfig:
     # facts, issue 29's experiment).
     kit_share: float = 1.0
     notes_repeat: int = 2  # each notes_qa item this many times per pass over the mix
+    notes_qa_work: Path | None = None  # where notes_qa's notes are indexed (default: the run folder)
     micro_tokens: int = 8192  # padded tokens per micro-batch
     val_items: int = 300  # validation items scored (loss) at every eval
     val_generate: int = 60  # of which this many are also answered greedily
@@ -162,7 +163,7 @@ def _items(
             load_items(cached / "val.npz"),
             json.loads((cached / "mix.json").read_text()),
         )
-    from notes_rag.chat.turn_input import PlainUnits
+    from notes_rag.chat.turn_input import PlainUnits, UnitCollector
     from notes_rag.index.encoder import load_encoder
 
     encoder = load_encoder()
@@ -185,6 +186,9 @@ def _items(
     # records, not items, are drawn: ~1 item per record, and each drawn record is encoded once
     picked = [train_recs[i] for i in sorted(rng.permutation(len(train_recs))[:n_kit])]
     with console.status(f"reading {len(picked):,} kit conversations with relevance codes"):
+        collect = UnitCollector()  # a dry pass names every unit, embedded in one batched call
+        build_items(picked + val_recs[: cfg.val_items], tok, cfg.seq_len, cfg.train.seed, units=collect)
+        units.warm(collect.texts)
         kit = build_items(picked, tok, cfg.seq_len, cfg.train.seed, units=units)
         kit_val = _val_subset(
             build_items(val_recs[: 4 * cfg.val_items], tok, cfg.seq_len, cfg.train.seed, units=units),
