@@ -137,7 +137,7 @@ def label_headings(label: str) -> set[str]:
 # Cosine bin edges of the relevance codes (bins 1-7): the 1/7 ... 6/7 quantiles of the unit-to-
 # question cosines of the aligned e5 encoder over the notes_qa training notes' units read
 # (benchmarks/notes_qa_items.py, 2026-12-06; not fitted on any benchmark note or dev).
-COS_EDGES = (0.780, 0.795, 0.806, 0.816, 0.827, 0.841)
+COS_EDGES = (0.830, 0.843, 0.853, 0.862, 0.873, 0.888)
 
 
 def relevance_codes(cosines: list[list[float]]) -> list[list[int]]:
