@@ -231,6 +231,7 @@ def update_index(
 def _drop_files(conn: sqlite3.Connection, paths: list[str]) -> None:
     for path in paths:
         conn.execute("DELETE FROM vectors WHERE chunk_id IN (SELECT id FROM chunks WHERE file = ?)", (path,))
+        conn.execute("DELETE FROM unit_vectors WHERE chunk_id IN (SELECT id FROM chunks WHERE file = ?)", (path,))
         conn.execute("DELETE FROM chunks WHERE file = ?", (path,))
         conn.execute("DELETE FROM files WHERE path = ?", (path,))
 
@@ -265,8 +266,16 @@ def _add_files(conn: sqlite3.Connection, notes: list[NoteFile], emb: _Embedding)
 
 
 def _insert_chunks(conn: sqlite3.Connection, batch: list[Chunk], emb: _Embedding) -> None:
-    vectors = np.asarray(encode_passages(emb.encoder, [c.embed_text for c in batch]), dtype=np.float32)
-    for chunk, vector in zip(batch, vectors):
+    """Embed and insert a batch of chunks with their unit vectors (store.chunk_units), in one
+    encoder call (the encoder sorts the texts by length, so short units batch together)."""
+    units = [store.chunk_units(c.text) for c in batch]
+    texts = [c.embed_text for c in batch] + [u for us in units for u in us]
+    vectors = np.asarray(encode_passages(emb.encoder, texts), dtype=np.float32)
+    unit_vectors, at = [], len(batch)
+    for us in units:
+        unit_vectors.append(vectors[at : at + len(us)])
+        at += len(us)
+    for chunk, vector, uv in zip(batch, vectors[: len(batch)], unit_vectors):
         cur = conn.execute(
             "INSERT INTO chunks(file, heading_path, line_start, line_end, text, lang, location)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -281,3 +290,7 @@ def _insert_chunks(conn: sqlite3.Connection, batch: list[Chunk], emb: _Embedding
             ),
         )
         conn.execute("INSERT INTO vectors(chunk_id, vector) VALUES (?, ?)", (cur.lastrowid, vector.tobytes()))
+        conn.execute(
+            "INSERT INTO unit_vectors(chunk_id, vectors) VALUES (?, ?)",
+            (cur.lastrowid, np.ascontiguousarray(uv, dtype=np.float32).tobytes()),
+        )

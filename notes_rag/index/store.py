@@ -39,8 +39,9 @@ from notes_rag.index import integrity
 from notes_rag.index.config import IndexConfig
 from notes_rag.index.lexical import LexicalIndex
 
-# 2: chunks.location (PDF page, notebook cells); an index of an older format is rebuilt by `index`.
-SCHEMA_VERSION = 2
+# 2: chunks.location (PDF page, notebook cells); 3: unit_vectors (each chunk's units, what our GPT
+# reads with relevance codes: chat/turn_input.py). An index of an older format is rebuilt by `index`.
+SCHEMA_VERSION = 3
 CURRENT = "CURRENT.json"
 LOCK = "index.lock"
 
@@ -62,6 +63,10 @@ CREATE INDEX chunks_file ON chunks(file);
 CREATE TABLE vectors (            -- kept apart so chunk lookups at query time stay small
     chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id),
     vector BLOB NOT NULL          -- float32, normalized
+);
+CREATE TABLE unit_vectors (       -- the chunk's units (text.unit_spans of text.clean_markup(text)) with a
+    chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id),   -- letter or digit, in order
+    vectors BLOB NOT NULL         -- float32 (units, dim), normalized, embedded as passages
 );
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -247,6 +252,23 @@ def write_meta(conn: sqlite3.Connection, meta: dict) -> None:
         "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
         [(k, json.dumps(v, ensure_ascii=False)) for k, v in meta.items()],
     )
+
+
+def chunk_units(text: str) -> list[str]:
+    """The units of a chunk that get a stored vector: what the model reads of it, unit by unit
+    (chat/turn_input.py), those with a letter or digit."""
+    from notes_rag.text import clean_markup, unit_texts
+
+    return [u for u in unit_texts(clean_markup(text)) if any(c.isalnum() for c in u)]
+
+
+def fetch_unit_vectors(conn: sqlite3.Connection, ids: list[int], dim: int) -> dict[int, np.ndarray]:
+    """The stored unit vectors (units, dim) of chunks `ids`."""
+    if not ids:
+        return {}
+    marks = ",".join("?" * len(ids))
+    rows = conn.execute(f"SELECT chunk_id, vectors FROM unit_vectors WHERE chunk_id IN ({marks})", ids)
+    return {cid: np.frombuffer(blob, dtype=np.float32).reshape(-1, dim) for cid, blob in rows}
 
 
 def fetch_chunks(conn: sqlite3.Connection, ids: list[int]) -> dict[int, ChunkRow]:

@@ -1,0 +1,134 @@
+"""Unit vectors: stored at index time, equal to fresh ones, read by the chat; one unit split and one
+text normalization shared by the index, training items and the chat input."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+from tiny_encoder import build_tiny_encoder
+
+from notes_rag.chat.answer import Source
+from notes_rag.chat.turn_input import read_passages, turn_input, unit_cosines
+from notes_rag.errors import NotesRagError
+from notes_rag.index import store
+from notes_rag.index.build import update_index
+from notes_rag.index.encoder import encode_passages, encode_queries, load_encoder
+from notes_rag.index.search import Retriever
+from notes_rag.model.constants import N_REL, RANK_SHIFT
+from notes_rag.model.reader import encode
+from notes_rag.sft.notes_qa import sources_of
+from notes_rag.text import clean_markup, unit_spans
+
+NOTE = (
+    "# Positions embeddings\n\n"
+    "![Image](images/pos.png)\n"
+    "* token embedding **plus** position embedding\n"
+    "* the sum goes to the first [block](https://example.org/block)\n"
+    "* RoPE rotates <b>queries</b> and keys instead\n"
+)
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("units")
+    enc_dir = build_tiny_encoder(root / "enc")
+    folder = root / "notes"
+    folder.mkdir()
+    (folder / "pos.md").write_text(NOTE, encoding="utf-8")
+    (folder / "other.md").write_text("# Other\n\nZebras have stripes.\nLions have manes.\n", encoding="utf-8")
+    enc = load_encoder(enc_dir)
+    update_index(folder, None, enc, str(enc_dir))
+    return folder, enc
+
+
+def test_markup_is_cleaned_line_for_line():
+    clean = clean_markup(NOTE)
+    assert clean.count("\n") == NOTE.count("\n")
+    for mark in ("![", "](", "**", "<b>", "https://"):
+        assert mark not in clean
+    assert "token embedding plus position embedding" in clean and "the first block" in clean
+
+
+def test_stored_unit_vectors_equal_fresh_ones(indexed):
+    folder, enc = indexed
+    gen = store.current_generation(folder / ".notes-rag")
+    with sqlite3.connect(gen / "chunks.sqlite") as conn:
+        rows = conn.execute("SELECT id, text FROM chunks").fetchall()
+        dim = int(conn.execute("SELECT value FROM meta WHERE key = 'dim'").fetchone()[0])
+        stored = store.fetch_unit_vectors(conn, [cid for cid, _ in rows], dim)
+    for cid, text in rows:
+        units = store.chunk_units(text)
+        assert len(stored[cid]) == len(units) > 0
+        np.testing.assert_allclose(stored[cid], encode_passages(enc, units), atol=1e-5)
+
+
+def test_the_chat_reads_stored_vectors_without_encoding_units(indexed, monkeypatch):
+    folder, enc = indexed
+    r = Retriever(folder / ".notes-rag", encoder=enc)
+    res = r.search("How are position embeddings combined?", k=2, mode="bm25")
+    passages = read_passages(sources_of(res.hits))
+    calls = []
+    monkeypatch.setattr("notes_rag.index.search.encode_passages", lambda *a, **k: calls.append(a) or 1 / 0)
+    cos = unit_cosines(r, "How are position embeddings combined?", passages)
+    assert not calls and [len(c) for c in cos] == [len(store.chunk_units(t)) for _, t in passages]
+    q = encode_queries(enc, ["How are position embeddings combined?"])[0]
+    fresh = encode_passages(enc, store.chunk_units(passages[0][1])) @ q
+    np.testing.assert_allclose(cos[0], fresh, atol=1e-5)
+    r.close()
+
+
+def test_a_training_item_and_a_chat_input_read_the_same_units(indexed, tok):
+    """sft/notes_qa.py and the chat build the input with the same functions: same units, same
+    relevance codes on the same tokens."""
+    folder, enc = indexed
+    r = Retriever(folder / ".notes-rag", encoder=enc)
+    hits = r.search("position embedding", k=2, mode="bm25").hits
+    chat_passages = read_passages(
+        [Source(h.rank, h.file, h.line_start, h.line_end, " › ".join(h.heading_path), h.score, h.text) for h in hits]
+    )
+    train_passages = read_passages(sources_of(hits))
+    assert chat_passages == train_passages
+    a = turn_input(tok, r, "position embedding?", (), chat_passages, None, 512)
+    b = turn_input(tok, r, "position embedding?", (), train_passages, None, 512)
+    assert a.ids == b.ids and a.match == b.match
+    ranks = [(m >> RANK_SHIFT) % N_REL for m in a.match]
+    assert ranks.count(1) > 0  # the top unit's tokens carry rank 1
+    for _, text in chat_passages:  # units are text.unit_spans of the cleaned text
+        assert "**" not in text and len(unit_spans(text)) >= 1
+    r.close()
+
+
+def test_relevance_codes_mark_the_most_similar_unit(tok):
+    passages = [("a.md › A", "First line here.\nSecond line here.\nThird line here.")]
+    inp = encode(tok, "q?", passages, relevance=[[0.80, 0.95, 0.85]])
+    rank_of_token = [(m >> RANK_SHIFT) % N_REL for m in inp.match]
+    second = passages[0][1].index("Second")
+    tokens_rank1 = [i for i, r in enumerate(rank_of_token) if r == 1]
+    assert tokens_rank1 and all(inp.offsets[i][1] >= second - 1 for i in tokens_rank1)
+    assert all(inp.offsets[i][2] <= passages[0][1].index("Third") for i in tokens_rank1)
+
+
+def test_an_index_without_unit_vectors_is_one_line_and_index_adds_them(tmp_path, indexed):
+    _, enc = indexed
+    enc_dir = tmp_path / "enc"
+    enc = load_encoder(build_tiny_encoder(enc_dir))
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.md").write_text("# A\n\nZebras have stripes.\n", encoding="utf-8")
+    update_index(folder, None, enc, str(enc_dir))
+    gen = store.current_generation(folder / ".notes-rag")
+    with sqlite3.connect(gen / "chunks.sqlite") as conn:
+        conn.execute("DROP TABLE unit_vectors")
+        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
+    (gen / "MANIFEST.json").unlink(missing_ok=True)
+    with pytest.raises(NotesRagError, match="older format; update it with: notes-rag index"):
+        Retriever(folder / ".notes-rag", encoder=enc)
+    report = update_index(folder, None, enc, str(enc_dir))
+    assert report.rebuild_reason == "index format changed"
+    r = Retriever(folder / ".notes-rag", encoder=enc)
+    assert store.fetch_unit_vectors(
+        r.conn, [h.chunk_id for h in r.search("zebras", k=1, mode="bm25").hits], r.meta["dim"]
+    )
+    r.close()
