@@ -132,3 +132,56 @@ def test_an_index_without_unit_vectors_is_one_line_and_index_adds_them(tmp_path,
         r.conn, [h.chunk_id for h in r.search("zebras", k=1, mode="bm25").hits], r.meta["dim"]
     )
     r.close()
+
+
+def test_a_follow_up_is_read_with_the_question_before_it_an_unrelated_one_alone():
+    from notes_rag.chat.turn_input import relevance_query
+
+    first = "Kto zaproponował matematyczny model neuronu?"
+    assert relevance_query("A w którym roku?", (first,)) == f"{first} A w którym roku?"
+    unrelated = "Ile warstw ma zwykle enkoder transformera?"
+    assert relevance_query(unrelated, (first,)) == unrelated
+
+
+def test_a_chat_answer_never_shows_markup(tiny_chat_parts):
+    """The tiny random model copies whatever it likes from passages full of markup: what it
+    can copy is the cleaned text, so no answer shows image, link or emphasis syntax."""
+    assistant = tiny_chat_parts
+    for q in ("Co to jest token?", "What is an embedding?", "Jak działa **uwaga**?"):
+        pieces = list(assistant.stream([], q))
+        answer = pieces[-1]
+        assert "".join(pieces[:-1]).strip() == answer.text  # streamed text is the answer
+        for mark in ("![", "](", "**", "<b>", "http"):
+            assert mark not in answer.text
+
+
+@pytest.fixture()
+def tiny_chat_parts(tmp_path, tok):
+    from tiny_chat import write_tiny_checkpoint
+
+    from notes_rag.chat.assistant import AnswerConfig, Assistant
+    from notes_rag.index.search import Hit, SearchResult
+    from notes_rag.model.checkpoint import load_model
+
+    marked = [
+        "![Image](images/tok.png) · Token to **kawałek** tekstu, patrz [słownik](https://x.org/s).",
+        "<b>Embedding</b> to *wektor* liczb przypisany tokenowi ![Image](e.png)",
+        "**Uwaga** liczy podobieństwo [zapytań](http://a.b/c) do kluczy.",
+    ]
+
+    class Marked:
+        index_dir = tmp_path
+        abstain_threshold = None
+
+        def search_conversation(self, turns, k=5, mode="hybrid"):
+            hits = [Hit(i, 1.0 / i, i, f"n{i}.md", 1, 3, ("Notes",), t) for i, t in enumerate(marked, 1)]
+            return SearchResult(hits[:k], 0.9)
+
+        def translations(self, query):
+            return []
+
+        def similarity(self, query, texts):
+            return np.linspace(0.9, 0.8, len(texts))
+
+    model, tok2, _ = load_model(write_tiny_checkpoint(tmp_path / "m", tok))
+    return Assistant(Marked(), model, tok2, AnswerConfig(max_new_tokens=24), "m", "i")
