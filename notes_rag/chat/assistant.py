@@ -24,6 +24,13 @@ import numpy as np
 
 from notes_rag.chat.answer import Answer, Source, Timings
 from notes_rag.chat.format import ABSTAIN, NOT_MENTIONED, SYSTEM_PROMPT, Turn, extract_citations
+from notes_rag.chat.question_text import (
+    PREVIOUS_TOKENS,
+    QUESTION_TOKENS,
+    clean_question,
+    fit_question,
+    long_question_note,
+)
 from notes_rag.chat.quote import cited_quote
 from notes_rag.chat.writer import Written, no_answer_score, write
 from notes_rag.errors import NotesRagError
@@ -277,9 +284,7 @@ class Assistant:
     def stream(self, history: Sequence[Turn], question: str) -> Iterator[str | Answer]:
         """Yield the answer's text pieces as the model writes them, then the final `Answer`; the
         pieces joined are the answer's text."""
-        question = question.strip()
-        if not question:
-            raise NotesRagError("empty question")
+        question = clean_question(question)  # no escape codes; a question with no word is an error
         if not getattr(self.model.config, "copy_head", False):
             raise NotesRagError(
                 f"model {self.model_id or ''} cannot write answers (no copy head): "
@@ -295,7 +300,13 @@ class Assistant:
             yield text
             yield self._answer(r, text, "retrieval", "abstain")
             return
-        yield from self._write(history, r, questions)
+        # the model reads a pasted paragraph's asking sentences (retrieval read it whole)
+        r.question = fit_question(self.tok, question, QUESTION_TOKENS)
+        for item in self._write(history, r, [fit_question(self.tok, q, PREVIOUS_TOKENS) for q in questions]):
+            if isinstance(item, Answer) and r.question != question:
+                item.question = question
+                item.notes.append(long_question_note(r.question, question))
+            yield item
 
     def ask(self, history: Sequence[Turn], question: str) -> Answer:
         """Answer one question after `history` (earlier user/assistant turns)."""

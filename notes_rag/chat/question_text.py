@@ -1,0 +1,132 @@
+"""A typed question made safe for retrieval and the model: text, clean, and short enough.
+
+    text, warning = decode_question(raw)     # bytes or a str from argv/stdin -> text (+ a warning)
+    question = clean_question(text)          # escape and control sequences out; no word: an error
+    short = fit_question(tok, question, 160) # what the model reads of a pasted paragraph
+
+`decode_question`: a question that is not valid UTF-8 (a cp1250 or ISO-8859-2 terminal; Python
+hands such argv/stdin bytes over as lone surrogates) is read in the legacy Polish encoding when
+that decodes it to letters, else as UTF-8 with the bad bytes replaced; either way one warning
+line says so.
+
+`clean_question`: ANSI escape sequences (colours pasted from a terminal: `ESC[31m`), OSC titles,
+C0/C1 control characters and stray replacement characters are removed before retrieval and the
+model ever see them; whitespace runs become one space. A question with no letter or digit left
+raises `NotesRagError("ask a question with words")`.
+
+`fit_question`: the model's input holds the question, the previous one, the system prompt and the
+passages in `seq_len - max_new_tokens` tokens (model/reader.py). A pasted paragraph longer than
+`QUESTION_TOKENS` keeps the sentences that ask (ending in "?"), the last one first, then the
+sentences just before them, in text order, up to the budget; retrieval still reads the whole
+question. Measured on pasted paragraphs (benchmarks/long_questions.py, docs/RELIABILITY.md): the
+asking sentence was the last one in every paste built as "context, then question", and the
+question-mark rule kept it in all of them, where keeping the head kept it in none.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from notes_rag.errors import NotesRagError
+
+# The longest question of the eval sets is 42 tokens (dev, dev2, kit held-out; measured
+# 2026-12-06); 160 leaves the passages >= 600 of the release model's 904 input tokens.
+QUESTION_TOKENS = 160
+PREVIOUS_TOKENS = 64  # the previous question, read for follow-ups
+
+NO_WORDS = "ask a question with words"
+
+_ANSI = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves (ESC[31m)
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window titles, hyperlinks
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC strings
+    r"|\x1b[ -/]*[0-~]?"  # two-character escapes (ESC c, ESC (B)
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
+)
+_SPACE = re.compile(r"\s+")
+_SENTENCE = re.compile(r"[^.?!…\n]*(?:[.?!…]+|\n|$)")
+_POLISH = set("ąćęłńóśźżĄĆĘŁŃÓŚŹŻ")
+
+
+def decode_question(raw: str | bytes) -> tuple[str, str | None]:
+    """(text, one-line warning or None) of a question as it came in (see the module doc)."""
+    if isinstance(raw, str):
+        try:
+            raw.encode("utf-8")
+            return raw, None
+        except UnicodeEncodeError:  # lone surrogates: the undecodable bytes of argv or stdin
+            raw = raw.encode("utf-8", "surrogateescape") if _escaped_only(raw) else raw.encode("utf-8", "replace")
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError:
+        pass
+    for enc in ("cp1250", "iso-8859-2"):
+        try:
+            text = raw.decode(enc)
+        except UnicodeDecodeError:
+            continue
+        if any(ch in _POLISH for ch in text) and not any(unicodedata.category(ch) == "Cc" for ch in text.strip()):
+            return text, f"the question was not UTF-8: read as {enc}"
+    text = raw.decode("utf-8", "replace")
+    return text, f"the question was not valid UTF-8: {text.count(chr(0xFFFD))} byte(s) replaced"
+
+
+def _escaped_only(text: str) -> bool:
+    """True when every surrogate in `text` is a surrogateescape'd byte (U+DC80-U+DCFF)."""
+    return all(not 0xD800 <= ord(ch) <= 0xDFFF or 0xDC80 <= ord(ch) <= 0xDCFF for ch in text)
+
+
+def strip_controls(text: str) -> str:
+    """`text` without escape sequences, control characters and replacement characters; every
+    whitespace run one space."""
+    text = _ANSI.sub(" ", text)
+    text = "".join(
+        " " if unicodedata.category(ch) in ("Cc", "Cs") or ch == "\ufffd" or ch in "\u2028\u2029" else ch for ch in text
+    )
+    return _SPACE.sub(" ", text).strip()
+
+
+def has_words(text: str) -> bool:
+    return any(ch.isalnum() for ch in text)
+
+
+def clean_question(text: str) -> str:
+    """The question as retrieval and the model read it; `NotesRagError` when no word is left."""
+    text = strip_controls(text)
+    if not has_words(text):
+        raise NotesRagError(NO_WORDS)
+    return text
+
+
+def sentences(text: str) -> list[str]:
+    return [s for s in (m.group(0).strip() for m in _SENTENCE.finditer(text)) if s]
+
+
+def fit_question(tok, question: str, budget: int = QUESTION_TOKENS) -> str:
+    """`question` when it fits `budget` tokens, else its asking sentences (ending in "?"), the
+    last first, then the sentences before them, kept in text order; a single sentence longer
+    than the budget keeps its last `budget` tokens (where a run-on question asks)."""
+    if len(tok.encode(question)) <= budget:
+        return question
+    parts = sentences(question)
+    sizes = [len(tok.encode(s)) + 1 for s in parts]
+    asking = [i for i, s in enumerate(parts) if s.endswith("?")] or [len(parts) - 1]
+    order = list(reversed(asking)) + [i for i in range(len(parts) - 1, -1, -1) if i not in asking]
+    keep, used = set(), 0
+    for i in order:
+        if used + sizes[i] <= budget:
+            keep.add(i)
+            used += sizes[i]
+    if keep:
+        return " ".join(parts[i] for i in sorted(keep))
+    ids = tok.encode(parts[asking[-1]])
+    return tok.decode(ids[-budget:]).strip()
+
+
+def long_question_note(short: str, question: str) -> str:
+    """The one note an answer to a shortened question carries."""
+    return (
+        f"your question is long: the model read its asking part ({len(short.split())} of "
+        f"{len(question.split())} words); retrieval read all of it"
+    )
