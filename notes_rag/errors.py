@@ -9,6 +9,10 @@ class NotesRagError(Exception):
     """A user-facing error; its message is one readable line."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with a line saying what was kept (exit 130)."""
+
+
 def describe(e: BaseException) -> tuple[str, str, int]:
     """(one-line message, kind, exit code) of any exception, as the CLI reports it.
 
@@ -18,7 +22,7 @@ def describe(e: BaseException) -> tuple[str, str, int]:
     if isinstance(e, NotesRagError):
         return " ".join(str(e).split()), "user", 1
     if isinstance(e, KeyboardInterrupt):
-        return "interrupted", "interrupted", 130
+        return (" ".join(str(e).split()) or "interrupted"), "interrupted", 130
     if isinstance(e, OSError):
         where = f": {e.filename}" if e.filename else ""
         return f"{e.strerror or e}{where}", "system", 1

@@ -35,6 +35,7 @@ from notes_rag.chat.quote import cited_quote
 from notes_rag.chat.writer import Written, no_answer_score, write
 from notes_rag.errors import NotesRagError
 from notes_rag.lang import detect_lang
+from notes_rag.model.manifest import verify_folder
 from notes_rag.model.numpy_gpt import NumpyGPT, load_numpy_gpt
 from notes_rag.model.reader import READ_PASSAGES, encode
 from notes_rag.model.release import model_id, resolve_model
@@ -151,6 +152,7 @@ class Assistant:
         if retriever is None:
             index_dir = resolve_index(index)  # cheap checks first: fail before slow loading
         folder = resolve_model(model)
+        verify_folder(folder)  # damaged or non-finite weights: one line, never an answer
         cfg = cfg or AnswerConfig()
         # the quote answers: the model only scores abstention, which numpy does without torch
         loaded = load_numpy_gpt(folder) if cfg.answer_with == "quote" else None

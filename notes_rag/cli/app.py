@@ -27,6 +27,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 from typer.core import TyperGroup
 from typer.main import get_command_from_info, get_command_name
 
@@ -184,7 +185,7 @@ def report_error(e: BaseException, as_json: bool) -> int:
     if as_json:
         print(json.dumps({"error": message, "kind": kind}, ensure_ascii=False), flush=True)
     elif kind == "interrupted":
-        err_console.print("[yellow]interrupted[/]")
+        err_console.print(Text(message, style="yellow"))
     else:
         label = "internal error" if kind == "internal" else "error"
         hint = " (run again with --debug for the traceback)" if kind == "internal" else ""

@@ -4,6 +4,7 @@ scripts): thin layers over `chat.assistant.Assistant`."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import typer
@@ -34,7 +35,15 @@ def _config(k: int, mode: str, temp: float, system: str | None) -> AnswerConfig:
     return AnswerConfig(k=k, mode=mode, temperature=temp, system=read_system(system))
 
 
-_TEMP = typer.Option(AnswerConfig.temperature, "--temp", min=0.0, help="Sampling temperature (0 = greedy).")
+def _check_temp(value: float) -> float:
+    if not math.isfinite(value):  # min=0.0 lets nan through
+        raise typer.BadParameter(f"{value} is not a temperature; give a number >= 0 (0 = greedy)")
+    return value
+
+
+_TEMP = typer.Option(
+    AnswerConfig.temperature, "--temp", min=0.0, callback=_check_temp, help="Sampling temperature (0 = greedy)."
+)
 _SYSTEM = typer.Option(None, "--system", help="System prompt: text, or a file holding it.")
 
 

@@ -14,6 +14,7 @@ the loop. Typed bytes that are not UTF-8 are read leniently (chat/question_text.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,7 +175,7 @@ def cmd_temp(state: ChatState, arg: str) -> str:
         value = float(arg)
     except ValueError:
         value = -1.0
-    if value < 0:
+    if not math.isfinite(value) or value < 0:  # "nan" and "inf" parse as floats
         return f"usage: /temp X (X ≥ 0; 0 = greedy); now {state.assistant.cfg.temperature}"
     state.assistant.cfg.temperature = value
     return f"temperature = {value}"
