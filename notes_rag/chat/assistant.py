@@ -25,11 +25,10 @@ import numpy as np
 from notes_rag.chat.answer import Answer, Source, Timings
 from notes_rag.chat.format import ABSTAIN, NOT_MENTIONED, SYSTEM_PROMPT, Turn, extract_citations
 from notes_rag.chat.question_text import (
-    PREVIOUS_TOKENS,
-    QUESTION_TOKENS,
     clean_question,
     fit_question,
     long_question_note,
+    question_budget,
 )
 from notes_rag.chat.quote import cited_quote
 from notes_rag.chat.writer import Written, no_answer_score, write
@@ -303,8 +302,10 @@ class Assistant:
             yield self._answer(r, text, "retrieval", "abstain")
             return
         # the model reads a pasted paragraph's asking sentences (retrieval read it whole)
-        r.question = fit_question(self.tok, question, QUESTION_TOKENS)
-        for item in self._write(history, r, [fit_question(self.tok, q, PREVIOUS_TOKENS) for q in questions]):
+        room = self.model.config.seq_len - self.cfg.max_new_tokens
+        budget = question_budget(room, len(self.tok.encode(self.system_prompt(conversation_lang(history, question)))))
+        r.question = fit_question(self.tok, question, budget)
+        for item in self._write(history, r, [fit_question(self.tok, q, budget // 2) for q in questions]):
             if isinstance(item, Answer) and r.question != question:
                 item.question = question
                 item.notes.append(long_question_note(r.question, question))

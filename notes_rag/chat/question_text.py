@@ -5,9 +5,9 @@
     short = fit_question(tok, question, 160) # what the model reads of a pasted paragraph
 
 `decode_question`: a question that is not valid UTF-8 (a cp1250 or ISO-8859-2 terminal; Python
-hands such argv/stdin bytes over as lone surrogates) is read in the legacy Polish encoding when
-that decodes it to letters, else as UTF-8 with the bad bytes replaced; either way one warning
-line says so.
+hands such argv/stdin bytes over as lone surrogates) is read as UTF-8 with its bad bytes replaced
+when it is mostly UTF-8 (as notes are, fileio.decode_note), else in the legacy Polish encoding
+when that decodes it to letters, else with the bytes replaced; one warning line says which.
 
 `clean_question`: ANSI escape sequences (colours pasted from a terminal: `ESC[31m`), OSC titles,
 C0/C1 control characters and stray replacement characters are removed before retrieval and the
@@ -30,10 +30,19 @@ import unicodedata
 
 from notes_rag.errors import NotesRagError
 
-# The longest question of the eval sets is 42 tokens (dev, dev2, kit held-out; measured
-# 2026-12-06); 160 leaves the passages >= 600 of the release model's 904 input tokens.
+# The longest question of the eval sets is 29 tokens (dev2, 121 questions; the quiz sets' 62;
+# release tokenizer, measured 2026-12-06): 160 never shortens a typed question, and leaves the
+# passages >= 600 of the release model's 904 input tokens. A smaller model gets a quarter of
+# what its system prompt leaves; the previous question half the question's budget.
 QUESTION_TOKENS = 160
-PREVIOUS_TOKENS = 64  # the previous question, read for follow-ups
+MIN_QUESTION_TOKENS = 16
+
+
+def question_budget(room: int, system_tokens: int) -> int:
+    """Tokens the question may take of a model input of `room` tokens opening with a system
+    prompt of `system_tokens`."""
+    return max(MIN_QUESTION_TOKENS, min(QUESTION_TOKENS, (room - system_tokens) // 4))
+
 
 NO_WORDS = "ask a question with words"
 
@@ -61,6 +70,10 @@ def decode_question(raw: str | bytes) -> tuple[str, str | None]:
         return raw.decode("utf-8"), None
     except UnicodeDecodeError:
         pass
+    text = raw.decode("utf-8", "replace")
+    bad = text.count("\ufffd")
+    if bad <= sum(1 for ch in text if ord(ch) >= 0x80 and ch != "\ufffd"):  # mostly UTF-8 (fileio.py)
+        return text, f"the question was not valid UTF-8: {bad} byte(s) replaced"
     for enc in ("cp1250", "iso-8859-2"):
         try:
             text = raw.decode(enc)
@@ -80,7 +93,7 @@ def _escaped_only(text: str) -> bool:
 def strip_controls(text: str) -> str:
     """`text` without escape sequences, control characters and replacement characters; every
     whitespace run one space."""
-    text = _ANSI.sub(" ", text)
+    text = _ANSI.sub("", text)  # zero-width on screen: "\x1b[31mword" reads "word"
     text = "".join(
         " " if unicodedata.category(ch) in ("Cc", "Cs") or ch == "\ufffd" or ch in "\u2028\u2029" else ch for ch in text
     )

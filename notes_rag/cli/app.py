@@ -193,11 +193,30 @@ def report_error(e: BaseException, as_json: bool) -> int:
     return code
 
 
+# Options whose value may be left out, and what it then is: `chat --resume` continues the last
+# conversation (click has no optional option values that typer passes on).
+OPTIONAL_VALUES = {("chat", "--resume"): "last"}
+
+
+def optional_values(argv: list[str]) -> list[str]:
+    """`argv` with the default value put after an option of OPTIONAL_VALUES given without one."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    out = list(argv)
+    for (cmd, option), value in OPTIONAL_VALUES.items():
+        if command != cmd or option not in out:
+            continue
+        i = out.index(option)
+        if i + 1 == len(out) or out[i + 1].startswith("-"):
+            out.insert(i + 1, value)
+    return out
+
+
 def main() -> None:
     """Run the app: user errors (`NotesRagError`, OSErrors such as a full disk) exit 1 with one
     line, Ctrl-C 130, anything else 2; with `--json` the line is JSON on stdout. A closed pipe
     (`notes-rag ask … | head -1`) ends quietly with 0."""
     debug = "--debug" in sys.argv
+    sys.argv[1:] = optional_values(sys.argv[1:])
     try:
         app()
     except BrokenPipeError:

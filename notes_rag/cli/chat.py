@@ -13,7 +13,7 @@ from rich.text import Text
 from notes_rag.chat.assistant import AnswerConfig, Assistant
 from notes_rag.chat.format import Turn
 from notes_rag.chat.question_text import clean_question, decode_question
-from notes_rag.chat.sessions import LAST, load_session, read_session_file
+from notes_rag.chat.sessions import load_session, read_session_file
 from notes_rag.cli import options
 from notes_rag.cli.app import app, err_console
 from notes_rag.cli.markup import note_text
@@ -58,9 +58,7 @@ def chat_cmd(
     resume: str = typer.Option(
         None,
         "--resume",
-        is_flag=False,
-        flag_value=LAST,
-        help="Continue a saved session (see /save); alone: the last conversation (autosaved).",
+        help="Continue a saved session (see /save); alone, or 'last': the last conversation (autosaved).",
     ),
     verbose: bool = typer.Option(False, "--verbose", help="After each answer: prompt budget and timings."),
 ) -> None:

@@ -35,6 +35,8 @@ from notes_rag.errors import error_line
 from notes_rag.index.config import MODES
 
 console = Console(highlight=False)
+# The default system prompts are 67 (pl) and 72 (en) tokens; the model's input is 904 tokens.
+MAX_SYSTEM_TOKENS = 256
 
 
 def read_system(value: str | None) -> str | None:
@@ -185,7 +187,11 @@ def cmd_system(state: ChatState, arg: str) -> str:
     cfg = state.assistant.cfg
     if not arg:
         return f"system prompt: {cfg.system or '(default for the question language)'}"
-    cfg.system = None if arg == "default" else read_system(arg)
+    text = None if arg == "default" else read_system(arg)
+    size = len(state.assistant.tok.encode(text)) if text else 0
+    if size > MAX_SYSTEM_TOKENS:  # it would leave the model no room for the passages
+        return f"system prompt too long: {size} tokens, at most {MAX_SYSTEM_TOKENS}; not changed"
+    cfg.system = text
     return "system prompt reset to the default" if cfg.system is None else "system prompt set"
 
 
