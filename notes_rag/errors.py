@@ -9,8 +9,9 @@ class NotesRagError(Exception):
     """A user-facing error; its message is one readable line."""
 
 
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C, with a line saying what was kept (exit 130)."""
+class Interrupted(NotesRagError):
+    """Ctrl-C, turned into a line saying what was kept (exit 130). Not a KeyboardInterrupt: typer
+    turns those into a silent exit 130."""
 
 
 def describe(e: BaseException) -> tuple[str, str, int]:
@@ -19,6 +20,8 @@ def describe(e: BaseException) -> tuple[str, str, int]:
     kind: "user" (a `NotesRagError`: the message says what to do), "system" (an OSError: a full
     disk, a permission), "interrupted" (Ctrl-C, exit 130) or "internal" (a bug, exit 2).
     """
+    if isinstance(e, Interrupted):
+        return " ".join(str(e).split()), "interrupted", 130
     if isinstance(e, NotesRagError):
         return " ".join(str(e).split()), "user", 1
     if isinstance(e, KeyboardInterrupt):

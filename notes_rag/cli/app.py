@@ -217,10 +217,17 @@ def main() -> None:
     (`notes-rag ask … | head -1`) ends quietly with 0."""
     debug = "--debug" in sys.argv
     sys.argv[1:] = optional_values(sys.argv[1:])
+    Console.on_broken_pipe = _closed_pipe  # rich's default exits 1
     try:
         app()
     except BrokenPipeError:
         _quiet_pipe()
+    except SystemExit as e:  # typer's own exits: Ctrl-C (130, silent there) and a closed pipe (1)
+        if type(sys.stdout).__name__ == "PacifyFlushWrapper":  # typer saw EPIPE: not an error
+            _quiet_pipe()
+        if e.code == 130 and not debug:
+            report_error(KeyboardInterrupt(), _wants_json(sys.argv[1:]))
+        raise
     except Exception as e:
         if debug:
             raise
@@ -231,6 +238,11 @@ def main() -> None:
         sys.exit(report_error(e, _wants_json(sys.argv[1:])))
     finally:
         _flush_quietly()
+
+
+def _closed_pipe(console: Console) -> None:
+    console.quiet = True
+    _quiet_pipe()
 
 
 def _quiet_pipe() -> None:
