@@ -100,3 +100,17 @@ def test_the_shipped_release_matches_its_manifest():
     `notes_rag.model.manifest.write_manifest("models")` after replacing a file by hand."""
     manifest._verified.clear()
     assert manifest.check_folder(default_model_dir()) == []
+
+
+def test_non_finite_activations_are_one_line_and_nothing_is_shown(ckpt, monkeypatch):
+    from test_chat import FakeRetriever, _assistant
+
+    from notes_rag.errors import NotesRagError
+
+    monkeypatch.setattr("notes_rag.chat.assistant.no_answer_score", lambda *a: float("nan"))
+    assistant = _assistant(ckpt, FakeRetriever(), answer_with="quote")
+    shown = []
+    with pytest.raises(NotesRagError, match="computed NaN or inf"):
+        for piece in assistant.stream([], "Czy to działa?"):
+            shown.append(piece)
+    assert shown == []

@@ -14,6 +14,7 @@ Only an empty answer falls back to the quote by meaning of the top passage (chat
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -305,10 +306,20 @@ class Assistant:
         room = self.model.config.seq_len - self.cfg.max_new_tokens
         budget = question_budget(room, len(self.tok.encode(self.system_prompt(conversation_lang(history, question)))))
         r.question = fit_question(self.tok, question, budget)
+        held = []  # the quote is one piece: held until the model's score is known to be a number
         for item in self._write(history, r, [fit_question(self.tok, q, budget // 2) for q in questions]):
-            if isinstance(item, Answer) and r.question != question:
-                item.question = question
-                item.notes.append(long_question_note(r.question, question))
+            if isinstance(item, Answer):
+                if item.no_answer is not None and not math.isfinite(item.no_answer):
+                    where = getattr(self.model, "folder", None) or self.model_id
+                    raise NotesRagError(f"the model {where} computed NaN or inf: damaged weights (notes-rag doctor)")
+                if r.question != question:
+                    item.question = question
+                    item.notes.append(long_question_note(r.question, question))
+            elif self.cfg.answer_with == "quote":
+                held.append(item)
+                continue
+            yield from held
+            held = []
             yield item
 
     def ask(self, history: Sequence[Turn], question: str) -> Answer:
