@@ -14,10 +14,11 @@ Only an empty answer falls back to the quote by meaning of the top passage (chat
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -161,6 +162,8 @@ class Assistant:
 
             loaded = load_model(folder)
         gpt, tok, config = loaded
+        if cfg.max_new_tokens > config["model"]["seq_len"] // 4:  # a small model's input needs the rest
+            cfg = replace(cfg, max_new_tokens=config["model"]["seq_len"] // 4)
         if retriever is None:
             retriever = Retriever(index_dir)
         return cls(retriever, gpt, tok, cfg, model_id(folder, config), index_id(retriever.index_dir))
@@ -307,7 +310,15 @@ class Assistant:
         budget = question_budget(room, len(self.tok.encode(self.system_prompt(conversation_lang(history, question)))))
         r.question = fit_question(self.tok, question, budget)
         held = []  # the quote is one piece: held until the model's score is known to be a number
-        for item in self._write(history, r, [fit_question(self.tok, q, budget // 2) for q in questions]):
+        written = self._write(history, r, [fit_question(self.tok, q, budget // 2) for q in questions])
+        try:
+            first = next(written)  # the model input is built before anything is shown
+        except ValueError as e:  # model/reader.py: the input cannot hold one passage (a small model)
+            if "no room" not in str(e):
+                raise
+            yield from self._quote_only(r, questions)
+            return
+        for item in itertools.chain([first], written):
             if isinstance(item, Answer):
                 if item.no_answer is not None and not math.isfinite(item.no_answer):
                     where = getattr(self.model, "folder", None) or self.model_id
@@ -321,6 +332,18 @@ class Assistant:
             yield from held
             held = []
             yield item
+
+    def _quote_only(self, r: _Retrieved, questions: list[str]) -> Iterator[str | Answer]:
+        """The closest sentence of the top passages, when the model's input cannot hold a passage
+        beside the system prompt and the question (a model with a short context): said in a note."""
+        texts = [s.text for s in r.sources[: max(1, self.cfg.passages)]]
+        text = cited_quote(_with_previous(questions, r.question), texts, self.retriever.similarity)
+        yield text or ABSTAIN[r.lang]
+        answer = self._answer(r, text or ABSTAIN[r.lang], None if text else "model", "quote" if text else "abstain")
+        answer.notes.append(
+            "the model's input cannot hold a passage beside this question: the closest sentence answers"
+        )
+        yield answer
 
     def ask(self, history: Sequence[Turn], question: str) -> Answer:
         """Answer one question after `history` (earlier user/assistant turns)."""
