@@ -137,6 +137,8 @@ def quiz(
     cfg = replace(_QUIZ, n=n if export is None else sys.maxsize, writer=writer)
     console = Console(highlight=False)
     session = QuizSession.open(index, model, topic, due_only=due, cfg=cfg)
+    if session.store.recovered and (export is not None or as_json):  # the session loop says it itself
+        Console(stderr=True).print(Text(session.store.recovered, style="yellow"), soft_wrap=True)
     try:
         if export is not None:
             _export(session, export, console)
