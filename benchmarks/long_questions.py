@@ -12,9 +12,10 @@ question marks included). Three ways to fit it into the model's question budget
     tail    the last tokens
     asking  the sentences ending in "?", the last first, then the sentences before them
 
-Reported per layout and way: the share of pastes whose kept part holds the whole question, and
-the share whose answer (the release's default turn: the model reads, the quote answers) is the
-one the question typed alone gets. Retrieval reads the whole paste in every case.
+Reported: per layout and way, the share of pastes whose kept part holds the whole question; and
+per layout, the share whose answer (the release's default turn: the model reads, the quote
+answers) is the one the question typed alone gets, when retrieval reads the whole paste and only
+the model its asking part, and when both read the asking part (what the chat does).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from notes_rag.chat import assistant as assistant_mod  # noqa: E402
 from notes_rag.chat.assistant import AnswerConfig, Assistant  # noqa: E402
 from notes_rag.chat.question_text import QUESTION_TOKENS, fit_question  # noqa: E402
 
@@ -57,6 +57,19 @@ def pastes(question: str, texts: list[str], rng: random.Random) -> dict[str, str
     }
 
 
+def old_turn(asst: Assistant, paste: str) -> str:
+    """The answer when retrieval reads the whole paste and only the model its asking part."""
+    from notes_rag.chat.format import ABSTAIN
+
+    r = asst._retrieve([], paste, [])
+    under = r.threshold is not None and r.top_cosine < r.threshold and not r.names_in_top
+    if not r.sources or r.unknown_names or under:
+        return ABSTAIN[r.lang]
+    room = asst.model.config.seq_len - asst.cfg.max_new_tokens
+    r.question = fit_question(asst.tok, paste, min(QUESTION_TOKENS, room))
+    return [item for item in asst._write([], r, []) if isinstance(item, str)][-1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--qa", type=Path, required=True)
@@ -65,7 +78,6 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=40)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    rng = random.Random(0)
     qa = [json.loads(line) for line in args.qa.read_text(encoding="utf-8").splitlines() if line.strip()]
     questions = [d["question"] for d in qa if d.get("question")][: args.n]
     asst = Assistant.open(args.index, args.model, AnswerConfig())
@@ -77,26 +89,26 @@ def main() -> None:
     conn = sqlite3.connect(current_generation(args.index) / "chunks.sqlite")
     texts = [r[0] for r in conn.execute("SELECT text FROM chunks")]
     alone = {q: asst.ask([], q).text for q in questions}
-    kept = {}
-    same = {}
-    real_fit = assistant_mod.fit_question
-    for way, fit in WAYS.items():
-        assistant_mod.fit_question = lambda tok_, q, budget, fit=fit: fit(tok_, q, min(budget, QUESTION_TOKENS))
-        rng = random.Random(0)  # the same pastes for every way
-        for q in questions:
-            for layout, paste in pastes(q, texts, rng).items():
+    kept: dict[tuple, list[bool]] = {}
+    same: dict[tuple, list[bool]] = {}
+    rng = random.Random(0)
+    for q in questions:
+        for layout, paste in pastes(q, texts, rng).items():
+            for way, fit in WAYS.items():
                 short = fit(tok, paste, QUESTION_TOKENS)
-                key = (layout, way)
-                kept.setdefault(key, []).append(" ".join(q.split()) in " ".join(short.split()))
-                same.setdefault(key, []).append(asst.ask([], paste).text == alone[q])
-    assistant_mod.fit_question = real_fit
+                kept.setdefault((layout, way), []).append(" ".join(q.split()) in " ".join(short.split()))
+            same.setdefault((layout, "retrieval whole"), []).append(old_turn(asst, paste) == alone[q])
+            same.setdefault((layout, "retrieval asking"), []).append(asst.ask([], paste).text == alone[q])
     rows = []
     print(f"{len(questions)} questions of {args.qa.name}; budget {QUESTION_TOKENS} tokens")
-    print(f"{'layout':<24} {'way':<8} {'question kept':>14} {'same answer':>12}")
+    print(f"{'layout':<24} {'model reads':<8} {'question kept':>14}")
     for (layout, way), k in kept.items():
-        s = same[(layout, way)]
-        rows.append({"layout": layout, "way": way, "kept": sum(k) / len(k), "same_answer": sum(s) / len(s)})
-        print(f"{layout:<24} {way:<8} {sum(k) / len(k):>14.2f} {sum(s) / len(s):>12.2f}")
+        rows.append({"layout": layout, "way": way, "kept": sum(k) / len(k)})
+        print(f"{layout:<24} {way:<8} {sum(k) / len(k):>14.2f}")
+    print(f"{'layout':<24} {'retrieval':<18} {'answer as alone':>16}")
+    for (layout, how), v in same.items():
+        rows.append({"layout": layout, "retrieval": how, "same_answer": sum(v) / len(v)})
+        print(f"{layout:<24} {how:<18} {sum(v) / len(v):>16.2f}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
 

@@ -44,7 +44,7 @@ def test_row2_a_pasted_paragraph_is_answered_and_the_notes_say_so(tiny_index, ti
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert out["question"] == question.strip() and out["answer"]
-    assert len(out["notes"]) == 1 and "retrieval read all of it" in out["notes"][0]
+    assert len(out["notes"]) == 1 and "retrieval and the model read its asking part" in out["notes"][0]
 
 
 def test_row4_a_cp1250_question_is_read_with_one_warning(tiny_index, tiny_ckpt):

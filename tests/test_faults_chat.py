@@ -149,7 +149,7 @@ def test_a_pasted_paragraph_is_answered_and_says_it_was_shortened(state, data_di
     question = paragraph + " Kto zaproponował model neuronu?"
     answer = answer_turn(state, question)
     assert answer is not None and answer.text
-    assert len(answer.notes) == 1 and "retrieval read all of it" in answer.notes[0]
+    assert len(answer.notes) == 1 and "retrieval and the model read its asking part" in answer.notes[0]
     assert answer.question == question  # the whole question is kept in the conversation
     assert load_session(LAST).history.questions() == [question]
 

@@ -295,7 +295,18 @@ class Assistant:
                 f"model {self.model_id or ''} cannot write answers (no copy head): "
                 "train one with `notes-rag train-generator --base MODEL`"
             )
-        questions = [t.content for t in history if t.role == "user"]
+        # A pasted paragraph: retrieval and the model read its asking part (chat/question_text.py)
+        room = self.model.config.seq_len - self.cfg.max_new_tokens
+        budget = question_budget(room, len(self.tok.encode(self.system_prompt(conversation_lang(history, question)))))
+        short = fit_question(self.tok, question, budget)
+        questions = [fit_question(self.tok, t.content, budget // 2) for t in history if t.role == "user"]
+        for item in self._turn(history, short, questions):
+            if isinstance(item, Answer) and short != question:
+                item.question = question  # the conversation keeps what was typed
+                item.notes.append(long_question_note(short, question))
+            yield item
+
+    def _turn(self, history: Sequence[Turn], question: str, questions: list[str]) -> Iterator[str | Answer]:
         r = self._retrieve(history, question, questions)
         under = r.threshold is not None and r.top_cosine < r.threshold and not r.names_in_top
         if not r.sources or r.unknown_names or under:
@@ -305,12 +316,8 @@ class Assistant:
             yield text
             yield self._answer(r, text, "retrieval", "abstain")
             return
-        # the model reads a pasted paragraph's asking sentences (retrieval read it whole)
-        room = self.model.config.seq_len - self.cfg.max_new_tokens
-        budget = question_budget(room, len(self.tok.encode(self.system_prompt(conversation_lang(history, question)))))
-        r.question = fit_question(self.tok, question, budget)
         held = []  # the quote is one piece: held until the model's score is known to be a number
-        written = self._write(history, r, [fit_question(self.tok, q, budget // 2) for q in questions])
+        written = self._write(history, r, questions)
         try:
             first = next(written)  # the model input is built before anything is shown
         except ValueError as e:  # model/reader.py: the input cannot hold one passage (a small model)
@@ -319,14 +326,10 @@ class Assistant:
             yield from self._quote_only(r, questions)
             return
         for item in itertools.chain([first], written):
-            if isinstance(item, Answer):
-                if item.no_answer is not None and not math.isfinite(item.no_answer):
-                    where = getattr(self.model, "folder", None) or self.model_id
-                    raise NotesRagError(f"the model {where} computed NaN or inf: damaged weights (notes-rag doctor)")
-                if r.question != question:
-                    item.question = question
-                    item.notes.append(long_question_note(r.question, question))
-            elif self.cfg.answer_with == "quote":
+            if isinstance(item, Answer) and item.no_answer is not None and not math.isfinite(item.no_answer):
+                where = getattr(self.model, "folder", None) or self.model_id
+                raise NotesRagError(f"the model {where} computed NaN or inf: damaged weights (notes-rag doctor)")
+            if not isinstance(item, Answer) and self.cfg.answer_with == "quote":
                 held.append(item)
                 continue
             yield from held

@@ -117,29 +117,26 @@ def sentences(text: str) -> list[str]:
 
 
 def fit_question(tok, question: str, budget: int = QUESTION_TOKENS) -> str:
-    """`question` when it fits `budget` tokens, else its asking sentences (ending in "?"), the
-    last first, then the sentences before them, kept in text order; a single sentence longer
-    than the budget keeps its last `budget` tokens (where a run-on question asks)."""
+    """`question` when it fits `budget` tokens, else its last asking sentence (ending in "?"; the
+    last sentence when none asks) with the sentences just before it, as many as fit; an asking
+    sentence longer than the budget keeps its last `budget` tokens (where a run-on question asks)."""
     if len(tok.encode(question)) <= budget:
         return question
     parts = sentences(question)
     sizes = [len(tok.encode(s)) + 1 for s in parts]
-    asking = [i for i, s in enumerate(parts) if s.endswith("?")] or [len(parts) - 1]
-    order = list(reversed(asking)) + [i for i in range(len(parts) - 1, -1, -1) if i not in asking]
-    keep, used = set(), 0
-    for i in order:
-        if used + sizes[i] <= budget:
-            keep.add(i)
-            used += sizes[i]
-    if keep:
-        return " ".join(parts[i] for i in sorted(keep))
-    ids = tok.encode(parts[asking[-1]])
-    return tok.decode(ids[-budget:]).strip()
+    anchor = max((i for i, s in enumerate(parts) if s.endswith("?")), default=len(parts) - 1)
+    if sizes[anchor] > budget:
+        return tok.decode(tok.encode(parts[anchor])[-budget:]).strip()
+    first, used = anchor, sizes[anchor]
+    while first > 0 and used + sizes[first - 1] <= budget:
+        first -= 1
+        used += sizes[first]
+    return " ".join(parts[first : anchor + 1])
 
 
 def long_question_note(short: str, question: str) -> str:
     """The one note an answer to a shortened question carries."""
     return (
-        f"your question is long: the model read its asking part ({len(short.split())} of "
-        f"{len(question.split())} words); retrieval read all of it"
+        f"your question is long: retrieval and the model read its asking part ({len(short.split())} of "
+        f"{len(question.split())} words)"
     )
