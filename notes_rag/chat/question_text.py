@@ -17,11 +17,12 @@ raises `NotesRagError("ask a question with words")`.
 `fit_question`: the model's input holds the question, the previous one, the system prompt and the
 passages in `seq_len - max_new_tokens` tokens (model/reader.py). A pasted paragraph longer than
 the question budget (`question_budget`) is read, by retrieval and by the model alike, as its
-last sentence ending in "?" with the sentences just before it, as many as fit; the conversation
-keeps it whole. Measured (benchmarks/long_questions.py, docs/RELIABILITY.md, 30 dev questions
-pasted into 3,000-5,000 characters of the notes): the first tokens held the question only when
-it came first, the last tokens only when it came last; the asking sentence finds it wherever it
-is. With retrieval on the whole paste the answer was the question's own in at most 7% of pastes.
+sentences ending in "?" (the last first, as many as fit; without one, its last sentences); the
+conversation keeps it whole. Measured (benchmarks/long_questions.py, docs/RELIABILITY.md, dev
+questions pasted into 3,000-5,000 characters of the notes): the first tokens hold the question
+only when it comes first, the last tokens only when it comes last; context kept around the
+question (the sentences before it, up to the budget) pulls retrieval to the pasted notes: the
+answer was the question's own in at most 20% of pastes.
 """
 
 from __future__ import annotations
@@ -118,21 +119,26 @@ def sentences(text: str) -> list[str]:
 
 
 def fit_question(tok, question: str, budget: int = QUESTION_TOKENS) -> str:
-    """`question` when it fits `budget` tokens, else its last asking sentence (ending in "?"; the
-    last sentence when none asks) with the sentences just before it, as many as fit; an asking
-    sentence longer than the budget keeps its last `budget` tokens (where a run-on question asks)."""
+    """`question` when it fits `budget` tokens, else its sentences that ask (ending in "?"), the
+    last first, as many as fit, in text order; without one, its last sentences. A sentence longer
+    than the budget keeps its last `budget` tokens (where a run-on question asks)."""
     if len(tok.encode(question)) <= budget:
         return question
     parts = sentences(question)
     sizes = [len(tok.encode(s)) + 1 for s in parts]
-    anchor = max((i for i, s in enumerate(parts) if s.endswith("?")), default=len(parts) - 1)
-    if sizes[anchor] > budget:
-        return tok.decode(tok.encode(parts[anchor])[-budget:]).strip()
-    first, used = anchor, sizes[anchor]
-    while first > 0 and used + sizes[first - 1] <= budget:
-        first -= 1
-        used += sizes[first]
-    return " ".join(parts[first : anchor + 1])
+    asking = [i for i, s in enumerate(parts) if s.endswith("?")]
+    order = asking[::-1] if asking else list(range(len(parts) - 1, -1, -1))
+    keep, used = [], 0
+    for i in order:
+        if used + sizes[i] > budget:
+            if asking:
+                continue  # a shorter question before it may still fit
+            break  # the last sentences, contiguous
+        keep.append(i)
+        used += sizes[i]
+    if not keep:
+        return tok.decode(tok.encode(parts[order[0]])[-budget:]).strip()
+    return " ".join(parts[i] for i in sorted(keep))
 
 
 def long_question_note(short: str, question: str) -> str:
