@@ -329,7 +329,7 @@ class Assistant:
             if isinstance(item, Answer) and item.no_answer is not None and not math.isfinite(item.no_answer):
                 where = getattr(self.model, "folder", None) or self.model_id
                 raise NotesRagError(f"the model {where} computed NaN or inf: damaged weights (notes-rag doctor)")
-            if not isinstance(item, Answer) and self.cfg.answer_with == "quote":
+            if not isinstance(item, Answer) and getattr(self.cfg, "answer_with", "model") == "quote":
                 held.append(item)
                 continue
             yield from held
@@ -339,8 +339,10 @@ class Assistant:
     def _quote_only(self, r: _Retrieved, questions: list[str]) -> Iterator[str | Answer]:
         """The closest sentence of the top passages, when the model's input cannot hold a passage
         beside the system prompt and the question (a model with a short context): said in a note."""
+        from notes_rag.chat.quote import cited_quote
+
         texts = [s.text for s in r.sources[: max(1, self.cfg.passages)]]
-        text = cited_quote(_with_previous(questions, r.question), texts, self.retriever.similarity)
+        text = cited_quote(" ".join([*questions[-1:], r.question]), texts, self.retriever.similarity)
         yield text or ABSTAIN[r.lang]
         answer = self._answer(r, text or ABSTAIN[r.lang], None if text else "model", "quote" if text else "abstain")
         answer.notes.append(
