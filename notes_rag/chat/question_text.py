@@ -20,9 +20,10 @@ the question budget (`question_budget`) is read, by retrieval and by the model a
 sentences ending in "?" (the last first, as many as fit; without one, its last sentences); the
 conversation keeps it whole. Measured (benchmarks/long_questions.py, docs/RELIABILITY.md, dev
 questions pasted into 3,000-5,000 characters of the notes): the first tokens hold the question
-only when it comes first, the last tokens only when it comes last; context kept around the
-question (the sentences before it, up to the budget) pulls retrieval to the pasted notes: the
-answer was the question's own in at most 20% of pastes.
+only when it comes first, the last tokens only when it comes last; the asking sentences keep it
+in 0.65-0.95 of pastes. Retrieval on the whole paste (or on context kept around the question)
+is pulled to the pasted notes: the answer was the question's own in 0.05-0.10 of pastes, against
+0.20-0.35 when retrieval reads the asking sentences.
 """
 
 from __future__ import annotations
