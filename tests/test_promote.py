@@ -63,6 +63,9 @@ def test_promotes_a_better_run(setup):
     verdict = promote(run, models)
     assert verdict.promote and "0.40 vs 0.35" in verdict.reason
     assert not (models / "model.safetensors").exists()  # the old single file went with the old release
+    from notes_rag.model.manifest import check_folder
+
+    assert check_folder(models) == []  # promote wrote the new weights' sha256 (issue 30)
     model, _, config = load_model(models)
     assert config["meta"]["speedrun"] == "smoke" and model.config.n_layer == 2
     assert json.loads((models / "eval.json").read_text())["overall"]["answer"]["key_fact_recall"] == 0.40

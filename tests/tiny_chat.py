@@ -84,3 +84,78 @@ def read_until(fd: int, needle: bytes, timeout: float, buf: bytearray) -> bool:
                 break
             buf.extend(chunk)
     return needle in buf
+
+
+class ChatProcess:
+    """`notes-rag chat ARGS` under a pseudo-terminal: send lines, wait for the prompt, keep
+    everything it shows in `screen`."""
+
+    PROMPT = "\n» ".encode()  # after a newline: a redrawn input line does not count
+
+    def __init__(self, args: list[str], env: dict[str, str]):
+        import fcntl
+        import pty
+        import struct
+        import subprocess
+        import sys
+        import termios
+
+        self.master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "notes_rag", "chat", *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env={**env, "COLUMNS": "100", "TERM": "xterm", "LANG": "C.UTF-8"},
+            close_fds=True,
+            start_new_session=True,  # its own controlling terminal: Ctrl-C reaches it alone
+        )
+        os.close(slave)
+        self.screen = bytearray()
+        self.mark = 0
+
+    def read_some(self, wait: float = 0.0) -> None:
+        ready, _, _ = select.select([self.master], [], [], wait)
+        if ready:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:
+                return
+            self.screen.extend(chunk)
+
+    def send(self, data: bytes) -> None:
+        """Write `data` (a line of any length) while reading what the terminal echoes, so
+        neither side blocks; the next `prompt()` waits for what comes after it."""
+        self.mark = len(self.screen)
+        view = memoryview(data)
+        while view:
+            _, writable, _ = select.select([], [self.master], [], 0.2)
+            if writable:  # whole characters at a time; a full terminal takes fewer bytes
+                end = min(len(view), 512)
+                while end < len(view) and 0x80 <= view[end] < 0xC0:
+                    end += 1
+                view = view[os.write(self.master, view[:end]) :]
+            self.read_some()
+
+    def prompt(self, timeout: float = 120) -> bool:
+        """Wait for the next prompt after the last `send`; False when it does not come."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.PROMPT in self.screen[self.mark :]:
+                self.mark = len(self.screen)
+                return True
+            if self.proc.poll() is not None:
+                self.read_some()
+                return self.PROMPT in self.screen[self.mark :]
+            self.read_some(0.2)
+        return False
+
+    def text(self) -> str:
+        return self.screen.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.master)

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass
@@ -63,6 +63,7 @@ class Answer:
     answered_by: str = "model"
     read_passages: int | None = None  # passages that fit the model's input (the first ones)
     no_answer: float | None = None  # the model's no-answer score (chat/writer.py); None when it did not run
+    notes: list[str] = field(default_factory=list)  # what the user should know (a shortened question)
 
     @property
     def prompt_passages(self) -> list[Source]:
@@ -101,4 +102,5 @@ class Answer:
             "answered_by": self.answered_by,
             "read_passages": self.read_passages,
             "no_answer": self.no_answer,
+            "notes": self.notes,
         }

@@ -15,9 +15,11 @@ is the model's: an empty answer is an abstention.
 
 from __future__ import annotations
 
+import itertools
+import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -25,10 +27,17 @@ import numpy as np
 
 from notes_rag.chat.answer import Answer, Source, Timings
 from notes_rag.chat.format import ABSTAIN, NOT_MENTIONED, SYSTEM_PROMPT, Turn, extract_citations
+from notes_rag.chat.question_text import (
+    clean_question,
+    fit_question,
+    long_question_note,
+    question_budget,
+)
 from notes_rag.chat.turn_input import read_passages, turn_input
 from notes_rag.chat.writer import Written, write
 from notes_rag.errors import NotesRagError
 from notes_rag.lang import detect_lang
+from notes_rag.model.manifest import verify_folder
 from notes_rag.model.numpy_gpt import load_numpy_gpt
 from notes_rag.model.reader import READ_PASSAGES
 from notes_rag.model.release import model_id, resolve_model
@@ -133,6 +142,7 @@ class Assistant:
         if retriever is None:
             index_dir = resolve_index(index)  # cheap checks first: fail before slow loading
         folder = resolve_model(model)
+        verify_folder(folder)  # damaged or non-finite weights: one line, never an answer
         cfg = cfg or AnswerConfig()
         loaded = load_numpy_gpt(folder)  # the prompt pass without torch (model/numpy_gpt.py)
         if loaded is None:
@@ -140,6 +150,8 @@ class Assistant:
 
             loaded = load_model(folder)
         gpt, tok, config = loaded
+        if cfg.max_new_tokens > config["model"]["seq_len"] // 4:  # a small model's input needs the rest
+            cfg = replace(cfg, max_new_tokens=config["model"]["seq_len"] // 4)
         if retriever is None:
             retriever = Retriever(index_dir)
         return cls(retriever, gpt, tok, cfg, model_id(folder, config), index_id(retriever.index_dir))
@@ -247,15 +259,24 @@ class Assistant:
     def stream(self, history: Sequence[Turn], question: str) -> Iterator[str | Answer]:
         """Yield the answer's text pieces as the model writes them, then the final `Answer`; the
         pieces joined are the answer's text."""
-        question = question.strip()
-        if not question:
-            raise NotesRagError("empty question")
+        question = clean_question(question)  # no escape codes; a question with no word is an error
         if not (getattr(self.model.config, "copy_head", False) and getattr(self.model.config, "relevance", False)):
             raise NotesRagError(
                 f"model {self.model_id or ''} is of an older shape (no copy head reading relevance codes): "
                 "train one with `notes-rag train-generator --base MODEL`"
             )
-        questions = [t.content for t in history if t.role == "user"]
+        # A pasted paragraph: retrieval and the model read its asking part (chat/question_text.py)
+        room = self.model.config.seq_len - self.cfg.max_new_tokens
+        budget = question_budget(room, len(self.tok.encode(self.system_prompt(conversation_lang(history, question)))))
+        short = fit_question(self.tok, question, budget)
+        questions = [fit_question(self.tok, t.content, budget // 2) for t in history if t.role == "user"]
+        for item in self._turn(history, short, questions):
+            if isinstance(item, Answer) and short != question:
+                item.question = question  # the conversation keeps what was typed
+                item.notes.append(long_question_note(short, question))
+            yield item
+
+    def _turn(self, history: Sequence[Turn], question: str, questions: list[str]) -> Iterator[str | Answer]:
         r = self._retrieve(history, question, questions)
         under = r.threshold is not None and r.top_cosine < r.threshold and not r.names_in_top
         if not r.sources or r.unknown_names or under:
@@ -265,7 +286,22 @@ class Assistant:
             yield text
             yield self._answer(r, text, "retrieval", "abstain")
             return
-        yield from self._write(history, r, questions)
+        written = self._write(history, r, questions)
+        try:
+            first = next(written)  # the model input is built before anything is shown
+        except ValueError as e:  # model/reader.py: the input cannot hold one passage (a small model)
+            if "no room" not in str(e):
+                raise
+            yield ABSTAIN[r.lang]
+            answer = self._answer(r, ABSTAIN[r.lang], "model", "abstain")
+            answer.notes.append("the model's input cannot hold a passage beside this question: it did not answer")
+            yield answer
+            return
+        for item in itertools.chain([first], written):
+            if isinstance(item, Answer) and item.no_answer is not None and not math.isfinite(item.no_answer):
+                where = getattr(self.model, "folder", None) or self.model_id
+                raise NotesRagError(f"the model {where} computed NaN or inf: damaged weights (notes-rag doctor)")
+            yield item
 
     def ask(self, history: Sequence[Turn], question: str) -> Answer:
         """Answer one question after `history` (earlier user/assistant turns)."""

@@ -20,6 +20,7 @@ An answer that cites nothing gets the passage holding most of its words appended
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from notes_rag.chat.format import ABSTAIN, extract_citations, is_abstention
+from notes_rag.errors import NotesRagError
 from notes_rag.model.numpy_gpt import NumpyGPT
 from notes_rag.model.reader import ReaderInput, copy_sources
 from notes_rag.model.tokenizer import SPECIAL_TOKENS, Tokenizer
@@ -146,6 +148,9 @@ def write(
 
     def no_answer(logp: torch.Tensor) -> torch.Tensor:
         score.append(abstention_margin(tok, logp))
+        if not math.isfinite(score[-1]):  # before the first token: nothing computed on NaN is shown
+            where = getattr(model, "folder", None) or "in use"
+            raise NotesRagError(f"the model {where} computed NaN or inf: damaged weights (notes-rag doctor)")
         if abstain_bias:
             logp = logp.clone() if hasattr(logp, "clone") else logp.copy()
             logp[abstention_starts(tok)] += abstain_bias

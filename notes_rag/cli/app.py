@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import ast
 import importlib
+import json
+import os
 import sys
 from dataclasses import dataclass
 from functools import cache
@@ -24,10 +26,12 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 from typer.core import TyperGroup
 from typer.main import get_command_from_info, get_command_name
 
-from notes_rag.errors import NotesRagError
+from notes_rag.errors import describe
 
 # The top-level help lists these first, in this order, then the rest under TRAIN_PANEL.
 STUDY_PANEL = "Study your notes"
@@ -165,32 +169,96 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
     """notes-rag: index your notes, then chat with them."""
 
 
+# Commands whose `--json` is a flag printing JSON to stdout: their errors are JSON there too.
+JSON_COMMANDS = ("ask", "search", "quiz")
+
+
+def _wants_json(argv: list[str]) -> bool:
+    command = next((a for a in argv if not a.startswith("-")), None)
+    return command in JSON_COMMANDS and "--json" in argv
+
+
+def report_error(e: BaseException, as_json: bool) -> int:
+    """Print `e` as one line (stderr), or as `{"error", "kind"}` on stdout for `--json`; the exit
+    code."""
+    message, kind, code = describe(e)
+    if as_json:
+        print(json.dumps({"error": message, "kind": kind}, ensure_ascii=False), flush=True)
+    elif kind == "interrupted":
+        err_console.print(Text(message, style="yellow"))
+    else:
+        label = "internal error" if kind == "internal" else "error"
+        hint = " (run again with --debug for the traceback)" if kind == "internal" else ""
+        err_console.print(f"[bold red]{label}:[/] {escape(message)}{hint}", highlight=False, soft_wrap=True)
+    return code
+
+
+# Options whose value may be left out, and what it then is: `chat --resume` continues the last
+# conversation (click has no optional option values that typer passes on).
+OPTIONAL_VALUES = {("chat", "--resume"): "last"}
+
+
+def optional_values(argv: list[str]) -> list[str]:
+    """`argv` with the default value put after an option of OPTIONAL_VALUES given without one."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    out = list(argv)
+    for (cmd, option), value in OPTIONAL_VALUES.items():
+        if command != cmd or option not in out:
+            continue
+        i = out.index(option)
+        if i + 1 == len(out) or out[i + 1].startswith("-"):
+            out.insert(i + 1, value)
+    return out
+
+
 def main() -> None:
+    """Run the app: user errors (`NotesRagError`, OSErrors such as a full disk) exit 1 with one
+    line, Ctrl-C 130, anything else 2; with `--json` the line is JSON on stdout. A closed pipe
+    (`notes-rag ask … | head -1`) ends quietly with 0."""
     debug = "--debug" in sys.argv
+    sys.argv[1:] = optional_values(sys.argv[1:])
+    Console.on_broken_pipe = _closed_pipe  # rich's default exits 1
     try:
         app()
-    except NotesRagError as e:
+    except BrokenPipeError:
+        _quiet_pipe()
+    except SystemExit as e:  # typer's own exits: Ctrl-C (130, silent there) and a closed pipe (1)
+        if type(sys.stdout).__name__ == "PacifyFlushWrapper":  # typer saw EPIPE: not an error
+            _quiet_pipe()
+        if e.code == 130 and not debug:
+            report_error(KeyboardInterrupt(), _wants_json(sys.argv[1:]))
+        raise
+    except Exception as e:
         if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
+        sys.exit(report_error(e, _wants_json(sys.argv[1:])))
+    except KeyboardInterrupt as e:
         if debug:
             raise
-        err_console.print("[yellow]interrupted[/]")
-        sys.exit(130)
-    except OSError as e:  # the system refused (permissions, a full disk): the user can fix that
-        if debug:
-            raise
-        where = f": {e.filename}" if e.filename else ""
-        err_console.print(f"[bold red]error:[/] {e.strerror or e}{where}", highlight=False, soft_wrap=True)
-        sys.exit(1)
-    except Exception as e:  # a bug: still one line, and the way to the traceback
-        if debug:
-            raise
-        err_console.print(
-            f"[bold red]internal error:[/] {type(e).__name__}: {e} (run again with --debug for the traceback)",
-            highlight=False,
-            soft_wrap=True,
-        )
-        sys.exit(2)
+        sys.exit(report_error(e, _wants_json(sys.argv[1:])))
+    finally:
+        _flush_quietly()
+
+
+def _closed_pipe(console: Console) -> None:
+    console.quiet = True
+    _quiet_pipe()
+
+
+def _quiet_pipe() -> None:
+    """The reader of stdout went away: nothing more can be shown, and that is not an error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+    sys.exit(0)
+
+
+def _flush_quietly() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_pipe()
+    except (OSError, ValueError):
+        pass

@@ -10,6 +10,7 @@ notes-rag search "positional embeddings" --json | jq '.hits[0].file'
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,7 +31,7 @@ from rich.text import Text
 from notes_rag.cli import options
 from notes_rag.cli.app import app
 from notes_rag.cli.markup import note_text
-from notes_rag.errors import NotesRagError
+from notes_rag.errors import Interrupted, NotesRagError
 from notes_rag.index.config import RetrievalConfig
 
 if TYPE_CHECKING:  # the index code loads FAISS
@@ -38,6 +39,30 @@ if TYPE_CHECKING:  # the index code loads FAISS
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _has_index(index_dir: Path) -> bool:
+    """True when `index_dir` holds an index (a damaged one too: its run repairs it)."""
+    from notes_rag.index import store
+
+    try:
+        return store.current_generation(index_dir) is not None
+    except NotesRagError:
+        return True
+
+
+@contextmanager
+def _what_is_kept(had_index: bool):
+    """An interrupted or failed run says what is left: the previous index, or none at all."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        kept = "the previous index is unchanged" if had_index else "no index was written"
+        raise Interrupted(f"interrupted: {kept}; run the same command again to finish") from None
+    except NotesRagError as e:
+        if had_index or "the previous index is unchanged" not in str(e):
+            raise
+        raise NotesRagError(str(e).replace("the previous index is unchanged", "no index was written")) from None
 
 
 @app.command()
@@ -92,16 +117,20 @@ def index(
     with console.status("loading the encoder..."):
         enc = load_encoder(encoder)
     ignore_file_size_signal()
-    with Progress(
-        TextColumn("embedding"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
+    had_index = _has_index(Path(out) if out else folder / ".notes-rag")
+    with (
+        _what_is_kept(had_index),
+        Progress(
+            TextColumn("embedding"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as progress,
+    ):
         task = progress.add_task("embed", total=None)
         report = update_index(
             folder,

@@ -7,6 +7,6 @@ modules are imported lazily (cli/app.py `LazyGroup`): only the one whose command
 from notes_rag.cli.app import app, command_modules, main
 
 # each of these modules of notes_rag/cli/ registers its commands on `app`
-command_modules("align", "chat", "data", "eval", "index", "quiz", "speedrun", "train")
+command_modules("align", "chat", "data", "doctor", "eval", "index", "quiz", "speedrun", "train")
 
 __all__ = ["app", "main"]

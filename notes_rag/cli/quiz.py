@@ -49,6 +49,8 @@ def quiz_loop(session, console: Console, read=None) -> dict:
 
     read = read or input
     counts = {"asked": 0, "answered": 0, "correct": 0, "reviews": 0, "retired": session.retired}
+    if session.store.recovered:
+        console.print(Text(session.store.recovered, style="yellow"))
     if session.retired:
         console.print(f"[dim]{session.retired} card(s) retired: their note line changed or is gone[/]")
     try:
@@ -58,7 +60,7 @@ def quiz_loop(session, console: Console, read=None) -> dict:
             if card is None:
                 break
             counts["asked"] += 1
-            _show_card(console, card, counts["asked"], session.cfg.n)
+            _show_card(console, card, counts["asked"], getattr(session, "planned", session.cfg.n))
             typed = read("answer> ")
             graded = session.grade(card, typed)
             counts["answered"] += 1
@@ -135,6 +137,8 @@ def quiz(
     cfg = replace(_QUIZ, n=n if export is None else sys.maxsize, writer=writer)
     console = Console(highlight=False)
     session = QuizSession.open(index, model, topic, due_only=due, cfg=cfg)
+    if session.store.recovered and (export is not None or as_json):  # the session loop says it itself
+        Console(stderr=True).print(Text(session.store.recovered, style="yellow"), soft_wrap=True)
     try:
         if export is not None:
             _export(session, export, console)

@@ -4,10 +4,17 @@ The slash commands are plain functions `(state, arg) -> output` in `COMMANDS`, s
 without a terminal. Ctrl-C while an answer streams stops that answer (the unfinished exchange is
 not kept); Ctrl-D at the prompt exits. Typed lines persist in the data directory's readline
 history.
+
+The REPL never loses a conversation: an error inside a turn or a slash command is one line and
+the prompt comes back; every exchange is autosaved (atomically) to the session file
+(`sessions/chat-<date>-<time>.json`, or the session resumed or loaded), so `chat --resume` or
+`/load last` continues it after a crash, a kill or a closed terminal. Only `/exit` and Ctrl-D end
+the loop. Typed bytes that are not UTF-8 are read leniently (chat/question_text.py).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +27,16 @@ from rich.text import Text
 
 from notes_rag.chat.answer import Answer
 from notes_rag.chat.assistant import AnswerConfig, Assistant
-from notes_rag.chat.sessions import History, input_history_file, load_session, save_session
+from notes_rag.chat.question_text import decode_question
+from notes_rag.chat.sessions import History, Session, input_history_file, load_session, new_session_name, save_anywhere
 from notes_rag.cli.markup import note_text
 from notes_rag.cli.open_source import link_style, notes_root, open_source, supports_links
-from notes_rag.errors import NotesRagError
+from notes_rag.errors import error_line
 from notes_rag.index.config import MODES
 
 console = Console(highlight=False)
+# The default system prompts are 67 (pl) and 72 (en) tokens; the model's input is 904 tokens.
+MAX_SYSTEM_TOKENS = 256
 
 
 def read_system(value: str | None) -> str | None:
@@ -111,6 +121,9 @@ class ChatState:
     last: Answer | None = None
     verbose: bool = False
     done: bool = False
+    session: str = field(default_factory=new_session_name)  # the name every exchange is autosaved under
+    saved_to: Path | None = None  # where the last autosave went
+    save_problem: str | None = None  # why the last autosave did not go to the sessions folder
 
     @property
     def notes(self) -> Path:
@@ -164,7 +177,7 @@ def cmd_temp(state: ChatState, arg: str) -> str:
         value = float(arg)
     except ValueError:
         value = -1.0
-    if value < 0:
+    if not math.isfinite(value) or value < 0:  # "nan" and "inf" parse as floats
         return f"usage: /temp X (X ≥ 0; 0 = greedy); now {state.assistant.cfg.temperature}"
     state.assistant.cfg.temperature = value
     return f"temperature = {value}"
@@ -174,29 +187,66 @@ def cmd_system(state: ChatState, arg: str) -> str:
     cfg = state.assistant.cfg
     if not arg:
         return f"system prompt: {cfg.system or '(default for the question language)'}"
-    cfg.system = None if arg == "default" else read_system(arg)
+    text = None if arg == "default" else read_system(arg)
+    size = len(state.assistant.tok.encode(text)) if text else 0
+    if size > MAX_SYSTEM_TOKENS:  # it would leave the model no room for the passages
+        return f"system prompt too long: {size} tokens, at most {MAX_SYSTEM_TOKENS}; not changed"
+    cfg.system = text
     return "system prompt reset to the default" if cfg.system is None else "system prompt set"
 
 
 def cmd_reset(state: ChatState, arg: str) -> str:
-    state.history.reset()
-    state.last = None
-    return "conversation cleared"
+    kept = f" (the last one stays in {state.saved_to})" if state.history.turns and state.saved_to else ""
+    state.history = History()
+    state.last, state.session, state.saved_to = None, new_session_name(), None
+    return "conversation cleared" + kept
 
 
 def cmd_save(state: ChatState, arg: str) -> str:
     if not arg:
         return "usage: /save NAME"
-    path = save_session(arg, state.history, settings(state.assistant.cfg))
-    return f"saved {len(state.history) // 2} exchanges to {path}"
+    path, refused = save_anywhere(arg, state.history, settings(state.assistant.cfg))
+    n = len(state.history) // 2
+    if refused:
+        return f"could not save to the sessions folder ({refused}); saved {n} exchanges to {path} instead"
+    return f"saved {n} exchanges to {path}"
 
 
 def cmd_load(state: ChatState, arg: str) -> str:
     if not arg:
-        return "usage: /load NAME"
+        return "usage: /load NAME (or /load last)"
     session = load_session(arg)
-    state.history, state.last = session.history, None
+    cmd_load_session(state, session)
     return f"loaded {session.name}: {len(session.history) // 2} exchanges"
+
+
+def cmd_load_session(state: ChatState, session: Session) -> None:
+    """Continue `session`: its turns, and its name for the autosaves (a file loaded by path
+    that has no usable name gets a new one)."""
+    state.history, state.last, state.saved_to = session.history, None, None
+    state.session = session.name if _is_name(session.name) else new_session_name()
+
+
+def _is_name(name: str) -> bool:
+    from notes_rag.chat.sessions import _NAME
+
+    return bool(_NAME.fullmatch(name))
+
+
+def autosave(state: ChatState) -> str | None:
+    """Save the conversation under its session name; a line to show when the save went
+    elsewhere or failed (once per new problem), else None."""
+    try:
+        state.saved_to, problem = save_anywhere(state.session, state.history, settings(state.assistant.cfg))
+    except Exception as e:  # nowhere took it: the conversation is still in memory
+        problem, state.saved_to = error_line(e), None
+        line = f"autosave failed: {problem}; /save NAME tries again"
+    else:
+        line = f"autosave: {problem}; saving to {state.saved_to} instead" if problem else None
+    if problem == state.save_problem:
+        return None
+    state.save_problem = problem
+    return line
 
 
 def cmd_history(state: ChatState, arg: str):
@@ -236,7 +286,7 @@ HELP = [
     ("/system TEXT", "system prompt: text or a file; 'default' resets"),
     ("/reset", "start a new conversation"),
     ("/save NAME", "save the conversation"),
-    ("/load NAME", "load a saved conversation"),
+    ("/load NAME", "load a saved conversation ('last': the newest)"),
     ("/history", "show the conversation"),
     ("/debug [on|off]", "prompt budget of the last answer; on/off: after every answer"),
     ("/quiz [TOPIC]", "quiz yourself on the notes (or a topic); Ctrl-C ends it"),
@@ -270,8 +320,10 @@ def run_command(state: ChatState, line: str):
         return f"unknown command /{name}; /help lists them"
     try:
         return fn(state, arg.strip())
-    except NotesRagError as e:
-        return f"error: {e}"
+    except KeyboardInterrupt:
+        return Text("[stopped]")
+    except Exception as e:  # whatever went wrong, one line: the conversation goes on
+        return Text(error_line(e))
 
 
 def answer_turn(state: ChatState, question: str) -> Answer | None:
@@ -290,6 +342,11 @@ def answer_turn(state: ChatState, question: str) -> Answer | None:
     console.print()
     state.history.add(answer.question, answer.text)
     state.last = answer
+    problem = autosave(state)
+    if problem:
+        console.print(Text(problem, style="yellow"))
+    for note in answer.notes:
+        console.print(Text(f"({note})", style="dim"))
     if answer.abstained and answer.abstain_reason == "retrieval":
         console.print("[dim](no passage was close enough to answer from)[/]")
     console.print(sources_table(answer, state.link_root))
@@ -315,31 +372,66 @@ def _setup_readline():
     return readline
 
 
+def show(out) -> None:
+    """Print a command's output; a plain string as it is (a typed `[x]` is not markup)."""
+    if not out:
+        return
+    try:
+        console.print(Text(out) if isinstance(out, str) else out)
+    except Exception as e:
+        console.print(Text(error_line(e), style="red"))
+
+
+def read_line(prompt: str) -> str:
+    """One typed line as text: bytes that are not UTF-8 are decoded leniently, with a warning."""
+    text, warning = decode_question(input(prompt))
+    if warning:
+        console.print(Text(f"warning: {warning}", style="yellow"))
+    return text.strip()
+
+
+def _lenient_stdin() -> None:
+    """Undecodable typed bytes reach us as surrogates, never as a UnicodeDecodeError."""
+    import sys
+
+    try:
+        sys.stdin.reconfigure(errors="surrogateescape")
+    except (AttributeError, ValueError, OSError):
+        pass
+
+
 def repl(state: ChatState, prompt: str = "» ") -> None:
+    """The loop: only /exit and Ctrl-D end it; an error is one line and the next prompt."""
     rl = _setup_readline()
+    _lenient_stdin()
     console.print("[dim]Ask about your notes. /help lists commands; Ctrl-C stops an answer, Ctrl-D exits.[/]")
     while not state.done:
         try:
-            line = input(prompt).strip()
+            line = read_line(prompt)
         except EOFError:
             console.print()
             break
         except KeyboardInterrupt:  # at the prompt: drop the line, like a shell
             console.print()
             continue
+        except Exception as e:  # an unreadable line: say so, ask again
+            console.print(Text(error_line(e), style="red"))
+            continue
         if not line:
             continue
         if rl is not None:
             try:
                 rl.write_history_file(input_history_file())
-            except OSError:
+            except Exception:  # the input history is a convenience: never a reason to stop
                 pass
         if line.startswith("/"):
-            out = run_command(state, line)
-            if out:
-                console.print(out)
+            show(run_command(state, line))
             continue
         try:
             answer_turn(state, line)
-        except NotesRagError as e:
-            console.print(f"[bold red]error:[/] {e}")
+        except KeyboardInterrupt:
+            console.print(" [yellow]\\[stopped][/]")
+        except Exception as e:  # one line; the conversation so far is on disk and goes on
+            console.print(Text(error_line(e), style="red"))
+    if state.saved_to is not None:
+        console.print(Text(f"conversation saved to {state.saved_to} (notes-rag chat --resume)", style="dim"))

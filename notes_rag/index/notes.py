@@ -3,7 +3,8 @@
 `scan_notes(folder, index_dir)` walks the folder top-down (`index.ignore`: hidden entries, the
 index's own folder and the ignore files' rules are left out, ignored folders are not entered),
 reads each supported file with its reader (`index.readers`: markdown and text decoded with
-`fileio.decode_text`, UTF-8 then the legacy Polish encodings; PDFs; notebooks) and returns the
+`fileio.decode_note`: UTF-8, mostly-UTF-8 with its few bad bytes replaced and named, then the
+legacy Polish encodings; PDFs; notebooks) and returns the
 notes with a sha256 of their bytes, and every file left out with its reason: hidden, ignored,
 unsupported type, binary, empty, no text layer, encrypted, corrupt, unreadable.
 `walk_folder` is the walk alone (no file is read). Parsed PDFs and notebooks are kept by content
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from notes_rag.errors import NotesRagError
-from notes_rag.fileio import decode_text, looks_binary
+from notes_rag.fileio import decode_note, looks_binary
 from notes_rag.index.ignore import IgnoreRules
 from notes_rag.index.readers import (
     NOTEBOOK_SUFFIX,
@@ -119,10 +120,10 @@ def read_document(data: bytes, name: str) -> tuple[Document, str]:
         from notes_rag.index.readers.notebook import read_notebook
 
         return read_notebook(data), "ipynb"
-    decoded = decode_text(data)
+    decoded = decode_note(data)
     if decoded is None:
         raise Unreadable("binary or undecodable", "binary")
-    return Document(decoded[0]), decoded[1]
+    return Document(decoded.text, notes=(decoded.note,) if decoded.note else ()), decoded.encoding
 
 
 def read_note(folder: Path, rel: str) -> NoteFile:

@@ -105,9 +105,17 @@ def resolve_index(index: Path | None) -> Path:
         if store.current_generation(Path(index)) is None:
             raise NotesRagError(f"no index at {index}; build it with: notes-rag index NOTES_FOLDER --out {index}")
         return Path(index)
-    for candidate in (Path(".notes-rag"), Path("corpus") / ".notes-rag"):
+    candidates = (Path(".notes-rag"), Path("corpus") / ".notes-rag")
+    for candidate in candidates:
         if candidate.is_dir() and store.current_generation(candidate) is not None:
             return candidate
+    for candidate in candidates:  # an index folder whose pointer is gone: rebuild that folder's notes
+        if candidate.is_dir():
+            notes = "." if candidate.parent == Path(".") else f"{candidate.parent.as_posix()}/"
+            raise NotesRagError(
+                f"the index in ./{candidate.as_posix()} has no {store.CURRENT} (an interrupted or damaged "
+                f"index); rebuild it with: notes-rag index {notes}"
+            )
     raise NotesRagError(
         "no index found in ./.notes-rag or ./corpus/.notes-rag; build one with: notes-rag index corpus/"
     )

@@ -3,6 +3,7 @@
     model.safetensors   weights (no pickle: safetensors only), or shards + their index (model/sharding.py)
     config.json         {"format", "model": GPTConfig, "tokenizer": fingerprint, "meta": {...}}
     tokenizer.json      the vocabulary the weights were trained with
+    manifest.json       sha256 of each file above, and whether the weights are finite (model/manifest.py)
 
 `load_model` is the single way every command gets a model; it validates everything and raises
 `CheckpointError` (one readable line) for a missing, truncated, corrupt or mismatched folder.
@@ -29,6 +30,7 @@ from notes_rag.model.folder import (  # noqa: F401  (the folder's names, read wi
     resolve_folder,
 )
 from notes_rag.model.gpt import GPT, GPTConfig
+from notes_rag.model.manifest import verify_folder, write_manifest
 from notes_rag.model.sharding import INDEX_FILE, read_weights, write_shards
 from notes_rag.model.tokenizer import TOKENIZER_FILE, Tokenizer, TokenizerError, load_tokenizer
 
@@ -66,10 +68,11 @@ def write_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
+        state = model_state(model)
         if shards is None:
-            save_file(model_state(model), str(tmp / WEIGHTS_FILE))
+            save_file(state, str(tmp / WEIGHTS_FILE))
         else:
-            write_shards(tmp, model_state(model), *shards)
+            write_shards(tmp, state, *shards)
         tok.save(tmp / TOKENIZER_FILE)
         for name, content in (extra_files or {}).items():
             if name.endswith(".safetensors"):
@@ -83,6 +86,7 @@ def write_checkpoint(
             "meta": meta or {},
         }
         atomic_write_json(tmp / CONFIG_FILE, config)
+        write_manifest(tmp, finite=all(bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point()))
         _fsync_dir(tmp)
         swap_folder(tmp, folder)
     except BaseException:
@@ -109,7 +113,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 def load_model(folder: Path, device: str | torch.device = "cpu") -> tuple[GPT, Tokenizer, dict]:
-    """Load (model in eval mode, tokenizer, config dict) from a checkpoint folder."""
+    """Load (model in eval mode, tokenizer, config dict) from a checkpoint folder, its files
+    verified against its manifest first (model/manifest.py)."""
     folder = resolve_folder(Path(folder))
     config = read_config(folder)
     try:
@@ -134,6 +139,7 @@ def load_model(folder: Path, device: str | torch.device = "cpu") -> tuple[GPT, T
         raise CheckpointError(f"corrupt or truncated weights in {folder}: {e}") from None
     model = GPT(cfg).to(device)
     load_weights(model, state, str(weights))
+    verify_folder(folder)  # bytes changed in place load fine above: the manifest's sha256 tells
     model.eval()
     return model, tok, config
 

@@ -19,6 +19,7 @@ from notes_rag.errors import NotesRagError
 from notes_rag.fileio import atomic_write_text, read_json
 from notes_rag.model.checkpoint import CONFIG_FILE, read_config, swap_folder
 from notes_rag.model.gpt import GPT, GPTConfig
+from notes_rag.model.manifest import write_manifest
 from notes_rag.model.sharding import weight_files
 from notes_rag.model.tokenizer import TOKENIZER_FILE
 from notes_rag.speedrun.stages import EVAL_FILE
@@ -169,6 +170,7 @@ def promote(run: Path, models: Path, force: str | None = None) -> Verdict:
         text = readme.read_text(encoding="utf-8") if readme.is_file() else "# Model card\n"
         source = f"{run}; {verdict.reason}" if force else str(run)
         atomic_write_text(readme, with_numbers(text, release_numbers(tmp, rep, previous, source)))
+        write_manifest(tmp)  # the new weights' sha256 (and the kept encoder delta's)
         swap_folder(tmp, models)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

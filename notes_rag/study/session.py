@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import queue
+import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -180,6 +181,14 @@ class QuizSession:
         finally:
             self._ready.put(_DONE)
 
+    @property
+    def planned(self) -> int:
+        """How many cards this session asks at most: `n`, or fewer when only the due cards are
+        asked (`--due` with 2 due shows [1/2], not [1/10])."""
+        if self.due_only:
+            return min(self.cfg.n, len(self.asked) + len(self._cached_cards))
+        return self.cfg.n
+
     def next_card(self, timeout: float | None = None) -> Card | None:
         """The next card to ask, None when the session has asked `n` or has no more."""
         if len(self.asked) >= self.cfg.n:
@@ -228,6 +237,10 @@ class QuizSession:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=CLOSE_WAIT_S)
+        try:
+            self.store.backup()  # the rotated copy a damaged database is recovered from
+        except (OSError, sqlite3.Error):
+            pass  # a failed backup never loses the session: its reviews are in the database
         self.store.close()
 
 

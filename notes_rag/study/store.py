@@ -11,6 +11,16 @@ kept, so a second session of the same notes starts from them without checking ag
 `sync` compares the cards with the index's current passages: a card whose line is no longer in
 its file is retired (never asked again, its reviews kept); one whose line moved gets its new
 line number.
+
+The history survives damage. The database runs in WAL mode with `synchronous=FULL` (a review
+costs 4 ms more than NORMAL, 0.04 ms, measured on the 2-core dev machine 2026-12-06: nothing at
+a human's pace, and a power cut loses no review). Opening runs `PRAGMA integrity_check`
+(0.3 ms on a small database); a damaged database (a damaged page, not a database at all, or 0
+bytes) is moved aside as `<file>.damaged-<date>`, a new one is made, and every row that can
+still be read from the damaged file and from the backup (cards, reviews, meta) is copied in;
+cards that could not be read are remade from the notes by the next session. `recovered` holds
+the one line that says what was kept. `backup()` (after each session) copies the database to
+`<file>.bak`, the previous backup rotated to `<file>.bak.1`.
 """
 
 from __future__ import annotations
@@ -19,7 +29,10 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import os
+import shutil
 import sqlite3
+import subprocess
 import threading
 from pathlib import Path
 
@@ -80,21 +93,162 @@ def _locked(method):
     return run
 
 
+TABLES = ("cards", "reviews", "meta")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.executescript(_SCHEMA)
+    return conn
+
+
+def damage(path: Path) -> str | None:
+    """Why the database at `path` cannot be trusted, None when it is sound (or not there yet)."""
+    if not path.exists():
+        return None
+    if path.is_file() and path.stat().st_size == 0:
+        return "it is empty"
+    try:
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            rows = conn.execute("PRAGMA integrity_check").fetchall()
+            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        return " ".join(str(e).split())
+    if rows != [("ok",)]:
+        problems = sum(1 for r in rows for line in str(r[0]).splitlines() if not line.startswith("***"))
+        return f"integrity_check found {problems} damaged place(s)"
+    if names and not {"cards", "reviews"} <= names:
+        return "it holds no study tables"
+    return None
+
+
+def readable_rows(path: Path, table: str) -> list[tuple]:
+    """Every row of `table` that can still be read: all at once, else row by row (a damaged
+    page loses only its rows), else what the sqlite3 shell's `.recover` finds."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    except sqlite3.Error:
+        return _recovered_rows(path, table)
+    try:
+        try:
+            return conn.execute(f"SELECT rowid, * FROM {table}").fetchall()
+        except sqlite3.Error:
+            pass
+        try:
+            top = conn.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0
+        except sqlite3.Error:
+            return _recovered_rows(path, table)
+        rows = []
+        for rowid in range(1, min(top, 1_000_000) + 1):
+            try:
+                rows += conn.execute(f"SELECT rowid, * FROM {table} WHERE rowid = ?", (rowid,)).fetchall()
+            except sqlite3.Error:
+                continue
+        return rows
+    finally:
+        conn.close()
+
+
+def _recovered_rows(path: Path, table: str) -> list[tuple]:
+    """`table`'s rows as the sqlite3 shell's `.recover` rebuilds them ([] without the shell)."""
+    shell = shutil.which("sqlite3")
+    if shell is None:
+        return []
+    scratch = path.with_name(path.name + ".recover")
+    scratch.unlink(missing_ok=True)
+    try:
+        sql = subprocess.run([shell, str(path), ".recover"], capture_output=True, timeout=120).stdout
+        subprocess.run([shell, str(scratch)], input=sql, capture_output=True, timeout=120)
+        conn = sqlite3.connect(scratch)
+        try:
+            return conn.execute(f"SELECT rowid, * FROM {table}").fetchall()
+        finally:
+            conn.close()
+    except (OSError, subprocess.SubprocessError, sqlite3.Error):
+        return []
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
+def backups(path: Path) -> list[Path]:
+    return [p for p in (path.with_name(path.name + ".bak"), path.with_name(path.name + ".bak.1")) if p.is_file()]
+
+
+def recover(path: Path, why: str) -> str:
+    """Move the damaged database aside, make a new one with every row still readable from it and
+    from the backups; the one line that says what was kept."""
+    aside = path.with_name(f"{path.name}.damaged-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    for suffix in ("", "-wal", "-shm"):  # the WAL holds the newest reviews: it goes along
+        if Path(f"{path}{suffix}").exists():
+            os.replace(f"{path}{suffix}", f"{aside}{suffix}")
+    conn = _connect(path)
+    kept = {t: 0 for t in TABLES}
+    from_backup = 0
+    try:
+        for source in [aside, *backups(path)]:
+            for table in TABLES:
+                rows = readable_rows(source, table) if source.stat().st_size else []
+                for row in rows:
+                    cols = ", ".join(["rowid", *_columns(conn, table)][: len(row)])
+                    marks = ", ".join("?" * len(row))
+                    try:
+                        cur = conn.execute(f"INSERT OR IGNORE INTO {table}({cols}) VALUES ({marks})", row)
+                    except sqlite3.Error:  # a row too damaged to fit the table
+                        continue
+                    kept[table] += cur.rowcount
+                    from_backup += cur.rowcount if source != aside and table == "reviews" else 0
+    finally:
+        conn.close()
+    extra = f" ({from_backup} from the backup)" if from_backup else ""
+    return (
+        f"the study database {path} was damaged ({why}): moved aside to {aside.name}; kept {kept['cards']} "
+        f"card(s) and {kept['reviews']} review(s){extra}; cards not kept are remade from your notes"
+    )
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+
+
 class StudyStore:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._lock = threading.RLock()
+        self.recovered: str | None = None  # what was kept of a damaged database (one line)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.executescript(_SCHEMA)
+            why = damage(self.path)
+            if why is not None:
+                self.recovered = recover(self.path, why)
+            self.conn = _connect(self.path)
         except (OSError, sqlite3.Error) as e:
             raise NotesRagError(f"cannot open the study database {self.path}: {e}") from None
 
     @_locked
     def close(self) -> None:
         self.conn.close()
+
+    @_locked
+    def backup(self) -> Path:
+        """Copy the database to `<file>.bak` (atomically), the previous one kept as `.bak.1`."""
+        bak = self.path.with_name(self.path.name + ".bak")
+        tmp = self.path.with_name(self.path.name + ".bak.tmp")
+        tmp.unlink(missing_ok=True)
+        dest = sqlite3.connect(tmp)
+        try:
+            self.conn.backup(dest)
+            dest.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+        finally:
+            dest.close()
+        if bak.is_file():
+            os.replace(bak, self.path.with_name(self.path.name + ".bak.1"))
+        os.replace(tmp, bak)
+        return bak
 
     # -- cards ---------------------------------------------------------------------------------
     @_locked
