@@ -20,6 +20,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -38,6 +39,14 @@ if TYPE_CHECKING:  # the index code loads FAISS
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+class PassagesPerSecond(ProgressColumn):
+    """The embedding rate (rich's estimate over the last 30 s), once there is one."""
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.1f} passages/s" if speed else "", style="progress.data.speed")
 
 
 @app.command()
@@ -96,6 +105,7 @@ def index(
         TextColumn("embedding"),
         BarColumn(),
         MofNCompleteColumn(),
+        PassagesPerSecond(),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
