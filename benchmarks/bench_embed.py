@@ -3,6 +3,7 @@
     python benchmarks/bench_embed.py                       # 64/256/512 tokens, 3 interleaved rounds
     python benchmarks/bench_embed.py --lengths 256 --rounds 5 --passages 48
     python benchmarks/bench_embed.py --index               # also: index corpus/ --rebuild, profiled
+    python benchmarks/bench_embed.py --guard runs/eval31-fast runs/eval31-ref   # stored vectors, cosines
 
 Candidates, each on the same passages (corpus/'s text cut to exactly N encoder tokens, "passage: "
 and the special tokens included) and the same questions (eval_sets/dev2's):
@@ -255,6 +256,38 @@ def _embed_texts(folder: Path, encoder) -> list[str]:
     return [c.embed_text for n in notes for c in chunk_document(n.doc, n.path, count, limit, IndexConfig())]
 
 
+def guard(fast_work: Path, ref_work: Path) -> dict:
+    """Cosines between the vectors two eval_all.py work folders' indexes stored for the same
+    chunks (one built with the fast path, one with `$NOTES_RAG_FAST_ENCODER=off`)."""
+    from contextlib import closing
+
+    from notes_rag.index import store
+
+    def vectors(index: Path) -> dict:
+        with closing(store.open_db(store.current_generation(index) / "chunks.sqlite")) as conn:
+            rows = conn.execute(
+                "SELECT c.file, c.line_start, c.line_end, c.text, v.vector"
+                " FROM chunks c JOIN vectors v ON v.chunk_id = c.id"
+            )
+            return {tuple(r[:4]): np.frombuffer(r[4], np.float32) for r in rows}
+
+    out = {}
+    for index in sorted(fast_work.glob("*/index")):
+        name = index.parent.name
+        a, b = vectors(index), vectors(ref_work / name / "index")
+        keys = sorted(set(a) & set(b))
+        cos = np.array([float(a[k] @ b[k]) for k in keys])
+        out[name] = {
+            "chunks": len(keys),
+            "unmatched": len(set(a) ^ set(b)),
+            "min": round(float(cos.min()), 5),
+            "p1": round(float(np.percentile(cos, 1)), 5),
+            "mean": round(float(cos.mean()), 5),
+        }
+        print(name, out[name])
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lengths", default="64,256,512")
@@ -263,7 +296,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=F.usable_cores())
     ap.add_argument("--index", action="store_true", help="also time and profile index corpus/ --rebuild")
     ap.add_argument("--skip-lengths", action="store_true")
+    ap.add_argument("--guard", nargs=2, type=Path, metavar=("FAST_WORK", "REF_WORK"), help="compare two eval_all works")
     args = ap.parse_args()
+    if args.guard:
+        print(json.dumps({"guard": guard(*args.guard)}))
+        return
     torch.set_num_threads(args.threads)
     folder = ensure_encoder()
     info = machine()
