@@ -13,7 +13,8 @@ when it is there, so every caller gains without a change. Chosen by measurement
 - matrix products in int8 with dynamic activation scales: per-channel int8 weights for the
   attention and the first FFN layer; the second FFN layer (its input, after GELU, is where a
   per-tensor activation scale loses most: cosine 0.993 to fp32 with it) takes 8-bit weights with
-  int8 activations scaled per block of 32 (MatMulNBits, accuracy level 4): cosine >= 0.997;
+  int8 activations scaled per block of 32 (MatMulNBits, accuracy level 4): least cosine 0.9969
+  over dev, dev2 and external's 882 chunks;
 - passages sorted by token count and packed to a budget of padded tokens per run; one
   tokenizer call for all texts; ONNX Runtime's threads = the cores this process may use, not
   spinning while they wait (the cores are shared).
