@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
@@ -9,6 +10,10 @@ import torch
 
 from notes_rag.model.gpt import GPT, preset
 from notes_rag.model.tokenizer import train_tokenizer
+
+# Tests embed with the reference torch fp32 path; tests/test_fast_encoder.py turns the fast
+# path (index/fast_encoder.py) on where it tests it.
+os.environ.setdefault("NOTES_RAG_FAST_ENCODER", "off")
 
 SAMPLE_TEXT = [
     "Sieć neuronowa uczy się wag na podstawie danych. Zażółć gęślą jaźń, źdźbło, łódź.",

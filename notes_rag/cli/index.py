@@ -21,6 +21,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -63,6 +64,14 @@ def _what_is_kept(had_index: bool):
         if had_index or "the previous index is unchanged" not in str(e):
             raise
         raise NotesRagError(str(e).replace("the previous index is unchanged", "no index was written")) from None
+
+
+class PassagesPerSecond(ProgressColumn):
+    """The embedding rate (rich's estimate over the last 30 s), once there is one."""
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.1f} passages/s" if speed else "", style="progress.data.speed")
 
 
 @app.command()
@@ -124,6 +133,7 @@ def index(
             TextColumn("embedding"),
             BarColumn(),
             MofNCompleteColumn(),
+            PassagesPerSecond(),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),

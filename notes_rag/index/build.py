@@ -37,7 +37,10 @@ from notes_rag.index.notes import NOTE_SUFFIXES, NoteFile, SkippedFile, scan_not
 from notes_rag.lang import detect_lang
 
 INDEX_DIRNAME = ".notes-rag"
-EMBED_BATCH = 32
+# Chunks per encode_passages call: the fast encoder sorts a call's passages by length and packs
+# them to a token budget, so a larger call pads less (corpus/: 73% padding at 32 a call, 15% at
+# 128, docs/BENCHMARKS.md); memory holds one call's chunks; the progress bar moves once a call.
+EMBED_BATCH = 128
 
 
 @dataclass

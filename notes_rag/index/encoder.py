@@ -21,6 +21,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import contextlib  # noqa: E402
 import logging  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
@@ -50,14 +51,22 @@ def load_encoder(
     (index/mapped_words.py), not held in memory.
 
     The result has `max_seq_length`, `tokenizer` (to count the encoder's own tokens) and
-    `notes_rag_folder` (what `encoder_id` names)."""
+    `notes_rag_folder` (what `encoder_id` names).
+
+    The default model, on the CPU and not `trainable`, embeds with the fast path of
+    index/fast_encoder.py when it can (ONNX Runtime, int8; its vectors within cosine 0.995 of
+    these), else with torch, in bf16 where the CPU has native bf16; `$NOTES_RAG_FAST_ENCODER=off`
+    keeps torch fp32 (the reference)."""
 
     def load(folder: Path) -> SentenceTransformer:
         encoder = _load_folder(folder, device)
         if not trainable and encoder.device.type == "cpu":
+            from notes_rag.index import fast_encoder
             from notes_rag.index.mapped_words import map_word_embeddings
 
             map_word_embeddings(encoder, folder)
+            if model is None and not fast_encoder.attach(encoder, folder):
+                encoder.notes_rag_bf16 = fast_encoder.mode() != "off" and fast_encoder.cpu_has_bf16()
         return encoder
 
     return _load(model, load)
@@ -150,19 +159,33 @@ def _encode(encoder, texts, prompt_names: tuple[str, ...], batch_size: int) -> n
         dim = (getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension)()
         return np.zeros((0, dim), np.float32)
     prompt = _prompt_name(encoder, prompt_names)
-    emb = encoder.encode(
-        texts,
-        batch_size=batch_size,
-        prompt_name=prompt,
-        convert_to_numpy=True,
-        normalize_embeddings=True,
-        show_progress_bar=False,
-    )
+    fast = getattr(encoder, "notes_rag_fast", None)
+    if fast is not None:  # index/fast_encoder.py: it batches by a token budget, not batch_size
+        return fast.encode(texts, encoder.prompts[prompt] if prompt else "")
+    with _autocast(encoder):
+        emb = encoder.encode(
+            texts,
+            batch_size=batch_size,
+            prompt_name=prompt,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
     return np.ascontiguousarray(emb, dtype=np.float32)
 
 
+def _autocast(encoder):
+    """bf16 autocast for an encoder `load_encoder` marked (a CPU with native bf16, no fast path)."""
+    if not getattr(encoder, "notes_rag_bf16", False):
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.autocast("cpu", dtype=torch.bfloat16)
+
+
 def encode_queries(encoder: SentenceTransformer, texts: Sequence[str] | str, batch_size: int = 32) -> np.ndarray:
-    """(n, d) float32, L2-normalized; with the model's "query" prompt if it has one."""
+    """(n, d) float32, L2-normalized; with the model's "query" prompt if it has one. `batch_size`
+    is the torch path's; the fast path packs batches to a token budget (fast_encoder.py)."""
     return _encode(encoder, texts, ("query",), batch_size)
 
 
