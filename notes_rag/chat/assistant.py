@@ -62,10 +62,12 @@ class AnswerConfig:
     system: str | None = None  # system prompt override; None = SYSTEM_PROMPT in the conversation's language
     abstain_threshold: float | None = None  # dense top-1 cosine; None = the retriever's calibrated one
     # Added to the abstention's first-token log-probability at the first step (chat/writer.py):
-    # > 0 abstains more. Fitted on the held-out kit split as notes for false abstention <= 0.05
-    # (benchmarks/generator_heldout.py, 400 questions, 73 unanswerable; release generator of
-    # 2026-12-01: recall 0.63, precision 0.74 there), never on dev. Refit with each new model.
-    abstain_bias: float = -1.47
+    # > 0 abstains more. Fitted on notes_qa's val notes (118 questions, 14 unanswerable;
+    # benchmarks/notes_qa_heldout.py --split val --fit, release of 2026-12-06): no bias there
+    # refuses any unanswerable question at false abstention <= 0.05, so the fit is the grid's
+    # end, -8: the model's own abstention is off, the retrieval gate (question.py) refuses.
+    # Never fitted on the test notes or dev. Refit with each new model.
+    abstain_bias: float = -8.0
     seed: int | None = None  # sampling seed when temperature > 0
 
 
