@@ -284,12 +284,11 @@ def test_200_random_inputs_never_end_the_repl_and_every_exchange_is_on_disk(tiny
     assert not missing, (len(missing), len(plain), missing[:3])
 
 
-def test_a_model_input_too_small_for_any_passage_answers_with_the_quote(state):
+def test_a_model_input_too_small_for_any_passage_abstains_with_a_note(state):
     """The speedrun smoke model (seq_len 256) beside a long system prompt: the reader's input
-    cannot hold one passage; the closest sentence answers, and a note says why."""
+    cannot hold one passage; the model does not answer (every shown answer is its own), and a
+    note says why."""
     state.assistant.cfg.system = "Odpowiadaj krótko i zawsze cytuj notatki. " * 40
     answer = state.assistant.ask([], "Czy to działa?")
-    assert answer.text and answer.answered_by in ("quote", "abstain")
-    assert answer.notes == [
-        "the model's input cannot hold a passage beside this question: the closest sentence answers"
-    ]
+    assert answer.abstained and answer.answered_by == "abstain"
+    assert answer.notes == ["the model's input cannot hold a passage beside this question: it did not answer"]

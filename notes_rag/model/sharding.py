@@ -26,18 +26,25 @@ MAX_SHARDS = 8
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
+# A safetensors file is its tensors plus a JSON header: 8 bytes of length, then per tensor its
+# name, dtype, shape and offsets (~70 bytes besides the name at these shapes); counted so that a
+# shard's *file* stays within max_bytes.
+HEADER_BYTES, HEADER_PER_TENSOR = 8 + 16, 96
+
+
 def pack(state: dict[str, torch.Tensor], max_bytes: int) -> list[dict[str, torch.Tensor]]:
-    """Tensors in name order, greedily packed into groups of at most `max_bytes` each."""
+    """Tensors in name order, greedily packed into files of at most `max_bytes` each (header
+    included)."""
     groups: list[dict[str, torch.Tensor]] = [{}]
-    size = 0
+    size = HEADER_BYTES
     for name in sorted(state):
         t = state[name]
-        nbytes = t.numel() * t.element_size()
+        nbytes = t.numel() * t.element_size() + HEADER_PER_TENSOR + len(name.encode())
         if nbytes > max_bytes:
             raise NotesRagError(f"tensor {name} ({nbytes:,} bytes) does not fit a shard of {max_bytes:,} bytes")
         if size + nbytes > max_bytes and groups[-1]:
             groups.append({})
-            size = 0
+            size = HEADER_BYTES
         groups[-1][name] = t
         size += nbytes
     return groups
