@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from tiny_encoder import build_tiny_encoder
 
-from notes_rag.chat.answer import Source
+from notes_rag.chat.answer import Source, sources_of
 from notes_rag.chat.turn_input import read_passages, turn_input, unit_cosines
 from notes_rag.errors import NotesRagError
 from notes_rag.index import store
@@ -18,7 +18,6 @@ from notes_rag.index.encoder import encode_passages, encode_queries, load_encode
 from notes_rag.index.search import Retriever
 from notes_rag.model.constants import N_REL, RANK_SHIFT
 from notes_rag.model.reader import encode
-from notes_rag.sft.notes_qa import sources_of
 from notes_rag.text import clean_markup, unit_spans
 
 NOTE = (

@@ -34,6 +34,14 @@ class Source:
         return f"{self.file} › {self.heading}" if self.heading else self.file
 
 
+def sources_of(hits) -> list[Source]:
+    """The sources a turn shows for a search's hits (index/search.py `Hit`), best first."""
+    return [
+        Source(h.rank, h.file, h.line_start, h.line_end, " › ".join(h.heading_path), h.score, h.text, h.location)
+        for h in hits
+    ]
+
+
 @dataclass
 class Timings:
     retrieval_ms: float

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from notes_rag.chat.answer import Answer, Source, Timings
+from notes_rag.chat.answer import Answer, Source, Timings, sources_of
 from notes_rag.chat.format import ABSTAIN, NOT_MENTIONED, SYSTEM_PROMPT, Turn, extract_citations
 from notes_rag.chat.question_text import (
     clean_question,
@@ -180,10 +180,7 @@ class Assistant:
         res = self.retriever.search_conversation([*questions, question], k=self.cfg.k, mode=self.cfg.mode)
         retrieval_ms = (time.perf_counter() - t0) * 1000
         lang = detect_lang(question, default=conversation_lang(history, question))
-        sources = [
-            Source(h.rank, h.file, h.line_start, h.line_end, " › ".join(h.heading_path), h.score, h.text, h.location)
-            for h in res.hits
-        ]
+        sources = sources_of(res.hits)
         return _Retrieved(
             question,
             lang,

@@ -21,7 +21,6 @@ question is left out.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
 from collections.abc import Iterator
@@ -30,15 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from notes_rag.chat.answer import Source
+from notes_rag.chat.answer import Source, sources_of
 from notes_rag.chat.format import ABSTAIN, SYSTEM_PROMPT
 from notes_rag.chat.turn_input import read_passages, turn_input
-from notes_rag.fileio import atomic_write_bytes
 from notes_rag.lang import detect_lang
 from notes_rag.model.reader import READ_PASSAGES
 from notes_rag.model.tokenizer import Tokenizer
 from notes_rag.sft.generator_data import GeneratorItem, copyable
-from notes_rag.text import clean_markup, unit_texts
 
 # Shares of the notes by id hash: test ~18% (~40 of 224 notes), val ~8%, train the rest.
 SPLITS = (("test", 0.18), ("val", 0.26), ("train", 1.01))
@@ -85,14 +82,6 @@ class NotesQuestion:
     sources: list[Source]  # retrieved, best first (the gold moved into the read ones for training)
     gold: int | None  # 1-based read passage holding the evidence; None when unanswerable
     retrieved_gold: int | None  # where retrieval itself put the evidence passage (1-based, None: not in top k)
-
-
-def sources_of(hits) -> list[Source]:
-    """The chat's sources of a search's hits (chat/assistant.py shows the same)."""
-    return [
-        Source(h.rank, h.file, h.line_start, h.line_end, " › ".join(h.heading_path), h.score, h.text, h.location)
-        for h in hits
-    ]
 
 
 def _holds_evidence(s: Source, file: str, lines: list[int]) -> bool:
@@ -143,11 +132,6 @@ def items(
 ) -> tuple[list[GeneratorItem], dict]:
     """Generator items of `records` over `retriever`'s index of their notes, and counts."""
     end = tok.special("end")
-    # every unit of the index embedded in one batched call first, as `index` would store them:
-    # a question then costs its own encoding and dot products
-    retriever.passage_vectors(
-        [u for _, text in retriever.chunks() for u in unit_texts(clean_markup(text)) if any(c.isalnum() for c in u)]
-    )
     out: list[GeneratorItem] = []
     counts = {"questions": 0, "moved_gold": 0, "not_copyable": 0, "unanswerable": 0}
     for nq in questions(records, retriever):
@@ -198,21 +182,7 @@ def build(
     encoder = encoder if encoder is not None else load_encoder()
     update_index(notes, work / "index", encoder)
     retriever = Retriever(work / "index", encoder=encoder)
-    cache = work / "units.npz"  # the units' vectors by text, for the next build over these notes
-    if cache.is_file():
-        with np.load(cache, allow_pickle=False) as z:
-            texts = json.loads(z["texts"].tobytes())
-            retriever._passage_cache.update(zip(texts, z["vectors"]))
-    try:
-        out = items(records, retriever, tok, max_len)
-        texts = list(retriever._passage_cache)
-        buf = io.BytesIO()
-        np.savez(
-            buf,
-            texts=np.frombuffer(json.dumps(texts).encode(), np.uint8),
-            vectors=np.stack([retriever._passage_cache[t] for t in texts]),
-        )
-        atomic_write_bytes(cache, buf.getvalue())
-        return out
+    try:  # the units' vectors come stored with the hits (index/store.py unit_vectors), as in the chat
+        return items(records, retriever, tok, max_len)
     finally:
         retriever.close()
