@@ -29,6 +29,15 @@ def tok():
     return train_tokenizer(iter(SAMPLE_TEXT), vocab_size=400)
 
 
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory, tok):
+    """A tiny copy-head generator checkpoint folder (tests/tiny_chat.py), written once a run;
+    tests read it, never write to it."""
+    from tiny_chat import write_tiny_checkpoint
+
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "best", tok)
+
+
 @pytest.fixture()
 def tiny_model(tok):
     torch.manual_seed(0)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_chat import build_tiny_index, read_until, write_tiny_checkpoint
+from tiny_chat import build_tiny_index, read_until
 from typer.testing import CliRunner
 
 from notes_rag.chat.assistant import AnswerConfig, Assistant
@@ -35,11 +35,6 @@ NOTES = {
     "tokeny.md": "# Tokenizacja\n\nTokenizacja dzieli tekst na tokeny; słownik przypisuje im identyfikatory. "
     "Embeddings map token ids to vectors.\n",
 }
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory, tok):
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "best", tok)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from notes_rag.model.checkpoint import load_model, write_checkpoint
-from notes_rag.model.constants import COS_SHIFT, RANK_SHIFT
+from notes_rag.model.constants import AFTER_SHIFT, COS_SHIFT, RANK_SHIFT
 from notes_rag.model.constraint import WordConstraint
 from notes_rag.model.copy_head import FEATURES, features
 from notes_rag.model.engine import CopyDecoder, SamplingConfig, generate, generate_copy
@@ -17,7 +17,15 @@ V = 60
 def copy_model(seed: int = 0, feats=FEATURES, vocab: int = V) -> GPT:
     torch.manual_seed(seed)
     cfg = GPTConfig(
-        vocab_size=vocab, seq_len=96, n_layer=2, n_head=2, n_kv_head=1, n_embd=32, copy_head=True, relevance=True
+        vocab_size=vocab,
+        seq_len=96,
+        n_layer=2,
+        n_head=2,
+        n_kv_head=1,
+        n_embd=32,
+        copy_head=True,
+        relevance=True,
+        structure=True,
     )
     model = GPT(GPTConfig.from_dict({**cfg.to_dict(), "copy_features": list(feats)}))
     for p in model.parameters():  # random everywhere, so every path carries signal
@@ -37,6 +45,7 @@ def batch(seed: int = 0, B: int = 3, T: int = 30):
     # the retrieval encoder's rank and cosine bin of each source token's unit (reader.py)
     rank = torch.randint(0, 8, (B, T), generator=g)
     match = match + (rank << RANK_SHIFT) + (torch.randint(0, 8, (B, T), generator=g) << COS_SHIFT) * (rank > 0)
+    match = match + (torch.randint(0, 5, (B, T), generator=g) << AFTER_SHIFT) * (rank > 0)
     return x, y, copy_mask, match
 
 

@@ -11,17 +11,12 @@ import sys
 
 import pytest
 from test_chat import NOTES
-from tiny_chat import build_tiny_index, write_tiny_checkpoint
+from tiny_chat import build_tiny_index
 from typer.testing import CliRunner
 
 from notes_rag.chat.question_text import clean_question, decode_question
 from notes_rag.cli.main import app
 from notes_rag.errors import NotesRagError
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory, tok):
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "best", tok)
 
 
 @pytest.fixture(scope="module")

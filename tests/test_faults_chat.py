@@ -12,18 +12,13 @@ import re
 
 import pytest
 from test_chat import NOTES, FakeRetriever, _assistant
-from tiny_chat import ChatProcess, build_tiny_index, write_tiny_checkpoint
+from tiny_chat import ChatProcess, build_tiny_index
 
 from notes_rag.chat import sessions
 from notes_rag.chat.question_text import QUESTION_TOKENS, fit_question, question_budget
 from notes_rag.chat.sessions import LAST, load_session
 from notes_rag.cli import repl
 from notes_rag.cli.repl import ChatState, answer_turn, run_command
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory, tok):
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "best", tok)
 
 
 @pytest.fixture(scope="module")

@@ -245,7 +245,7 @@ def test_ask_cites_the_pdf_page_with_the_evidence(mixed, tiny_enc, tmp_path, tok
     update_index(mixed, None, load_encoder(tiny_enc), str(tiny_enc))
     torch.manual_seed(0)
     ckpt = tmp_path / "model"
-    model = GPT(preset("tiny", vocab_size=tok.vocab_size, seq_len=512, copy_head=True, relevance=True))
+    model = GPT(preset("tiny", vocab_size=tok.vocab_size, seq_len=512, copy_head=True, relevance=True, structure=True))
     write_checkpoint(ckpt, model, tok, meta={"stage": "test", "step": 1})
     question = "How many steps does the learning rate warmup take?"
     result = CliRunner().invoke(

@@ -16,7 +16,7 @@ import torch
 from notes_rag.chat.writer import no_answer_score
 from notes_rag.model import engine, kernels, numpy_decode, numpy_gpt
 from notes_rag.model.checkpoint import load_model, write_checkpoint
-from notes_rag.model.constants import COPY_FEATURES, COS_SHIFT, RANK_SHIFT
+from notes_rag.model.constants import AFTER_SHIFT, COPY_FEATURES, COS_SHIFT, RANK_SHIFT
 from notes_rag.model.constraint import WordConstraint
 from notes_rag.model.engine import CopyDecoder
 from notes_rag.model.gpt import GPT, GPTConfig
@@ -28,7 +28,7 @@ from notes_rag.text import lowercase_words
 
 TOL = 1e-4
 # every copy feature and the relevance tables (rank and cosine bin above the match flags); none
-RELEVANCE = {"relevance": True, "copy_features": COPY_FEATURES}
+RELEVANCE = {"relevance": True, "structure": True, "copy_features": COPY_FEATURES}
 NO_FEATURES = {"copy_features": ()}
 
 
@@ -57,11 +57,13 @@ def _models(tok, tmp_path, **overrides):
 
 
 def _prompt(n: int, vocab: int, seed: int):
-    """ids, copy mask and match codes: flag bits, and a unit rank and cosine bin above them."""
+    """ids, copy mask and match codes: flag bits, and a unit rank, cosine bin and place after the
+    top units above them."""
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, 40, n).tolist()  # a small range, so tokens repeat and runs form
     ids[-1] = ids[n // 2]  # the last token occurs earlier: `follows_last` fires
     codes = rng.integers(0, 16, n) | rng.integers(0, 8, n) << RANK_SHIFT | rng.integers(0, 8, n) << COS_SHIFT
+    codes |= rng.integers(0, 5, n) << AFTER_SHIFT
     return ids, (rng.random(n) < 0.7).tolist(), codes.tolist()
 
 
@@ -136,8 +138,8 @@ def _question(tok, np_model):
     ]
     question = "Czego uczy się sieć neuronowa?"
     inp = encode(tok, question, passages, max_len=np_model.config.seq_len - 40)
-    rank, cos = np.random.default_rng(7).integers(0, 8, (2, len(inp.ids)))
-    match = (np.asarray(inp.match) | rank << RANK_SHIFT | cos << COS_SHIFT).tolist()
+    rank, cos, after = np.random.default_rng(7).integers(0, 5, (3, len(inp.ids)))
+    match = (np.asarray(inp.match) | rank << RANK_SHIFT | cos << COS_SHIFT | after << AFTER_SHIFT).tolist()
     specials = [tok.special(s) for s in SPECIAL_TOKENS]
     sources = [*(text for _, text in passages), question]
     return inp.ids, copy_sources(inp.ids, set(specials)), match, specials, sources

@@ -14,7 +14,7 @@ import termios
 import time
 
 import pytest
-from tiny_chat import build_tiny_index, read_until, use_top_line_writer, with_top_line_writer, write_tiny_checkpoint
+from tiny_chat import build_tiny_index, read_until, use_top_line_writer, with_top_line_writer
 from typer.testing import CliRunner
 
 from notes_rag.cli.main import app
@@ -29,11 +29,6 @@ NOTES = {
     "llm.md": "# Language models\n\nA context window is the number of tokens a model reads at once.\n\n"
     "GPT-3 was trained with 175 billion parameters on text from the web.\n",
 }
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory, tok):
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "best", tok)
 
 
 @pytest.fixture(scope="module")

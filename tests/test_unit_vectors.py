@@ -16,8 +16,9 @@ from notes_rag.index import store
 from notes_rag.index.build import update_index
 from notes_rag.index.encoder import encode_passages, encode_queries, load_encoder
 from notes_rag.index.search import Retriever
-from notes_rag.model.constants import N_REL, RANK_SHIFT
-from notes_rag.model.reader import encode
+from notes_rag.model.constants import AFTER_SHIFT, N_REL, RANK_SHIFT
+from notes_rag.model.reader import encode, relevance_codes
+from notes_rag.sft.notes_qa import NotesQuestion, target_answer, variant
 from notes_rag.text import clean_markup, unit_spans
 
 NOTE = (
@@ -107,6 +108,36 @@ def test_relevance_codes_mark_the_most_similar_unit(tok):
     tokens_rank1 = [i for i, r in enumerate(rank_of_token) if r == 1]
     assert tokens_rank1 and all(inp.offsets[i][1] >= second - 1 for i in tokens_rank1)
     assert all(inp.offsets[i][2] <= passages[0][1].index("Third") for i in tokens_rank1)
+
+
+def test_relevance_codes_mark_the_units_after_the_top_ones_in_their_passage():
+    """The answer under a heading that echoes the question: the units after the top-ranked ones
+    are marked, within their own passage only."""
+    cosines = [[0.10, 0.90, 0.20, 0.25, 0.05], [0.50, 0.15]]  # ranks: p0u1 1st, p1u0 2nd, p0u3 3rd
+    after = [[(c >> AFTER_SHIFT) % N_REL for c in codes] for codes in relevance_codes(cosines)]
+    # p0: u2 right after the 1st, u3 second after it, u4 right after the 3rd; p1: u1 after the 2nd,
+    # and p1u0 is not "after" p0's last unit (another passage)
+    assert after == [[0, 0, 1, 2, 3], [0, 3]]
+    ranks = [[(c >> RANK_SHIFT) % N_REL for c in codes] for codes in relevance_codes(cosines)]
+    assert ranks == [[6, 1, 4, 3, 6], [2, 5]]  # 6: the 6th-10th
+
+
+def test_a_training_variant_keeps_the_evidence_and_cites_its_new_place():
+    """notes_qa's extra items read the evidence passage among other retrieved ones: the answer's
+    citation follows the evidence passage to its new place."""
+    sources = [Source(i + 1, f"n{i}.md", 1, 2, f"n{i}", 1.0, f"text {i}") for i in range(10)]
+    nq = NotesQuestion({"qa": []}, {"q": "q?", "answer": "the answer [1]"}, (), sources, 2, 2)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(30):
+        v = variant(nq, rng)
+        assert len(v.sources) == 3 and v.sources[v.gold - 1].file == "n1.md"
+        assert len({s.file for s in v.sources}) == 3
+        assert target_answer(v) == f"the answer [{v.gold}]"
+        seen.add(v.gold)
+    assert seen == {1, 2, 3}  # the evidence takes every read place
+    una = variant(NotesQuestion({"qa": []}, {"q": "q?", "answer": ""}, (), sources, None, None), rng)
+    assert una.gold is None and len(una.sources) == 3
 
 
 def test_an_index_without_unit_vectors_is_one_line_and_index_adds_them(tmp_path, indexed):

@@ -50,7 +50,7 @@ def with_top_line_writer(env: dict) -> dict:
 def write_tiny_checkpoint(folder: Path, tok) -> Path:
     """A seeded, untrained tiny GPT with a copy head, saved as a release folder."""
     torch.manual_seed(0)
-    model = GPT(preset("tiny", vocab_size=tok.vocab_size, seq_len=512, copy_head=True, relevance=True))
+    model = GPT(preset("tiny", vocab_size=tok.vocab_size, seq_len=512, copy_head=True, relevance=True, structure=True))
     write_checkpoint(folder, model, tok, meta={"stage": "test", "step": 1})
     return folder
 

@@ -12,12 +12,27 @@ MATCH_MASK = (1 << N_MATCH_FLAGS) - 1
 # match flags in the same per-token int, so every path that carries the flags carries it too:
 # bits 4-6 the unit's rank among the units read by cosine to the question (1 = most similar; 1-5
 # as is, 6 = 6th-10th, 7 = below; 0 = not a unit), bits 7-9 its cosine bin (0 = none).
+# Bits 10-12 (`GPTConfig.structure`): where the unit stands relative to the most similar units in
+# its passage, the note structure the encoder does not see (a heading or lead-in echoing the
+# question is often the most similar line; the answer follows it): 1 = the unit right after the
+# rank-1 unit, 2 = the second unit after it, 3 = right after a rank-2 or rank-3 unit, 4 = the
+# second after one, 0 = none of these.
 RANK_SHIFT = 4
 COS_SHIFT = 7
+AFTER_SHIFT = 10
 N_REL = 8  # values of each 3-bit field
 
 # The copy head's feature names, in the order of its feature weights.
-COPY_FEATURES = ("follows_last", "follows_last_two", "question_match", "longest_run", "top_unit", "top3_unit")
+COPY_FEATURES = (
+    "follows_last",
+    "follows_last_two",
+    "question_match",
+    "longest_run",
+    "top_unit",
+    "top3_unit",
+    "after_top",
+    "after_top3",
+)
 RUN_CAP = 8  # longest token run compared by `longest_run`
 # Feature weights are multiplied by this, so AdamW moves them FEATURE_GAIN× faster than a single
 # matrix entry: a feature must reach a score of several units within a few hundred steps.

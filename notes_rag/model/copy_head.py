@@ -19,7 +19,10 @@ The copy-score features are token comparisons that the attention would otherwise
 - `longest_run`: j continues the longest run of source tokens equal to the answer's recent
   tokens (up to `RUN_CAP`), the span being copied, when shorter matches are ambiguous;
 - `top_unit` / `top3_unit`: j is in the unit (sentence or line) the retrieval encoder finds most
-  similar to the question / among its 3 most similar (reader.py `relevance_codes`).
+  similar to the question / among its 3 most similar (reader.py `relevance_codes`);
+- `after_top` / `after_top3`: j is in the unit right after the most similar one / in the first or
+  second unit after one of the 3 most similar, in the same passage (the answer under a heading
+  that echoes the question).
 
 Which features a model uses is `GPTConfig.copy_features`; benchmarks/copy_synthetic.py measured
 which earn their place (docs/GENERATOR.md). The loss (`copy_loss`) computes the copy attention
@@ -34,8 +37,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from notes_rag.model.constants import AFTER_SHIFT, FEATURE_GAIN, LOG_EPS, MATCH_MASK, N_REL, RANK_SHIFT, RUN_CAP
 from notes_rag.model.constants import COPY_FEATURES as FEATURES
-from notes_rag.model.constants import FEATURE_GAIN, LOG_EPS, MATCH_MASK, N_REL, RANK_SHIFT, RUN_CAP
 
 
 class CopyHead(nn.Module):
@@ -110,6 +113,9 @@ def features(
         elif name in ("top_unit", "top3_unit"):
             rank = (match >> RANK_SHIFT) % N_REL if match is not None else torch.zeros_like(ids)
             cols.append((rank == 1) if name == "top_unit" else (rank >= 1) & (rank <= 3))
+        elif name in ("after_top", "after_top3"):
+            after = (match >> AFTER_SHIFT) % N_REL if match is not None else torch.zeros_like(ids)
+            cols.append((after == 1) if name == "after_top" else (after >= 1) & (after <= 4))
         else:  # longest_run
             best = run.masked_fill(~valid, 0).amax(1, keepdim=True)
             cols.append((run == best) & (best >= 1))

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from notes_rag.model.constants import COS_SHIFT, N_MATCH_FLAGS, N_REL, RANK_SHIFT
+from notes_rag.model.constants import AFTER_SHIFT, COS_SHIFT, N_MATCH_FLAGS, N_REL, RANK_SHIFT
 from notes_rag.model.copy_head import CopyHead, copy_loss, step_logprobs
 from notes_rag.model.kernels import linear_cross_entropy, relu_squared, rms_norm, rope_rms_norm
 
@@ -55,6 +55,9 @@ class GPTConfig:
     # The retrieval encoder's view of each unit (its rank and cosine bin among the units read,
     # reader.py `relevance_codes`) as two learned tables added to the unit's tokens.
     relevance: bool = False
+    # The unit's place after its passage's top-ranked units (reader.py `relevance_codes`, bits
+    # 10-12) as a third table: a heading echoing the question ranks first, its answer follows.
+    structure: bool = False
 
     @property
     def head_dim(self) -> int:
@@ -176,6 +179,8 @@ class GPT(nn.Module):
         if cfg.relevance:  # zero at start, as the match flags
             self.rank_emb = nn.Parameter(torch.zeros(N_REL, cfg.n_embd))
             self.cos_emb = nn.Parameter(torch.zeros(N_REL, cfg.n_embd))
+        if cfg.structure:
+            self.after_emb = nn.Parameter(torch.zeros(N_REL, cfg.n_embd))
         if cfg.reader:  # old reader checkpoints load; their heads are unused
             self.read_tok = nn.Linear(cfg.n_embd, 3, bias=False)
             self.read_pool = nn.Linear(cfg.n_embd, 1, bias=False)
@@ -198,7 +203,7 @@ class GPT(nn.Module):
                 nn.init.normal_(p, std=std)
         if not self.config.tie_embeddings:
             nn.init.normal_(self.lm_head.weight, std=0.02 * std)
-        for name in ("match_emb", "rank_emb", "cos_emb"):  # flags and relevance start as no-ops
+        for name in ("match_emb", "rank_emb", "cos_emb", "after_emb"):  # flags and relevance start as no-ops
             if hasattr(self, name):
                 nn.init.zeros_(getattr(self, name))
         if self.config.copy_head:
@@ -231,6 +236,8 @@ class GPT(nn.Module):
             if self.config.relevance:
                 code = match.long()
                 x = x + self.rank_emb[(code >> RANK_SHIFT) % N_REL] + self.cos_emb[(code >> COS_SHIFT) % N_REL]
+            if self.config.structure:
+                x = x + self.after_emb[(match.long() >> AFTER_SHIFT) % N_REL]
         for block in self.blocks:
             x = block(x, cos, sin, kv_cache)
         if kv_cache is not None:

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from notes_rag.model.constants import COPY_FEATURES as FEATURES
 from notes_rag.model.constants import (
+    AFTER_SHIFT,
     COS_SHIFT,
     FEATURE_GAIN,
     LOG_EPS,
@@ -38,6 +38,7 @@ from notes_rag.model.constants import (
     RANK_SHIFT,
     RUN_CAP,
 )
+from notes_rag.model.constants import COPY_FEATURES as FEATURES
 from notes_rag.model.folder import CONFIG_FILE, FORMAT, WEIGHTS_FILE, resolve_folder
 from notes_rag.model.tokenizer import TOKENIZER_FILE, Tokenizer, TokenizerError, load_tokenizer
 
@@ -63,6 +64,7 @@ class NumpyShape:
     copy_head: bool
     copy_features: tuple[str, ...]
     relevance: bool = False
+    structure: bool = False
 
     @property
     def head_dim(self) -> int:
@@ -72,8 +74,14 @@ class NumpyShape:
     def of(cls, model: dict) -> NumpyShape | None:
         """From config.json's "model"; None unless it is a copy-head model this module runs."""
         try:
-            fields = {f: model[f] for f in cls.__dataclass_fields__ if f not in ("copy_features", "relevance")}
-            shape = cls(**fields, copy_features=tuple(model["copy_features"]), relevance=bool(model.get("relevance")))
+            flags = ("copy_features", "relevance", "structure")
+            fields = {f: model[f] for f in cls.__dataclass_fields__ if f not in flags}
+            shape = cls(
+                **fields,
+                copy_features=tuple(model["copy_features"]),
+                relevance=bool(model.get("relevance")),
+                structure=bool(model.get("structure")),
+            )
         except (KeyError, TypeError):
             return None
         if model.get("reader") or not shape.copy_head or set(shape.copy_features) - set(FEATURES):
@@ -136,6 +144,9 @@ def features(names: tuple[str, ...], ids: np.ndarray, valid: np.ndarray, match: 
         elif name in ("top_unit", "top3_unit"):
             rank = (match >> RANK_SHIFT) % N_REL if match is not None else np.zeros(len(ids), np.int64)
             cols.append((rank == 1) if name == "top_unit" else (rank >= 1) & (rank <= 3))
+        elif name in ("after_top", "after_top3"):
+            after = (match >> AFTER_SHIFT) % N_REL if match is not None else np.zeros(len(ids), np.int64)
+            cols.append((after == 1) if name == "after_top" else (after >= 1) & (after <= 4))
         else:  # longest_run
             best = np.where(valid, run, 0).max()
             cols.append((run == best) & (best >= 1))
@@ -203,6 +214,8 @@ class NumpyGPT:
                     + self.w["rank_emb"][(code >> RANK_SHIFT) % N_REL]
                     + self.w["cos_emb"][(code >> COS_SHIFT) % N_REL]
                 )
+            if self.config.structure:
+                x = x + self.w["after_emb"][(np.asarray(match, dtype=np.int64) >> AFTER_SHIFT) % N_REL]
         for layer in range(self.config.n_layer):
             x = x + self._attention(layer, rms_norm(x), cache)
             h = np.maximum(rms_norm(x) @ self.w[f"blocks.{layer}.mlp.c_fc.weight"].T, 0)
@@ -348,6 +361,8 @@ def _expected_shapes(c: NumpyShape) -> dict[str, tuple[int, ...]]:
     out["copy.feature_weight"] = (len(c.copy_features),)
     if c.relevance:
         out |= {"rank_emb": (N_REL, C), "cos_emb": (N_REL, C)}
+    if c.structure:
+        out["after_emb"] = (N_REL, C)
     return out
 
 

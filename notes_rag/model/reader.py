@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from notes_rag.model.constants import COS_SHIFT, N_REL, RANK_SHIFT
+from notes_rag.model.constants import AFTER_SHIFT, COS_SHIFT, N_REL, RANK_SHIFT
 from notes_rag.model.tokenizer import Tokenizer
 from notes_rag.text import fold, unit_spans, words
 
@@ -143,16 +143,36 @@ COS_EDGES = (0.830, 0.843, 0.853, 0.862, 0.873, 0.888)
 def relevance_codes(cosines: list[list[float]]) -> list[list[int]]:
     """Per passage, per unit (`text.unit_spans` of its text): the code packed above the match
     flags (model/constants.py): the unit's rank among all the units given by cosine to the
-    question (1-5, 6 for 6th-10th, 7 below) and its cosine bin (1-7 by COS_EDGES)."""
+    question (1-5, 6 for 6th-10th, 7 below), its cosine bin (1-7 by COS_EDGES), and where it
+    stands after the passage's top-ranked units (1-4, `AFTER_SHIFT`)."""
     flat = [(c, p, u) for p, cs in enumerate(cosines) for u, c in enumerate(cs)]
     order = sorted(range(len(flat)), key=lambda i: -flat[i][0])
-    out = [[0] * len(cs) for cs in cosines]
+    ranks = [[0] * len(cs) for cs in cosines]
     for r, i in enumerate(order, 1):
-        c, p, u = flat[i]
-        rank = r if r <= 5 else 6 if r <= 10 else 7
-        cos_bin = 1 + sum(c >= e for e in COS_EDGES)
-        out[p][u] = (rank % N_REL) << RANK_SHIFT | (cos_bin % N_REL) << COS_SHIFT
+        _, p, u = flat[i]
+        ranks[p][u] = r
+    out = []
+    for cs, rs in zip(cosines, ranks):
+        codes = []
+        for u, (c, r) in enumerate(zip(cs, rs)):
+            rank = r if r <= 5 else 6 if r <= 10 else 7
+            cos_bin = 1 + sum(c >= e for e in COS_EDGES)
+            codes.append((rank % N_REL) << RANK_SHIFT | (cos_bin % N_REL) << COS_SHIFT | _after(rs, u) << AFTER_SHIFT)
+        out.append(codes)
     return out
+
+
+def _after(ranks: list[int], u: int) -> int:
+    """Unit u's place after its passage's top units: 1/2 = first/second after the rank-1 unit,
+    3/4 = first/second after a rank-2 or rank-3 unit, 0 otherwise (the nearer one wins)."""
+    for back, (top1, top3) in ((1, (1, 3)), (2, (2, 4))):
+        if u - back >= 0:
+            r = ranks[u - back]
+            if r == 1:
+                return top1
+            if r in (2, 3):
+                return top3
+    return 0
 
 
 def encode(

@@ -16,6 +16,12 @@ holding its evidence lines, or the abstention sentence when the question is unan
 retrieval leaves the evidence out of the passages read, the evidence passage takes the last read
 place (retrieval's miss is not what the generator learns from); beyond the top `SEARCH_K`, the
 question is left out.
+
+Each question can give several items (`variants`): the first reads what retrieval put first, as
+the chat does; the others read the evidence passage with other retrieved passages of the top
+`SEARCH_K` in another order (what the model learns is where the answer stands in a note, never
+which place in the list the evidence takes; 172 training notes are otherwise learned by heart in
+two passes, issue 29).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +125,23 @@ def questions(records: list[dict], retriever, move_gold: bool = True) -> Iterato
             yield NotesQuestion(rec, qa, previous, sources, gold, found)
 
 
+def variant(nq: NotesQuestion, rng: np.random.Generator) -> NotesQuestion:
+    """`nq` reading other retrieved passages: the evidence passage at a random read place among
+    READ_PASSAGES − 1 others drawn from the retrieved ones (kept in retrieval order); an
+    unanswerable question reads any READ_PASSAGES of them."""
+    n = len(nq.sources)
+    if n <= 1:
+        return nq
+    if nq.gold is None:
+        pick = sorted(rng.choice(n, min(n, READ_PASSAGES), replace=False).tolist())
+        return replace(nq, sources=[nq.sources[i] for i in pick])
+    g = nq.gold - 1
+    others = sorted(rng.choice([i for i in range(n) if i != g], min(n - 1, READ_PASSAGES - 1), replace=False).tolist())
+    at = int(rng.integers(0, len(others) + 1))
+    order = [*others[:at], g, *others[at:]]
+    return replace(nq, sources=[nq.sources[i] for i in order], gold=at + 1)
+
+
 def target_answer(nq: NotesQuestion) -> str:
     """The gold answer cited by its read passage's number, or the abstention in the question's
     language."""
@@ -128,50 +151,56 @@ def target_answer(nq: NotesQuestion) -> str:
 
 
 def items(
-    records: list[dict], retriever, tok: Tokenizer, max_len: int, on_item=None
+    records: list[dict], retriever, tok: Tokenizer, max_len: int, variants: int = 1, on_item=None
 ) -> tuple[list[GeneratorItem], dict]:
-    """Generator items of `records` over `retriever`'s index of their notes, and counts."""
-    end = tok.special("end")
-    out: list[GeneratorItem] = []
+    """Generator items of `records` over `retriever`'s index of their notes, `variants` a question
+    (the first as retrieved, the others from `variant`), and counts."""
+    rng = np.random.default_rng(0)
     counts = {"questions": 0, "moved_gold": 0, "not_copyable": 0, "unanswerable": 0}
+    out: list[GeneratorItem] = []
     for nq in questions(records, retriever):
         counts["questions"] += 1
-        answer = target_answer(nq)
-        answer_ids = tok.encode(answer) + [end]
-        passages = read_passages(nq.sources)
-        lang = detect_lang(nq.rec["qa"][0]["q"])  # the conversation's first question (chat/assistant.py)
-        inp = turn_input(
-            tok, retriever, nq.qa["q"], nq.previous, passages, SYSTEM_PROMPT[lang], max_len - len(answer_ids)
-        )
-        if nq.gold is not None:
-            kept = " ".join(text for _, text in passages[: inp.passages])
-            if nq.gold > inp.passages or not copyable(answer, kept + " " + nq.qa["q"]):
-                counts["not_copyable"] += 1
-                continue
-            counts["moved_gold"] += nq.gold != nq.retrieved_gold
-        else:
-            counts["unanswerable"] += 1
-        out.append(
-            GeneratorItem(
-                np.asarray(inp.ids + answer_ids, dtype=np.int32),
-                np.asarray(inp.match + [0] * len(answer_ids), dtype=np.int16),
-                len(inp.ids),
-                nq.gold is not None,
-                nq.qa.get("lang", ""),
-                f"notes_qa:{nq.qa.get('kind', '')}",
-            )
-        )
-        if on_item:
-            on_item()
+        counts["moved_gold"] += nq.gold is not None and nq.gold != nq.retrieved_gold
+        for v in range(variants):
+            item = _item(nq if v == 0 else variant(nq, rng), retriever, tok, max_len, counts)
+            if item is not None:
+                out.append(item)
+                if on_item:
+                    on_item()
     counts["items"] = len(out)
     return out, counts
 
 
+def _item(nq: NotesQuestion, retriever, tok: Tokenizer, max_len: int, counts: dict) -> GeneratorItem | None:
+    """The model input of `nq` as the chat builds it, with its target; None (counted) when the
+    target cannot be copied from what fits."""
+    answer = target_answer(nq)
+    answer_ids = tok.encode(answer) + [tok.special("end")]
+    passages = read_passages(nq.sources)
+    lang = detect_lang(nq.rec["qa"][0]["q"])  # the conversation's first question (chat/assistant.py)
+    inp = turn_input(tok, retriever, nq.qa["q"], nq.previous, passages, SYSTEM_PROMPT[lang], max_len - len(answer_ids))
+    if nq.gold is not None:
+        kept = " ".join(text for _, text in passages[: inp.passages])
+        if nq.gold > inp.passages or not copyable(answer, kept + " " + nq.qa["q"]):
+            counts["not_copyable"] += 1
+            return None
+    else:
+        counts["unanswerable"] += 1
+    return GeneratorItem(
+        np.asarray(inp.ids + answer_ids, dtype=np.int32),
+        np.asarray(inp.match + [0] * len(answer_ids), dtype=np.int16),
+        len(inp.ids),
+        nq.gold is not None,
+        nq.qa.get("lang", ""),
+        f"notes_qa:{nq.qa.get('kind', '')}",
+    )
+
+
 def build(
-    folder: Path, work: Path, tok: Tokenizer, max_len: int, split: str, encoder=None
+    folder: Path, work: Path, tok: Tokenizer, max_len: int, split: str, encoder=None, variants: int = 1
 ) -> tuple[list[GeneratorItem], dict]:
-    """Items of notes_qa's `split` notes ("train", "val"), indexed in `work` with `encoder`
-    (default: the index's own, e5 with the release's aligned layers)."""
+    """Items of notes_qa's `split` notes ("train", "val"), `variants` a question, indexed in
+    `work` with `encoder` (default: the index's own, e5 with the release's aligned layers)."""
     from notes_rag.index.build import update_index
     from notes_rag.index.encoder import load_encoder
     from notes_rag.index.search import Retriever
@@ -183,6 +212,6 @@ def build(
     update_index(notes, work / "index", encoder)
     retriever = Retriever(work / "index", encoder=encoder)
     try:  # the units' vectors come stored with the hits (index/store.py unit_vectors), as in the chat
-        return items(records, retriever, tok, max_len)
+        return items(records, retriever, tok, max_len, variants)
     finally:
         retriever.close()

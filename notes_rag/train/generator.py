@@ -54,7 +54,9 @@ class GeneratorTrainConfig:
     # teach note structure (the release's kit-only training answered 0.17 of notes_qa-style key
     # facts, issue 29's experiment).
     kit_share: float = 1.0
-    notes_repeat: int = 2  # each notes_qa item this many times per pass over the mix
+    # Items a notes_qa question gives per pass over the mix: as retrieved, then with other
+    # retrieved passages in other orders (sft/notes_qa.py `variant`).
+    notes_variants: int = 4
     notes_qa_work: Path | None = None  # where notes_qa's notes are indexed (default: the run folder)
     micro_tokens: int = 8192  # padded tokens per micro-batch
     val_items: int = 300  # validation items scored (loss) at every eval
@@ -72,9 +74,9 @@ def with_copy_head(model: GPT) -> GPT:
     (at a fresh head's value), or a copy head made new; a reader's pointer heads are dropped (the
     generator answers, nothing points); the relevance tables start at zero."""
     cfg = model.config
-    if cfg.copy_head and cfg.relevance and cfg.copy_features == FEATURES:
+    if cfg.copy_head and cfg.relevance and cfg.structure and cfg.copy_features == FEATURES:
         return model
-    gen = GPT(replace(cfg, copy_head=True, reader=False, relevance=True, copy_features=FEATURES))
+    gen = GPT(replace(cfg, copy_head=True, reader=False, relevance=True, structure=True, copy_features=FEATURES))
     gen = gen.to(next(model.parameters()).device)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("read_")}
     if "copy.feature_weight" in state:  # the old features' weights by name, the new ones fresh
@@ -82,7 +84,7 @@ def with_copy_head(model: GPT) -> GPT:
         fresh = gen.copy.feature_weight.detach().clone()
         state["copy.feature_weight"] = torch.tensor([old.get(f, float(fresh[i])) for i, f in enumerate(FEATURES)])
     missing, unexpected = gen.load_state_dict(state, strict=False)
-    new = {k for k in missing if k.startswith("copy.") or k in ("match_emb", "rank_emb", "cos_emb")}
+    new = {k for k in missing if k.startswith("copy.") or k in ("match_emb", "rank_emb", "cos_emb", "after_emb")}
     if unexpected or set(missing) - new:
         raise NotesRagError(f"cannot add a copy head to this checkpoint: missing {missing}, unexpected {unexpected}")
     return gen
@@ -177,12 +179,12 @@ def _items(
 
         with console.status("indexing and reading notes_qa's training notes"):
             notes_train, counts = notes_qa.build(
-                cfg.notes_qa, out / "notes_qa" / "train", tok, cfg.seq_len, "train", encoder
+                cfg.notes_qa, out / "notes_qa" / "train", tok, cfg.seq_len, "train", encoder, cfg.notes_variants
             )
             notes_val, _ = notes_qa.build(cfg.notes_qa, out / "notes_qa" / "val", tok, cfg.seq_len, "val", encoder)
         mix["notes_qa"] = counts
     rng = np.random.default_rng(cfg.train.seed)
-    n_kit = int(cfg.kit_share * len(notes_train) * cfg.notes_repeat) if notes_train else len(train_recs)
+    n_kit = int(cfg.kit_share * len(notes_train)) if notes_train else len(train_recs)
     # records, not items, are drawn: ~1 item per record, and each drawn record is encoded once
     picked = [train_recs[i] for i in sorted(rng.permutation(len(train_recs))[:n_kit])]
     with console.status(f"reading {len(picked):,} kit conversations with relevance codes"):
@@ -194,8 +196,8 @@ def _items(
             build_items(val_recs[: 4 * cfg.val_items], tok, cfg.seq_len, cfg.train.seed, units=units),
             cfg.val_items // 2,
         )
-    mix |= {"kit_items": len(kit), "notes_items": len(notes_train), "notes_repeat": cfg.notes_repeat}
-    train_items = kit + notes_train * cfg.notes_repeat
+    mix |= {"kit_items": len(kit), "notes_items": len(notes_train), "notes_variants": cfg.notes_variants}
+    train_items = kit + notes_train
     # validation: the val notes first (the benchmark's kind of item), then the kit's
     val_items = notes_val + kit_val
     if not train_items:
