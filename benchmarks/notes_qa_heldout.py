@@ -1,7 +1,7 @@
 """Issue 29, checkpoints 1-2: our GPT answering notes_qa's held-out notes, as the chat does.
 
     python benchmarks/notes_qa_heldout.py --model models/ --split test --json docs/benchmarks/notes_qa_test.json
-    python benchmarks/notes_qa_heldout.py --model runs/gen/best --split val --bias 0   # fit the abstention bias
+    python benchmarks/notes_qa_heldout.py --model runs/gen/best --split val --fit   # fit the abstention bias
 
 The split's notes (sft/notes_qa.py `note_split`: `test` is never trained on, `val` chooses the
 checkpoint and fits the bias) are written as files and indexed with the product's encoder; each
@@ -88,8 +88,9 @@ def run(args) -> dict:
     model, tok, _ = load_model(args.model)
     cfg = AnswerConfig(abstain_bias=args.bias)
     assistant = Assistant(retriever, model, tok, cfg, str(args.model), str(work / "index"))
-    if args.no_relevance:  # the model reads no relevance codes (an ablation at inference)
-        reader.relevance_codes = lambda cosines: [[0] * len(cs) for cs in cosines]
+    if args.codes != "all":  # the model reads only some of the codes (an ablation; reader.py CODE_SETS)
+        codes, keep = reader.relevance_codes, reader.CODE_SETS[args.codes]
+        reader.relevance_codes = lambda cosines: [[c & keep for c in cs] for cs in codes(cosines)]
     rows = []
     t0 = time.perf_counter()
     for rec in records:
@@ -179,7 +180,7 @@ def main() -> None:
     ap.add_argument("--split", default="test", choices=["test", "val"])
     ap.add_argument("--work", type=Path, default=Path("runs/notes_qa_bench"))
     ap.add_argument("--bias", type=float, default=AnswerConfig().abstain_bias)
-    ap.add_argument("--no-relevance", action="store_true")
+    ap.add_argument("--codes", default="all", choices=list(reader.CODE_SETS), help="codes the model reads")
     ap.add_argument("--fit", action="store_true", help="fit the abstention bias on this split (val only)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -197,7 +198,7 @@ def main() -> None:
     Console().print(table)
     for k, r in summary["abstention"].items():
         print(f"{k}: {fmt(r)}")
-    out = {"split": args.split, "model": str(args.model), "bias": args.bias, "no_relevance": args.no_relevance}
+    out = {"split": args.split, "model": str(args.model), "bias": args.bias, "codes": args.codes}
     out |= {"summary": summary, "seconds": res["seconds"], "date": time.strftime("%Y-%m-%d")}
     if args.fit:
         out["fitted_bias"] = fit_bias(res["rows"])

@@ -122,6 +122,19 @@ def test_relevance_codes_mark_the_units_after_the_top_ones_in_their_passage():
     assert ranks == [[6, 1, 4, 3, 6], [2, 5]]  # 6: the 6th-10th
 
 
+def test_the_code_ablation_strips_only_the_codes_it_names():
+    from notes_rag.sft.generator_data import GeneratorItem
+    from notes_rag.train.generator import keep_codes
+
+    flags, rank, cos, after = 0b0101, 2 << RANK_SHIFT, 3 << 7, 1 << AFTER_SHIFT
+    item = GeneratorItem(
+        np.arange(3, dtype=np.int32), np.array([flags | rank | cos | after, 0, flags], np.int16), 2, True, "pl", "t"
+    )
+    assert keep_codes([item], "all")[0].match.tolist() == item.match.tolist()
+    assert keep_codes([item], "relevance")[0].match.tolist() == [flags | rank | cos, 0, flags]
+    assert keep_codes([item], "none")[0].match.tolist() == [flags, 0, flags]
+
+
 def test_a_training_variant_keeps_the_evidence_and_cites_its_new_place():
     """notes_qa's extra items read the evidence passage among other retrieved ones: the answer's
     citation follows the evidence passage to its new place."""

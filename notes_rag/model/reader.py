@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from notes_rag.model.constants import AFTER_SHIFT, COS_SHIFT, N_REL, RANK_SHIFT
+from notes_rag.model.constants import AFTER_SHIFT, COS_SHIFT, MATCH_MASK, N_REL, RANK_SHIFT
 from notes_rag.model.tokenizer import Tokenizer
 from notes_rag.text import fold, unit_spans, words
 
@@ -138,6 +138,11 @@ def label_headings(label: str) -> set[str]:
 # question cosines (aligned e5) of the units read for the 1,361 questions of notes_qa's train
 # notes (sft/notes_qa.py items, 2026-12-06); no test or val note, no dev item was used.
 COS_EDGES = (0.830, 0.843, 0.853, 0.862, 0.873, 0.888)
+
+
+# Which of the codes a model reads, for ablations (train-generator --codes, the notes_qa benchmark):
+# the bits of the match int kept.
+CODE_SETS = {"all": -1, "relevance": (1 << AFTER_SHIFT) - 1, "none": MATCH_MASK}
 
 
 def relevance_codes(cosines: list[list[float]]) -> list[list[int]]:

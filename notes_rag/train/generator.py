@@ -31,6 +31,7 @@ from notes_rag.fileio import atomic_write_text
 from notes_rag.model.checkpoint import load_model, unwrap
 from notes_rag.model.constants import COPY_FEATURES as FEATURES
 from notes_rag.model.gpt import GPT
+from notes_rag.model.reader import CODE_SETS
 from notes_rag.model.tokenizer import Tokenizer
 from notes_rag.sft.generator_data import (
     GeneratorBatches,
@@ -57,6 +58,9 @@ class GeneratorTrainConfig:
     # Items a notes_qa question gives per pass over the mix: as retrieved, then with other
     # retrieved passages in other orders (sft/notes_qa.py `variant`).
     notes_variants: int = 4
+    # Which relevance codes the items keep (model/reader.py CODE_SETS): "all"; "relevance" (rank and
+    # cosine bin, no structure); "none" (match flags only). The ablation of issue 29, checkpoint 1.
+    codes: str = "all"
     notes_qa_work: Path | None = None  # where notes_qa's notes are indexed (default: the run folder)
     micro_tokens: int = 8192  # padded tokens per micro-batch
     val_items: int = 300  # validation items scored (loss) at every eval
@@ -88,6 +92,12 @@ def with_copy_head(model: GPT) -> GPT:
     if unexpected or set(missing) - new:
         raise NotesRagError(f"cannot add a copy head to this checkpoint: missing {missing}, unexpected {unexpected}")
     return gen
+
+
+def keep_codes(items: list[GeneratorItem], codes: str) -> list[GeneratorItem]:
+    """`items` reading only the `codes` set of relevance codes (model/reader.py CODE_SETS)."""
+    keep = CODE_SETS[codes]
+    return [replace(it, match=it.match & keep) for it in items]
 
 
 def generator_loss(model: torch.nn.Module, x: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
@@ -218,12 +228,17 @@ def train_generator(
     d, device = setup_distributed()
     if d.world > 1:
         raise NotesRagError("train-generator runs on one process")
+    if cfg.codes not in CODE_SETS:
+        raise NotesRagError(f"--codes {cfg.codes!r}: choose from {', '.join(CODE_SETS)}")
     model, tok, base_config = load_model(base, device=device)
     model = with_copy_head(model)
     if cfg.seq_len > model.config.seq_len:
         raise NotesRagError(f"--seq-len {cfg.seq_len} exceeds the base model's context of {model.config.seq_len}")
     model.train()
     train_items, val_items, mix = _items(data, cfg, tok, out, console)
+    if cfg.codes != "all":
+        train_items, val_items = keep_codes(train_items, cfg.codes), keep_codes(val_items, cfg.codes)
+        mix = {**mix, "codes": cfg.codes}
     console.print(
         f"generator data: {len(train_items):,} train items "
         f"({sum(not it.answerable for it in train_items):,} unanswerable, "
