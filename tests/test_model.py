@@ -140,3 +140,19 @@ def test_old_reader_checkpoint_loads_and_becomes_a_generator(tok, tmp_path):
     assert torch.equal(gen.match_emb, reader.match_emb)
     x = torch.randint(0, tok.vocab_size, (1, 12))
     torch.testing.assert_close(gen(x), reader(x), rtol=0, atol=0)
+
+
+def test_set_learning_freezes_all_but_the_named_weights(tok):
+    from notes_rag.train.generator import set_learning, with_copy_head
+    from notes_rag.train.loop import TrainConfig
+    from notes_rag.train.optim import make_optimizer
+
+    gen = with_copy_head(GPT(preset("tiny", vocab_size=tok.vocab_size, seq_len=64)))
+    total = gen.num_params()
+    head = set_learning(gen, "head")
+    learning = {n for n, p in gen.named_parameters() if p.requires_grad}
+    assert learning and all(n.startswith("copy.") or n.endswith("_emb") for n in learning)
+    opt = make_optimizer(gen, TrainConfig())
+    assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == head
+    top = set_learning(gen, "top")
+    assert head < top < total and set_learning(gen, "all") == total

@@ -184,6 +184,11 @@ def train_generator_cmd(
     codes: str = typer.Option(
         _GEN.codes, "--codes", help="Relevance codes the model reads: all, relevance (no structure), none (ablation)."
     ),
+    learn: str = typer.Option(
+        _GEN.learn,
+        "--learn",
+        help="Weights that learn: all, top (tables, copy head, last block), head (tables, copy head).",
+    ),
     time_budget: str = typer.Option(None, "--time-budget", help=f"Training time, e.g. 70m. {_TOTAL}"),
     steps: int = _STEPS,
     resume: bool = _RESUME,
@@ -197,6 +202,8 @@ def train_generator_cmd(
     --out runs/generator --time-budget 3h
     """
     tc = train_config(_GEN.train, steps=steps, time_budget=time_budget, lr=lr, eval_every=eval_every, threads=threads)
-    cfg = replace(_GEN, train=tc, notes_qa=notes_qa, kit_share=kit_share, notes_variants=notes_variants, codes=codes)
+    cfg = replace(
+        _GEN, train=tc, notes_qa=notes_qa, kit_share=kit_share, notes_variants=notes_variants, codes=codes, learn=learn
+    )
     result = train_generator(base, data, out, cfg, resume=resume)
     typer.echo(f"done: step {result['step']}, best val loss {result['best_val']:.4f}; generator in {out / 'best'}")

@@ -142,6 +142,9 @@ def _finetune(ctx: Context) -> dict:
 def _generator(ctx: Context) -> dict:
     run = ctx.path("generator")
     cfg = _with_precision(ctx.profile.generator, ctx.precision)
+    notes_qa = ctx.profile.kit / "notes_qa"  # student-style notes, when the kit has them (as the release)
+    if cfg.notes_qa is None and notes_qa.is_dir():
+        cfg = replace(cfg, notes_qa=notes_qa)
     result = train_generator(ctx.path("finetune", "best"), [ctx.path("sft")], run, cfg, _resume(run), ctx.console)
     return _train_record(result, run)
 

@@ -34,6 +34,7 @@ from notes_rag.train.distributed import (  # noqa: F401  (setup_distributed: cal
     Dist,
     any_rank,
     check_ranks_in_sync,
+    leave_distributed,
     mean_over_ranks,
     setup_distributed,
 )
@@ -277,6 +278,7 @@ class _Loop:
         self.save("done")
         if self.d.world > 1:
             check_ranks_in_sync(self.raw, self.console if self.d.master else None)
+            leave_distributed()
         if self.d.master:
             self.plot()
         p = self.p

@@ -32,6 +32,8 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
         raise NotesRagError(f"unknown optimizer {cfg.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
     matrices, other = [], []
     for name, p in unwrap(model).named_parameters():
+        if not p.requires_grad:  # frozen (train-generator --learn)
+            continue
         (matrices if p.dim() >= 2 and "wte" not in name else other).append(p)
     if cfg.optimizer == "muon":
         groups = [
