@@ -62,3 +62,22 @@ def test_note_styles_keep_every_sentence():
             assert s in notes
         seen.add(notes.split("\n")[0][:2])
     assert len(seen) >= 3  # prose, lines, bullets and slides all occur
+
+
+def test_the_answer_starts_with_tokens_the_copy_head_can_copy(tok):
+    """An answer's first word tokenized at its start is often not the passage's token (which
+    follows a space): the target takes the form whose first tokens occur in the prompt."""
+    from notes_rag.sft.generator_data import answer_forms, answer_tokens
+
+    prompt = tok.encode("Mechanizm uwagi (attention) liczy podobieństwo zapytania do klucza.")
+    plain, spaced = forms = answer_forms(tok, "podobieństwo zapytania do klucza")
+    assert plain[:2] != spaced[:2]  # the tiny vocabulary splits the two forms differently too
+    assert answer_tokens(forms, prompt) == spaced
+    at_line_start = tok.encode("podobieństwo zapytania do klucza.")
+    assert answer_tokens(forms, at_line_start) == plain  # the form as written comes first
+    assert answer_tokens(forms, tok.encode("Nic wspólnego.")) == plain  # neither occurs: as written
+    rec = _record([("Kto zaproponował model neuronu?", "McCulloch i Pitts [1]")], [{"passage": 1}])
+    (it,) = items_of_record(rec, tok, 512)
+    answer = it.ids[it.prompt_len : -1].tolist()
+    assert tok.decode(answer).strip() == "McCulloch i Pitts [1]"
+    assert any(it.ids[j : j + 2].tolist() == answer[:2] for j in range(it.prompt_len))  # a copyable start

@@ -166,6 +166,10 @@ def write(
     )
     pieces = []
     for piece in stream_text(tok.token_bytes, timed(_stops(tok, ids, max_words))):
+        if not pieces:  # answers may start with a space, copied as the passage has the word
+            piece = piece.lstrip()
+            if not piece:
+                continue
         pieces.append(piece)
         yield piece
     text = "".join(pieces)

@@ -41,7 +41,7 @@ from notes_rag.chat.turn_input import read_passages, turn_input
 from notes_rag.lang import detect_lang
 from notes_rag.model.reader import READ_PASSAGES
 from notes_rag.model.tokenizer import Tokenizer
-from notes_rag.sft.generator_data import GeneratorItem, copyable
+from notes_rag.sft.generator_data import GeneratorItem, answer_forms, answer_tokens, copyable
 
 # Shares of the notes by id hash: test ~18% (~40 of 224 notes), val ~8%, train the rest.
 SPLITS = (("test", 0.18), ("val", 0.26), ("train", 1.01))
@@ -175,10 +175,12 @@ def _item(nq: NotesQuestion, retriever, tok: Tokenizer, max_len: int, counts: di
     """The model input of `nq` as the chat builds it, with its target; None (counted) when the
     target cannot be copied from what fits."""
     answer = target_answer(nq)
-    answer_ids = tok.encode(answer) + [tok.special("end")]
+    forms = answer_forms(tok, answer)
     passages = read_passages(nq.sources)
     lang = detect_lang(nq.rec["qa"][0]["q"])  # the conversation's first question (chat/assistant.py)
-    inp = turn_input(tok, retriever, nq.qa["q"], nq.previous, passages, SYSTEM_PROMPT[lang], max_len - len(answer_ids))
+    room = max(map(len, forms)) + 1
+    inp = turn_input(tok, retriever, nq.qa["q"], nq.previous, passages, SYSTEM_PROMPT[lang], max_len - room)
+    answer_ids = (answer_tokens(forms, inp.ids) if nq.gold is not None else forms[0]) + [tok.special("end")]
     if nq.gold is not None:
         kept = " ".join(text for _, text in passages[: inp.passages])
         if nq.gold > inp.passages or not copyable(answer, kept + " " + nq.qa["q"]):
