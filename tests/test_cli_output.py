@@ -18,7 +18,7 @@ from notes_rag.cli.markup import note_text
 from notes_rag.cli.repl import sources_table, sources_text
 from notes_rag.index.search import Hit
 
-tiny_ckpt, tiny_index = test_chat.tiny_ckpt, test_chat.tiny_index  # the fixtures of test_chat.py
+tiny_index = test_chat.tiny_index  # the fixture of test_chat.py (tiny_ckpt: conftest.py)
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "CHAT.md"
 NOTE = (
     "## Słownik tokenów\n"

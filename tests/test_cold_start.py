@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from notes_rag.cli import app as cli_app
 from notes_rag.cli.main import app
 
-tiny_ckpt, tiny_index = test_chat.tiny_ckpt, test_chat.tiny_index  # the fixtures of test_chat.py
+tiny_index = test_chat.tiny_index  # the fixture of test_chat.py (tiny_ckpt: conftest.py)
 
 REPO = Path(__file__).resolve().parents[1]
 # Runs the CLI in a fresh interpreter and reports, at exit, which heavy modules it imported.

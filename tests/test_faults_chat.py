@@ -193,7 +193,8 @@ def test_the_repl_survives_a_refused_save_and_resumes_after_a_kill(tiny_index, t
         (data_dir / "sessions" / "exam.json").mkdir()
         chat.send(b"/save exam\n")
         assert chat.prompt() and chat.proc.poll() is None, chat.text()
-        assert "is a folder" in chat.text()
+        # the terminal wraps the message where the temp path's length puts it: compare words
+        assert "is a folder" in " ".join(chat.text().split())
         chat.proc.kill()  # a crash or a closed terminal: the exchange is already on disk
         chat.proc.wait()
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_chat import FakeRetriever, _assistant, tiny_ckpt  # noqa: F401  (fixture)
+from test_chat import FakeRetriever, _assistant
 from tiny_encoder import build_tiny_index
 
 from notes_rag.chat.format import ABSTAIN, is_abstention
