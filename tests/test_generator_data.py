@@ -76,6 +76,8 @@ def test_the_answer_starts_with_tokens_the_copy_head_can_copy(tok):
     at_line_start = tok.encode("podobieństwo zapytania do klucza.")
     assert answer_tokens(forms, at_line_start) == plain  # the form as written comes first
     assert answer_tokens(forms, tok.encode("Nic wspólnego.")) == plain  # neither occurs: as written
+    # an abstention keeps the one form the chat's no-answer score reads
+    assert answer_forms(tok, "podobieństwo zapytania", answerable=False) == (tok.encode("podobieństwo zapytania"),)
     rec = _record([("Kto zaproponował model neuronu?", "McCulloch i Pitts [1]")], [{"passage": 1}])
     (it,) = items_of_record(rec, tok, 512)
     answer = it.ids[it.prompt_len : -1].tolist()

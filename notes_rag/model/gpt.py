@@ -233,11 +233,11 @@ class GPT(nn.Module):
         if match is not None:
             bits = (match.unsqueeze(-1).long() >> torch.arange(N_MATCH_FLAGS, device=idx.device)) & 1
             x = x + bits.to(x.dtype) @ self.match_emb
+            code = match.long()
             if self.config.relevance:
-                code = match.long()
                 x = x + self.rank_emb[(code >> RANK_SHIFT) % N_REL] + self.cos_emb[(code >> COS_SHIFT) % N_REL]
             if self.config.structure:
-                x = x + self.after_emb[(match.long() >> AFTER_SHIFT) % N_REL]
+                x = x + self.after_emb[(code >> AFTER_SHIFT) % N_REL]
         for block in self.blocks:
             x = block(x, cos, sin, kv_cache)
         if kv_cache is not None:

@@ -207,15 +207,15 @@ class NumpyGPT:
         if match is not None:
             bits = (np.asarray(match)[:, None] >> np.arange(N_MATCH_FLAGS)) & 1
             x = x + bits.astype(np.float32) @ self.w["match_emb"]
+            code = np.asarray(match, dtype=np.int64)
             if self.config.relevance:
-                code = np.asarray(match, dtype=np.int64)
                 x = (
                     x
                     + self.w["rank_emb"][(code >> RANK_SHIFT) % N_REL]
                     + self.w["cos_emb"][(code >> COS_SHIFT) % N_REL]
                 )
             if self.config.structure:
-                x = x + self.w["after_emb"][(np.asarray(match, dtype=np.int64) >> AFTER_SHIFT) % N_REL]
+                x = x + self.w["after_emb"][(code >> AFTER_SHIFT) % N_REL]
         for layer in range(self.config.n_layer):
             x = x + self._attention(layer, rms_norm(x), cache)
             h = np.maximum(rms_norm(x) @ self.w[f"blocks.{layer}.mlp.c_fc.weight"].T, 0)

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from notes_rag.chat.format import Conversation
-from notes_rag.chat.turn_input import relevance_query, unit_cosines
+from notes_rag.chat.turn_input import turn_input
 from notes_rag.errors import NotesRagError
 from notes_rag.fileio import atomic_write_bytes
-from notes_rag.model.reader import READ_PASSAGES, copy_sources, encode
+from notes_rag.model.reader import READ_PASSAGES, ReaderInput, copy_sources, encode
 from notes_rag.model.tokenizer import SPECIAL_TOKENS, Tokenizer
 from notes_rag.text import clean_markup, sentence_spans, words
 from notes_rag.train.batching import LengthBatches
@@ -69,6 +69,19 @@ class GeneratorItem:
     lang: str
     source: str
 
+    @classmethod
+    def of(cls, inp: ReaderInput, target: list[int], answerable: bool, lang: str, source: str) -> GeneratorItem:
+        """The item of a model input (model/reader.py `encode`) and its target ids (ending with
+        `<|end|>`), which carry no match flags or codes."""
+        return cls(
+            np.asarray(inp.ids + target, dtype=np.int32),
+            np.asarray(inp.match + [0] * len(target), dtype=np.int16),
+            len(inp.ids),
+            answerable,
+            lang,
+            source,
+        )
+
 
 @dataclass
 class ReaderQuestion:
@@ -105,13 +118,19 @@ def questions_of_record(rec: dict, history_turns: int = 1) -> list[ReaderQuestio
     ]
 
 
-def answer_forms(tok: Tokenizer, answer: str) -> tuple[list[int], list[int]]:
-    """The answer's token ids as it starts, and with a leading space (the longer one bounds the
-    room it needs)."""
-    return tok.encode(answer), tok.encode(" " + answer)
+def answer_forms(tok: Tokenizer, answer: str, answerable: bool = True) -> tuple[list[int], ...]:
+    """The answer's token ids as it starts, and with a leading space. An abstention keeps the one
+    form the chat's no-answer score reads (chat/writer.py `abstention_starts`)."""
+    plain = tok.encode(answer)
+    return (plain, tok.encode(" " + answer)) if answerable else (plain,)
 
 
-def answer_tokens(forms: tuple[list[int], list[int]], prompt_ids: list[int]) -> list[int]:
+def answer_room(forms: tuple[list[int], ...]) -> int:
+    """Tokens the target may take, `<|end|>` included, whichever form `answer_tokens` picks."""
+    return max(map(len, forms)) + 1
+
+
+def answer_tokens(forms: tuple[list[int], ...], prompt_ids: list[int]) -> list[int]:
     """The form of the answer (`answer_forms`) whose first two tokens the copy head can copy: the
     answer's first word, tokenized at the start of the answer, is often not the token it is in
     the passage, where it follows a space (" problemy" there, "pro"+"ble"+"my" here). Measured on
@@ -179,39 +198,21 @@ def items_of_record(
     end = tok.special("end")
     out = []
     for q, answer in zip(questions, answers):
-        forms = answer_forms(tok, answer)
-        room = max(map(len, forms)) + 1
-        cosines = None
-        if units is not None:
-            cosines = unit_cosines(units, relevance_query(q.question, q.history), passages)
+        answerable = q.passage is not None
+        forms = answer_forms(tok, answer, answerable)
+        max_input = max_len - answer_room(forms)
         try:
-            inp = encode(
-                tok,
-                q.question,
-                passages,
-                q.history,
-                max_len=max_len - room,
-                system=system,
-                relevance=cosines,
-            )
+            if units is not None:  # read as the chat reads: relevance codes (chat/turn_input.py)
+                inp = turn_input(tok, units, q.question, q.history, passages, system, max_input)
+            else:
+                inp = encode(tok, q.question, passages, q.history, max_len=max_input, system=system)
         except ValueError:
             continue
-        answer_ids = (answer_tokens(forms, inp.ids) if q.passage is not None else forms[0]) + [end]
-        answerable = q.passage is not None
         if answerable:
             kept = " ".join(text for _, text in passages[: inp.passages])
             if q.passage > inp.passages or not copyable(answer, kept + " " + q.question):
                 continue
-        out.append(
-            GeneratorItem(
-                np.asarray(inp.ids + answer_ids, dtype=np.int32),
-                np.asarray(inp.match + [0] * len(answer_ids), dtype=np.int16),
-                len(inp.ids),
-                answerable,
-                q.lang,
-                q.source,
-            )
-        )
+        out.append(GeneratorItem.of(inp, answer_tokens(forms, inp.ids) + [end], answerable, q.lang, q.source))
     return out
 
 

@@ -41,7 +41,7 @@ from notes_rag.chat.turn_input import read_passages, turn_input
 from notes_rag.lang import detect_lang
 from notes_rag.model.reader import READ_PASSAGES
 from notes_rag.model.tokenizer import Tokenizer
-from notes_rag.sft.generator_data import GeneratorItem, answer_forms, answer_tokens, copyable
+from notes_rag.sft.generator_data import GeneratorItem, answer_forms, answer_room, answer_tokens, copyable
 
 # Shares of the notes by id hash: test ~18% (~40 of 224 notes), val ~8%, train the rest.
 SPLITS = (("test", 0.18), ("val", 0.26), ("train", 1.01))
@@ -175,12 +175,11 @@ def _item(nq: NotesQuestion, retriever, tok: Tokenizer, max_len: int, counts: di
     """The model input of `nq` as the chat builds it, with its target; None (counted) when the
     target cannot be copied from what fits."""
     answer = target_answer(nq)
-    forms = answer_forms(tok, answer)
+    forms = answer_forms(tok, answer, nq.gold is not None)
     passages = read_passages(nq.sources)
     lang = detect_lang(nq.rec["qa"][0]["q"])  # the conversation's first question (chat/assistant.py)
-    room = max(map(len, forms)) + 1
-    inp = turn_input(tok, retriever, nq.qa["q"], nq.previous, passages, SYSTEM_PROMPT[lang], max_len - room)
-    answer_ids = (answer_tokens(forms, inp.ids) if nq.gold is not None else forms[0]) + [tok.special("end")]
+    max_input = max_len - answer_room(forms)
+    inp = turn_input(tok, retriever, nq.qa["q"], nq.previous, passages, SYSTEM_PROMPT[lang], max_input)
     if nq.gold is not None:
         kept = " ".join(text for _, text in passages[: inp.passages])
         if nq.gold > inp.passages or not copyable(answer, kept + " " + nq.qa["q"]):
@@ -188,14 +187,9 @@ def _item(nq: NotesQuestion, retriever, tok: Tokenizer, max_len: int, counts: di
             return None
     else:
         counts["unanswerable"] += 1
-    return GeneratorItem(
-        np.asarray(inp.ids + answer_ids, dtype=np.int32),
-        np.asarray(inp.match + [0] * len(answer_ids), dtype=np.int16),
-        len(inp.ids),
-        nq.gold is not None,
-        nq.qa.get("lang", ""),
-        f"notes_qa:{nq.qa.get('kind', '')}",
-    )
+    target = answer_tokens(forms, inp.ids) + [tok.special("end")]
+    source = f"notes_qa:{nq.qa.get('kind', '')}"
+    return GeneratorItem.of(inp, target, nq.gold is not None, nq.qa.get("lang", ""), source)
 
 
 def build(

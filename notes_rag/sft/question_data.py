@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import random
 
-import numpy as np
-
 from notes_rag.model.reader import ReaderInput, encode
 from notes_rag.model.tokenizer import Tokenizer
 from notes_rag.sft.generator_data import GeneratorItem, as_notes
@@ -81,16 +79,7 @@ def qg_items_of_record(rec: dict, tok: Tokenizer, max_len: int, seed: int = 0) -
             continue
         if fold(answer) not in fold(tok.decode(inp.ids)):  # the span was cut off with the passage's tail
             continue
-        out.append(
-            GeneratorItem(
-                np.asarray(inp.ids + target, dtype=np.int32),
-                np.asarray(inp.match + [0] * len(target), dtype=np.int8),
-                len(inp.ids),
-                True,
-                lang,
-                f"qg_{rec.get('source', '')}",
-            )
-        )
+        out.append(GeneratorItem.of(inp, target, True, lang, f"qg_{rec.get('source', '')}"))
     return out
 
 
