@@ -38,6 +38,15 @@ def tiny_ckpt(tmp_path_factory, tok):
     return write_tiny_checkpoint(tmp_path_factory.mktemp("model") / "best", tok)
 
 
+@pytest.fixture(scope="module")
+def tiny_index(tmp_path_factory):
+    """tests/tiny_chat.py's NOTES indexed with the tiny encoder, once a test module (a module that
+    needs other notes defines its own `tiny_index`)."""
+    from tiny_chat import NOTES, build_tiny_index
+
+    return build_tiny_index(tmp_path_factory.mktemp("notes"), NOTES)
+
+
 @pytest.fixture()
 def tiny_model(tok):
     torch.manual_seed(0)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_chat import build_tiny_index, read_until
+from tiny_chat import NOTES, read_until
 from typer.testing import CliRunner
 
 from notes_rag.chat.assistant import AnswerConfig, Assistant
@@ -26,20 +26,6 @@ from notes_rag.model import release
 from notes_rag.model.checkpoint import load_model, write_checkpoint
 from notes_rag.model.gpt import GPT, preset
 from notes_rag.model.release import resolve_model
-
-NOTES = {
-    "neurony.md": "# Neurony\n\n## Historia\n\nW 1943 roku Warren McCulloch i Walter Pitts zaproponowali "
-    "matematyczny model neuronu. Neuron sumuje wagi wejść i porównuje sumę z progiem.\n",
-    "llm.md": "# Language models\n\n## Context\n\nGPT-4o has a context window of 128k tokens. Llama 3 has a "
-    "context of 8.2k tokens. Attention mixes information between tokens.\n",
-    "tokeny.md": "# Tokenizacja\n\nTokenizacja dzieli tekst na tokeny; słownik przypisuje im identyfikatory. "
-    "Embeddings map token ids to vectors.\n",
-}
-
-
-@pytest.fixture(scope="module")
-def tiny_index(tmp_path_factory):
-    return build_tiny_index(tmp_path_factory.mktemp("notes"), NOTES)
 
 
 @pytest.fixture()

@@ -7,7 +7,6 @@ import json
 import re
 from pathlib import Path
 
-import test_chat
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -18,7 +17,6 @@ from notes_rag.cli.markup import note_text
 from notes_rag.cli.repl import sources_table, sources_text
 from notes_rag.index.search import Hit
 
-tiny_index = test_chat.tiny_index  # the fixture of test_chat.py (tiny_ckpt: conftest.py)
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "CHAT.md"
 NOTE = (
     "## Słownik tokenów\n"

@@ -10,13 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import test_chat
 from typer.testing import CliRunner
 
 from notes_rag.cli import app as cli_app
 from notes_rag.cli.main import app
-
-tiny_index = test_chat.tiny_index  # the fixture of test_chat.py (tiny_ckpt: conftest.py)
 
 REPO = Path(__file__).resolve().parents[1]
 # Runs the CLI in a fresh interpreter and reports, at exit, which heavy modules it imported.

@@ -10,18 +10,11 @@ import subprocess
 import sys
 
 import pytest
-from test_chat import NOTES
-from tiny_chat import build_tiny_index
 from typer.testing import CliRunner
 
 from notes_rag.chat.question_text import clean_question, decode_question
 from notes_rag.cli.main import app
 from notes_rag.errors import NotesRagError
-
-
-@pytest.fixture(scope="module")
-def tiny_index(tmp_path_factory):
-    return build_tiny_index(tmp_path_factory.mktemp("notes"), NOTES)
 
 
 def _ask(tiny_index, tiny_ckpt, *args):

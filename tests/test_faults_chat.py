@@ -11,19 +11,14 @@ import random
 import re
 
 import pytest
-from test_chat import NOTES, FakeRetriever, _assistant
-from tiny_chat import ChatProcess, build_tiny_index
+from test_chat import FakeRetriever, _assistant
+from tiny_chat import ChatProcess
 
 from notes_rag.chat import sessions
 from notes_rag.chat.question_text import QUESTION_TOKENS, fit_question, question_budget
 from notes_rag.chat.sessions import LAST, load_session
 from notes_rag.cli import repl
 from notes_rag.cli.repl import ChatState, answer_turn, run_command
-
-
-@pytest.fixture(scope="module")
-def tiny_index(tmp_path_factory):
-    return build_tiny_index(tmp_path_factory.mktemp("notes"), NOTES)
 
 
 @pytest.fixture()

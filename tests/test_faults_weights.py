@@ -12,17 +12,11 @@ import sys
 import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
-from test_chat import NOTES
-from tiny_chat import build_tiny_index, write_tiny_checkpoint
+from tiny_chat import write_tiny_checkpoint
 
 from notes_rag.model import manifest
 from notes_rag.model.checkpoint import CheckpointError, load_model
 from notes_rag.model.release import default_model_dir
-
-
-@pytest.fixture(scope="module")
-def tiny_index(tmp_path_factory):
-    return build_tiny_index(tmp_path_factory.mktemp("notes"), NOTES)
 
 
 @pytest.fixture()

@@ -47,6 +47,17 @@ def with_top_line_writer(env: dict) -> dict:
     return {**env, "PYTHONPATH": path}
 
 
+# The tiny notes the chat tests index (conftest.py `tiny_index`).
+NOTES = {
+    "neurony.md": "# Neurony\n\n## Historia\n\nW 1943 roku Warren McCulloch i Walter Pitts zaproponowali "
+    "matematyczny model neuronu. Neuron sumuje wagi wejść i porównuje sumę z progiem.\n",
+    "llm.md": "# Language models\n\n## Context\n\nGPT-4o has a context window of 128k tokens. Llama 3 has a "
+    "context of 8.2k tokens. Attention mixes information between tokens.\n",
+    "tokeny.md": "# Tokenizacja\n\nTokenizacja dzieli tekst na tokeny; słownik przypisuje im identyfikatory. "
+    "Embeddings map token ids to vectors.\n",
+}
+
+
 def write_tiny_checkpoint(folder: Path, tok) -> Path:
     """A seeded, untrained tiny GPT with a copy head, saved as a release folder."""
     torch.manual_seed(0)
