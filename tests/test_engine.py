@@ -73,3 +73,8 @@ def test_generate_applies_logit_bias(tiny_model):
 
     out = list(generate(tiny_model, [1, 2, 3], SamplingConfig(max_new_tokens=5), logit_bias=force))
     assert out == [forced] * 5
+
+
+def test_an_answer_cut_inside_a_character_ends_before_it():
+    # the length limit can stop decoding after the first byte of "ł": no U+FFFD is shown
+    assert "".join(stream_text(lambda b: b, [b"log ", "ł".encode()[:1]])) == "log "

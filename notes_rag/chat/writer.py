@@ -31,7 +31,7 @@ import numpy as np
 from notes_rag.chat.format import ABSTAIN, extract_citations, is_abstention
 from notes_rag.errors import NotesRagError
 from notes_rag.model.numpy_gpt import NumpyGPT
-from notes_rag.model.reader import ReaderInput, copy_sources
+from notes_rag.model.reader import ReaderInput, copy_sources, token_vectors
 from notes_rag.model.tokenizer import SPECIAL_TOKENS, Tokenizer
 from notes_rag.text import words
 
@@ -96,11 +96,18 @@ def no_answer_score(model, tok: Tokenizer, inp: ReaderInput) -> float:
     the numpy model when the chat loaded it (model/numpy_gpt.py), else by the torch one."""
     specials = {tok.special(s) for s in SPECIAL_TOKENS}
     mask = copy_sources(inp.ids, specials)
+    vectors = read_vectors(model, inp)
     if isinstance(model, NumpyGPT):
-        return abstention_margin(tok, model.first_logprobs(inp.ids, mask, inp.match))
+        return abstention_margin(tok, model.first_logprobs(inp.ids, mask, inp.match, vectors))
     from notes_rag.model.engine import CopyDecoder
 
-    return abstention_margin(tok, CopyDecoder(model, inp.ids, mask, inp.match).prefill())
+    return abstention_margin(tok, CopyDecoder(model, inp.ids, mask, inp.match, vectors).prefill())
+
+
+def read_vectors(model, inp: ReaderInput):
+    """The input tokens' encoder vectors for a model that reads them (gpt.py `unit_vectors`), else
+    None."""
+    return token_vectors(inp.vectors, inp.vector_rows) if getattr(model.config, "unit_vectors", 0) else None
 
 
 def best_citation(text: str, passages: list[str]) -> int:
@@ -162,7 +169,15 @@ def write(
             yield i
 
     ids = generate_copy(
-        model, inp.ids, copy_mask, inp.match, sampling, stop_ids=specials, constraint=constraint, on_first=no_answer
+        model,
+        inp.ids,
+        copy_mask,
+        inp.match,
+        sampling,
+        stop_ids=specials,
+        constraint=constraint,
+        on_first=no_answer,
+        vectors=read_vectors(model, inp),
     )
     pieces = []
     for piece in stream_text(tok.token_bytes, timed(_stops(tok, ids, max_words))):

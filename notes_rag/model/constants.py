@@ -37,4 +37,8 @@ RUN_CAP = 8  # longest token run compared by `longest_run`
 # Feature weights are multiplied by this, so AdamW moves them FEATURE_GAIN× faster than a single
 # matrix entry: a feature must reach a score of several units within a few hundred steps.
 FEATURE_GAIN = 4.0
-LOG_EPS = 1e-30  # log(p) of a token with no mass in either head
+LOG_EPS = 1e-30
+# The encoder's unit vectors (`GPTConfig.unit_vectors`) are multiplied by this before their
+# projection: a unit-norm vector's entries are ~1/sqrt(D), so AdamW's steps on the projection would
+# move the model's input 4x slower than the tables' (the same reason as FEATURE_GAIN).
+VECTOR_GAIN = 4.0  # log(p) of a token with no mass in either head

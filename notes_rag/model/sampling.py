@@ -69,13 +69,12 @@ def stream_text(token_bytes, ids: Iterable[int]) -> Iterator[str]:
     """Turn ids into text pieces that never split a multi-byte character.
 
     `token_bytes(id) -> bytes` (e.g. `Tokenizer.token_bytes`). Bytes of a character that spans
-    tokens are held back until it is complete; invalid sequences become U+FFFD.
+    tokens are held back until it is complete; invalid sequences become U+FFFD. A character
+    still unfinished when the ids end (an answer cut by its length limit) is dropped, not shown as
+    U+FFFD.
     """
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     for i in ids:
         piece = decoder.decode(token_bytes(i))
         if piece:
             yield piece
-    tail = decoder.decode(b"", final=True)
-    if tail:
-        yield tail
