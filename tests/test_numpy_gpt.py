@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from notes_rag.chat.writer import no_answer_score
+from notes_rag.errors import NotesRagError
 from notes_rag.model import engine, kernels, numpy_decode, numpy_gpt
 from notes_rag.model.checkpoint import load_model, write_checkpoint
 from notes_rag.model.constants import AFTER_SHIFT, COPY_FEATURES, COS_SHIFT, RANK_SHIFT
@@ -228,3 +229,17 @@ print("".join(stream_text(tok.token_bytes, out)))
 assert "torch" not in sys.modules, "torch was imported"
 """
     subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=120)
+
+
+def test_a_model_reading_vectors_names_an_index_of_another_encoder(tok, tmp_path):
+    """A model trained on 6-d unit vectors, given an input of another encoder's (or none): one
+    readable line, from the numpy and the torch model alike."""
+    torch_model, np_model = _models(tok, tmp_path, **VECTORS)
+    passages = [("a.md › Sieć", "Sieć neuronowa uczy się wag na podstawie danych.")]
+    units = [np.ones((1, 4), np.float32)]
+    other = encode(tok, "Czego uczy się sieć?", passages, max_len=90, vectors=(np.ones(4, np.float32), units))
+    bare = encode(tok, "Czego uczy się sieć?", passages, max_len=90)
+    for model in (np_model, torch_model):
+        for inp in (other, bare):
+            with pytest.raises(NotesRagError, match="6-d unit vectors.*notes-rag index --rebuild"):
+                no_answer_score(model, tok, inp)

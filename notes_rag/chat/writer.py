@@ -107,7 +107,16 @@ def no_answer_score(model, tok: Tokenizer, inp: ReaderInput) -> float:
 def read_vectors(model, inp: ReaderInput):
     """The input tokens' encoder vectors for a model that reads them (gpt.py `unit_vectors`), else
     None."""
-    return token_vectors(inp.vectors, inp.vector_rows) if getattr(model.config, "unit_vectors", 0) else None
+    dim = getattr(model.config, "unit_vectors", 0)
+    if not dim:
+        return None
+    if inp.vectors is None or inp.vectors.shape[1] != dim:
+        got = "none" if inp.vectors is None else f"{inp.vectors.shape[1]}-d ones"
+        raise NotesRagError(
+            f"the model reads the release encoder's {dim}-d unit vectors; this index's encoder gives {got}: "
+            "index the notes with the release encoder (notes-rag index --rebuild) or train-generator with yours"
+        )
+    return token_vectors(inp.vectors, inp.vector_rows)
 
 
 def best_citation(text: str, passages: list[str]) -> int:
