@@ -4,9 +4,12 @@
         --json docs/benchmarks/generator_heldout.json
 
 The items are `notes-rag sft-data`'s validation split (kit paragraphs never trained on, no
-passage shared with training), rendered as notes and read as the model reads them
-(sft/generator_data.py): the gold passage plus 2 distractors found by BM25 in the same source,
-about a quarter unanswerable (the gold passage removed). Each question is answered in one run by
+passage shared with training), rendered as notes and read as the chat reads them
+(chat/turn_input.py: markup cleaned, each unit's relevance codes and encoder vectors from the
+index's encoder, as train-generator's kit items): the gold passage plus 2 distractors found by
+BM25 in the same source, about a quarter unanswerable (the gold passage removed). `--codes`
+reads only some of the codes (the ablation of issue 29, checkpoint 1; model/reader.py
+CODE_SETS). Each question is answered in one run by
 
 - the model: the chat's constrained copy decode (chat/writer.py), and
 - the quote by meaning (chat/quote.py) over the same passages (all of them: their order here is
@@ -42,11 +45,11 @@ from notes_rag.chat.quote import QuoteConfig, cited_quote
 from notes_rag.chat.writer import write
 from notes_rag.eval.intervals import wilson
 from notes_rag.fileio import atomic_write_json
+from notes_rag.model import reader
 from notes_rag.model.checkpoint import load_model
 from notes_rag.model.engine import SamplingConfig
-from notes_rag.model.reader import encode
 from notes_rag.sft.generator_data import note_passages, questions_of_record
-from notes_rag.text import fold, n_words
+from notes_rag.text import clean_markup, fold, n_words
 
 
 def _items(path: Path, n: int, seed: int) -> list[dict]:
@@ -105,29 +108,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--bias", type=float, default=AnswerConfig().abstain_bias, help="abstain bias for this run")
+    ap.add_argument("--codes", default="all", choices=list(reader.CODE_SETS), help="codes the model reads")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from notes_rag.index.encoder import encode_passages, encode_queries, load_query_encoder
+    from notes_rag.chat.turn_input import PlainUnits, turn_input
+    from notes_rag.index.encoder import load_encoder
 
     model, tok, _ = load_model(args.model)
     model.eval()
-    enc = load_query_encoder()
+    units = PlainUnits(load_encoder())  # the encoder train-generator's kit items read with
+    if args.codes != "all":
+        codes, keep = reader.relevance_codes, reader.CODE_SETS[args.codes]
+        reader.relevance_codes = lambda cosines: [[c & keep for c in cs] for cs in codes(cosines)]
 
     def similarity(query: str, texts: list[str]):
-        q = encode_queries(enc, [query])[0]
-        return encode_passages(enc, texts) @ q
+        return units.passage_vectors(texts) @ units.query_vector(query)
 
     cfg = AnswerConfig()
     items = _items(args.data / "val.jsonl", args.n, args.seed)
     rows, t0 = [], time.time()
     for it in items:
         lang = it["lang"] if it["lang"] in ABSTAIN else "en"
-        inp = encode(
-            tok, it["question"], it["passages"], it["history"], max_len=model.config.seq_len - cfg.max_new_tokens,
-            system=SYSTEM_PROMPT[lang],
-        )  # fmt: skip
-        texts = [t for _, t in it["passages"]]
-        pieces = write(model, tok, inp, it["passages"], [it["question"], *it["history"]],
+        passages = [(label, clean_markup(text)) for label, text in it["passages"]]
+        inp = turn_input(tok, units, it["question"], it["history"], passages, SYSTEM_PROMPT[lang],
+                         model.config.seq_len - cfg.max_new_tokens)  # fmt: skip
+        texts = [t for _, t in passages]
+        pieces = write(model, tok, inp, passages, [it["question"], *it["history"]],
                        SamplingConfig(max_new_tokens=cfg.max_new_tokens), cfg.max_words, time.perf_counter(),
                        abstain_bias=args.bias)  # fmt: skip
         while True:
@@ -144,7 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     table = Table(title=f"held-out kit as notes: {len(rows)} questions, {time.time() - t0:.0f} s")
     for col in ("lang", "n", "model holds gold", "quote holds gold", "model ≤60 words"):
         table.add_column(col, justify="right")
-    report: dict = {"n": len(rows), "model": str(args.model), "date": time.strftime("%Y-%m-%d"), "by_lang": {}}
+    report: dict = {
+        "n": len(rows),
+        "model": str(args.model),
+        "codes": args.codes,
+        "date": time.strftime("%Y-%m-%d"),
+        "by_lang": {},
+    }
     for lang in ("en", "pl"):
         ans = [r for r in rows if r["answerable"] and r["lang"] == lang]
         m = sum(_holds(r["model"], r["gold"]) and not r["model_abstained"] for r in ans)
