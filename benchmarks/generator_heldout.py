@@ -5,8 +5,8 @@
 
 The items are `notes-rag sft-data`'s validation split (kit paragraphs never trained on, no
 passage shared with training), rendered as notes and read as the chat reads them
-(chat/turn_input.py: markup cleaned, each unit's relevance codes and encoder vectors from the
-index's encoder, as train-generator's kit items): the gold passage plus 2 distractors found by
+(chat/turn_input.py: markup cleaned, each unit's relevance codes from the index's encoder, as
+train-generator's kit items): the gold passage plus 2 distractors found by
 BM25 in the same source, about a quarter unanswerable (the gold passage removed). `--codes`
 reads only some of the codes (the ablation of issue 29, checkpoint 1; model/reader.py
 CODE_SETS). Each question is answered in one run by
@@ -121,9 +121,6 @@ def main(argv: list[str] | None = None) -> int:
         codes, keep = reader.relevance_codes, reader.CODE_SETS[args.codes]
         reader.relevance_codes = lambda cosines: [[c & keep for c in cs] for cs in codes(cosines)]
 
-    def similarity(query: str, texts: list[str]):
-        return units.passage_vectors(texts) @ units.query_vector(query)
-
     cfg = AnswerConfig()
     items = _items(args.data / "val.jsonl", args.n, args.seed)
     rows, t0 = [], time.time()
@@ -144,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
         # the quote reads every passage: here they come in random order, not retrieval's
         query = " ".join([*it["history"][-1:], it["question"]])
-        quote = cited_quote(query, texts, similarity, QuoteConfig(passages=len(texts))) or ABSTAIN[lang]
+        quote = cited_quote(query, texts, units.similarity, QuoteConfig(passages=len(texts))) or ABSTAIN[lang]
         rows.append({**it, "model": w.text, "quote": quote, "model_abstained": w.abstained, "no_answer": w.no_answer})
     console = Console()
     table = Table(title=f"held-out kit as notes: {len(rows)} questions, {time.time() - t0:.0f} s")

@@ -65,19 +65,11 @@ class FakeRetriever:
     def similarity(self, query, texts):
         return np.zeros(len(texts))  # no encoder: the quote's lexical score decides
 
-    def query_vector(self, query):
-        return np.zeros(4, dtype=np.float32)
-
-    def passage_vectors(self, texts):
-        return np.zeros((len(texts), 4), dtype=np.float32)
-
 
 def _fake_generate(text, tok, seen=None):
     """A stand-in for `engine.generate_copy` that writes `text` (and records each prompt)."""
 
-    def gen(
-        model, prompt, copy_mask=None, match=None, cfg=None, stop_ids=(), constraint=None, on_first=None, vectors=None
-    ):
+    def gen(model, prompt, copy_mask=None, match=None, cfg=None, stop_ids=(), constraint=None, on_first=None):
         if seen is not None:
             seen.append(prompt)
         yield from tok.encode(text)

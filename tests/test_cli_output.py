@@ -87,9 +87,7 @@ def _documented_fields() -> list[str]:
 def test_ask_json_is_the_documented_schema(tiny_index, tiny_ckpt, monkeypatch, tok):
     args = ["ask", "Kto zaproponował model neuronu?", "--index", str(tiny_index), "--model", str(tiny_ckpt)]
 
-    def writes(
-        model, prompt, copy_mask=None, match=None, cfg=None, stop_ids=(), constraint=None, on_first=None, vectors=None
-    ):
+    def writes(model, prompt, copy_mask=None, match=None, cfg=None, stop_ids=(), constraint=None, on_first=None):
         yield from tok.encode("model neuronu [1]")  # what the trained model would copy
 
     monkeypatch.setattr("notes_rag.model.numpy_decode.generate_copy", writes)  # the chat's torch-free path

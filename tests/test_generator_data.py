@@ -4,20 +4,10 @@ sources only on prompt text, note rendering keeps every sentence, uncopyable ans
 from __future__ import annotations
 
 import random
-import zlib
 
-import numpy as np
 import torch
 
-from notes_rag.model.reader import token_vectors
-from notes_rag.sft.generator_data import (
-    as_notes,
-    batch_of,
-    items_of_record,
-    load_items,
-    save_items,
-    special_ids,
-)
+from notes_rag.sft.generator_data import as_notes, batch_of, items_of_record, special_ids
 from notes_rag.text import sentences
 
 PASSAGES = [
@@ -93,42 +83,3 @@ def test_the_answer_starts_with_tokens_the_copy_head_can_copy(tok):
     answer = it.ids[it.prompt_len : -1].tolist()
     assert tok.decode(answer).strip() == "McCulloch i Pitts [1]"
     assert any(it.ids[j : j + 2].tolist() == answer[:2] for j in range(it.prompt_len))  # a copyable start
-
-
-class _HashUnits:
-    """A UnitEncoder with a fixed random unit vector per text (no model)."""
-
-    def _vec(self, text: str) -> np.ndarray:
-        v = np.random.default_rng(zlib.crc32(text.encode())).normal(size=8).astype(np.float32)
-        return v / np.linalg.norm(v)
-
-    def query_vector(self, query):
-        return self._vec("q:" + query)
-
-    def passage_vectors(self, texts):
-        return np.stack([self._vec(t) for t in texts])
-
-    def translations(self, query):
-        return []
-
-
-def test_items_keep_their_encoder_vectors_through_save_and_batch(tok, tmp_path):
-    rec = _record(
-        [
-            ("Kto zaproponował model neuronu?", "W 1943 roku McCulloch i Pitts zaproponowali model neuronu. [1]"),
-            ("Co robi BPE?", "BPE breaks unknown words into smaller subword units. [2]"),
-        ],
-        [{"passage": 1, "answer": "McCulloch i Pitts"}, {"passage": 2, "answer": "BPE"}],
-    )
-    items = items_of_record(rec, tok, 512, units=_HashUnits())
-    assert len(items) == 2 and all(it.vectors is not None for it in items)
-    save_items(tmp_path / "items.npz", items)
-    with np.load(tmp_path / "items.npz") as z:  # the two questions read the same units: stored once
-        assert len(z["vector_table"]) < sum(len(it.vectors) for it in items)
-    loaded = load_items(tmp_path / "items.npz")
-    x, _ = batch_of(loaded, special_ids(tok))
-    for b, (it, back) in enumerate(zip(items, loaded)):
-        assert np.array_equal(it.vectors, back.vectors) and np.array_equal(it.vector_rows, back.vector_rows)
-        want = token_vectors(it.vectors.astype(np.float32), it.vector_rows)
-        assert torch.equal(x["vectors"][b, : len(it.ids)], torch.from_numpy(want))
-        assert not x["vectors"][b, it.prompt_len :].any()  # the answer reads no vector

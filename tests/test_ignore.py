@@ -258,9 +258,7 @@ def test_ask_cites_the_pdf_page_with_the_evidence(mixed, tiny_enc, tmp_path, tok
     model, tok2, _ = load_model(ckpt)
     retriever = Retriever(mixed / ".notes-rag", encoder=load_encoder(tiny_enc))
 
-    def writes(
-        model, prompt, copy_mask=None, match=None, cfg=None, stop_ids=(), constraint=None, on_first=None, vectors=None
-    ):
+    def writes(model, prompt, copy_mask=None, match=None, cfg=None, stop_ids=(), constraint=None, on_first=None):
         yield from tok2.encode("grows the step size linearly over the first 2000 steps [1]")
 
     monkeypatch.setattr("notes_rag.model.engine.generate_copy", writes)

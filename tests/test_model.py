@@ -142,23 +142,6 @@ def test_old_reader_checkpoint_loads_and_becomes_a_generator(tok, tmp_path):
     torch.testing.assert_close(gen(x), reader(x), rtol=0, atol=0)
 
 
-def test_a_generator_gains_unit_vectors_as_a_no_op_until_trained(tok):
-    """train-generator --vectors on a generator without them: the projection starts at zero, so
-    the model answers as before; a model that has one keeps it."""
-    from notes_rag.train.generator import with_copy_head
-
-    torch.manual_seed(0)
-    gen = with_copy_head(GPT(preset("tiny", vocab_size=tok.vocab_size, seq_len=64))).eval()
-    seen = with_copy_head(gen, unit_vectors=16).eval()
-    assert seen.config.unit_vectors == 16 and not seen.vec_proj.any()
-    x, match = torch.randint(0, tok.vocab_size, (2, 12)), torch.randint(0, 1 << 13, (2, 12))
-    vectors = torch.randn(2, 12, 16)
-    torch.testing.assert_close(seen.hidden(x, match=match, vectors=vectors), gen.hidden(x, match=match))
-    torch.nn.init.normal_(seen.vec_proj)
-    assert not torch.allclose(seen.hidden(x, match=match, vectors=vectors), gen.hidden(x, match=match))
-    assert with_copy_head(seen) is seen and with_copy_head(seen, unit_vectors=16) is seen
-
-
 def test_set_learning_freezes_all_but_the_named_weights(tok):
     from notes_rag.train.generator import set_learning, with_copy_head
     from notes_rag.train.loop import TrainConfig

@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from notes_rag.chat.writer import no_answer_score
-from notes_rag.errors import NotesRagError
 from notes_rag.model import engine, kernels, numpy_decode, numpy_gpt
 from notes_rag.model.checkpoint import load_model, write_checkpoint
 from notes_rag.model.constants import AFTER_SHIFT, COPY_FEATURES, COS_SHIFT, RANK_SHIFT
@@ -30,7 +29,6 @@ from notes_rag.text import lowercase_words
 TOL = 1e-4
 # every copy feature and the relevance tables (rank and cosine bin above the match flags); none
 RELEVANCE = {"relevance": True, "structure": True, "copy_features": COPY_FEATURES}
-VECTORS = {**RELEVANCE, "unit_vectors": 6}  # and the encoder's vectors of the units and question
 NO_FEATURES = {"copy_features": ()}
 
 
@@ -69,32 +67,18 @@ def _prompt(n: int, vocab: int, seed: int):
     return ids, (rng.random(n) < 0.7).tolist(), codes.tolist()
 
 
-@pytest.mark.parametrize("overrides", [{}, {"tie_embeddings": False, "n_kv_head": 4}, NO_FEATURES, RELEVANCE, VECTORS])
+@pytest.mark.parametrize("overrides", [{}, {"tie_embeddings": False, "n_kv_head": 4}, NO_FEATURES, RELEVANCE])
 def test_logits_and_first_step_equal_torch(tok, tmp_path, overrides):
     torch_model, np_model = _models(tok, tmp_path, **overrides)
     for seed, n in ((1, 7), (2, 60)):
         ids, mask, match = _prompt(n, tok.vocab_size, seed)
-        vectors = _vectors(n, overrides.get("unit_vectors", 0), seed)
         with torch.no_grad():
             logits = torch_model(torch.tensor([ids]))[0].numpy()
         assert np.abs(np_model.logits(ids) - logits).max() < TOL
-        want = CopyDecoder(torch_model, ids, mask, match, vectors).prefill().numpy()
-        got = np_model.first_logprobs(ids, mask, match, vectors)
-        if vectors is not None:  # the vectors change the answer's first step
-            assert np.abs(CopyDecoder(torch_model, ids, mask, match).prefill().numpy() - want).max() > 1e-3
+        want = CopyDecoder(torch_model, ids, mask, match).prefill().numpy()
+        got = np_model.first_logprobs(ids, mask, match)
         assert got.shape == want.shape and np.abs(got - want).max() < TOL
         assert np.isclose(np.exp(got).sum(), 1.0, atol=1e-4)  # a distribution over the vocabulary
-
-
-def _vectors(n: int, dim: int, seed: int) -> np.ndarray | None:
-    """Per token an encoder vector (unit-norm rows, zero on a fifth of the tokens), or None."""
-    if not dim:
-        return None
-    rng = np.random.default_rng(seed)
-    v = rng.normal(size=(n, dim)).astype(np.float32)
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
-    v[rng.random(n) < 0.2] = 0
-    return v
 
 
 def test_no_source_position_uses_the_vocabulary_alone(tok, tmp_path):
@@ -131,14 +115,12 @@ def test_writing_an_answer_switches_to_the_torch_model(tok, tmp_path):
     assert isinstance(np_model, NumpyGPT) and isinstance(np_model.torch_model(), GPT)
 
 
-@pytest.mark.parametrize("overrides", [RELEVANCE, NO_FEATURES, {"n_kv_head": 1}, VECTORS])
+@pytest.mark.parametrize("overrides", [RELEVANCE, NO_FEATURES, {"n_kv_head": 1}])
 def test_each_cached_decode_step_equals_torch(tok, tmp_path, monkeypatch, overrides):
     torch_model, np_model = _models(tok, tmp_path, **overrides)
     monkeypatch.setattr(numpy_gpt, "ATTN_BLOCK", 16)  # the prompt pass in 4 blocks, the last one short
     ids, mask, match = _prompt(50, tok.vocab_size, 4)
-    vectors = _vectors(50, overrides.get("unit_vectors", 0), 4)
-    ours = NumpyCopyDecoder(np_model, ids, mask, match, vectors)
-    theirs = CopyDecoder(torch_model, ids, mask, match, vectors)
+    ours, theirs = NumpyCopyDecoder(np_model, ids, mask, match), CopyDecoder(torch_model, ids, mask, match)
     got, want = ours.prefill(), theirs.prefill().numpy()
     assert np.abs(got - want).max() < TOL
     # continue a span of the prompt, so follows_last(_two) and longest_run fire, then a stray token
@@ -163,19 +145,16 @@ def _question(tok, np_model):
     return inp.ids, copy_sources(inp.ids, set(specials)), match, specials, sources
 
 
-@pytest.mark.parametrize("overrides", [RELEVANCE, NO_FEATURES, VECTORS])
+@pytest.mark.parametrize("overrides", [RELEVANCE, NO_FEATURES])
 @pytest.mark.parametrize("constrained", [False, True])
 def test_greedy_answer_is_the_torch_one(tok, tmp_path, overrides, constrained):
     torch_model, np_model = _models(tok, tmp_path, seq_len=160, **overrides)
     ids, mask, match, specials, sources = _question(tok, np_model)
-    vectors = _vectors(len(ids), overrides.get("unit_vectors", 0), 5)
     cfg = SamplingConfig(max_new_tokens=30)
 
     def answer(generate_copy, model):
         constraint = WordConstraint.for_sources(tok, sources, stop_ids=specials) if constrained else None
-        return list(
-            generate_copy(model, ids, mask, match, cfg, stop_ids=specials, constraint=constraint, vectors=vectors)
-        )
+        return list(generate_copy(model, ids, mask, match, cfg, stop_ids=specials, constraint=constraint))
 
     ours, theirs = answer(numpy_decode.generate_copy, np_model), answer(engine.generate_copy, torch_model)
     assert ours == theirs and len(ours) > 3
@@ -229,17 +208,3 @@ print("".join(stream_text(tok.token_bytes, out)))
 assert "torch" not in sys.modules, "torch was imported"
 """
     subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=120)
-
-
-def test_a_model_reading_vectors_names_an_index_of_another_encoder(tok, tmp_path):
-    """A model trained on 6-d unit vectors, given an input of another encoder's (or none): one
-    readable line, from the numpy and the torch model alike."""
-    torch_model, np_model = _models(tok, tmp_path, **VECTORS)
-    passages = [("a.md › Sieć", "Sieć neuronowa uczy się wag na podstawie danych.")]
-    units = [np.ones((1, 4), np.float32)]
-    other = encode(tok, "Czego uczy się sieć?", passages, max_len=90, vectors=(np.ones(4, np.float32), units))
-    bare = encode(tok, "Czego uczy się sieć?", passages, max_len=90)
-    for model in (np_model, torch_model):
-        for inp in (other, bare):
-            with pytest.raises(NotesRagError, match="6-d unit vectors.*notes-rag index --rebuild"):
-                no_answer_score(model, tok, inp)

@@ -10,15 +10,14 @@ import pytest
 from tiny_encoder import build_tiny_encoder
 
 from notes_rag.chat.answer import Source, sources_of
-from notes_rag.chat.turn_input import read_passages, turn_input, unit_cosines, unit_vectors
+from notes_rag.chat.turn_input import read_passages, turn_input, unit_cosines
 from notes_rag.errors import NotesRagError
 from notes_rag.index import store
 from notes_rag.index.build import update_index
 from notes_rag.index.encoder import encode_passages, encode_queries, load_encoder
 from notes_rag.index.search import Retriever
 from notes_rag.model.constants import AFTER_SHIFT, N_REL, RANK_SHIFT
-from notes_rag.model.reader import encode, relevance_codes, token_vectors
-from notes_rag.sft.generator_data import GeneratorItem
+from notes_rag.model.reader import encode, relevance_codes
 from notes_rag.sft.notes_qa import NotesQuestion, target_answer, variant
 from notes_rag.text import clean_markup, unit_spans
 
@@ -94,10 +93,6 @@ def test_a_training_item_and_a_chat_input_read_the_same_units(indexed, tok):
     a = turn_input(tok, r, "position embedding?", (), chat_passages, None, 512)
     b = turn_input(tok, r, "position embedding?", (), train_passages, None, 512)
     assert a.ids == b.ids and a.match == b.match
-    assert a.vector_rows == b.vector_rows and np.array_equal(a.vectors, b.vectors)
-    item = GeneratorItem.of(b, [tok.special("end")], True, "en", "test")  # as sft/notes_qa.py stores it
-    np.testing.assert_allclose(item.vectors.astype(np.float32), a.vectors, atol=2e-3)  # float16
-    assert item.vector_rows[: len(a.ids)].tolist() == a.vector_rows and item.vector_rows[-1] == -1
     ranks = [(m >> RANK_SHIFT) % N_REL for m in a.match]
     assert ranks.count(1) > 0  # the top unit's tokens carry rank 1
     for _, text in chat_passages:  # units are text.unit_spans of the cleaned text
@@ -228,40 +223,8 @@ def tiny_chat_parts(tmp_path, tok):
         def translations(self, query):
             return []
 
-        def query_vector(self, query):
-            return np.array([1.0, 0.0], dtype=np.float32)
-
-        def passage_vectors(self, texts):  # cosines 0.9 down to 0.8
-            c = np.linspace(0.9, 0.8, len(texts))
-            return np.stack([c, np.sqrt(1 - c * c)], 1).astype(np.float32)
+        def similarity(self, query, texts):
+            return np.linspace(0.9, 0.8, len(texts))
 
     model, tok2, _ = load_model(write_tiny_checkpoint(tmp_path / "m", tok))
     return Assistant(Marked(), model, tok2, AnswerConfig(max_new_tokens=24), "m", "i")
-
-
-def test_the_model_input_carries_the_question_and_unit_vectors(indexed, tok):
-    """Option (b) of issue 29: row 0 of `ReaderInput.vectors` is the question's vector, the
-    question's tokens read it; each unit's tokens read their unit's stored vector; labels, markers
-    and earlier questions read none."""
-    folder, enc = indexed
-    r = Retriever(folder / ".notes-rag", encoder=enc)
-    passages = read_passages(sources_of(r.search("position embedding", k=2, mode="bm25").hits))
-    q = "How are position embeddings combined?"
-    inp = turn_input(tok, r, q, ("Earlier question?",), passages, None, 512)
-    seen = unit_vectors(r, q, passages)
-    np.testing.assert_allclose(inp.vectors[0], encode_queries(enc, [q])[0], atol=1e-5)
-    np.testing.assert_allclose(inp.vectors[1:], np.concatenate(seen.units), atol=1e-6)
-    rows = np.asarray(inp.vector_rows)
-    asked = tok.encode(q)
-    at = next(i for i in range(len(inp.ids)) if inp.ids[i : i + len(asked)] == asked)
-    assert (rows[at : at + len(asked)] == 0).all() and (rows[:at] == -1).all()
-    passage_tokens = [i for i, (p, _, _) in enumerate(inp.offsets) if p]
-    assert (rows[passage_tokens] >= 1).all()
-    for i in passage_tokens:  # a token's row is the unit whose characters hold it
-        p, start, _ = inp.offsets[i]
-        first_row = 1 + sum(len(unit_spans(t)) for _, t in passages[: p - 1])
-        u = next(k for k, (a, b) in enumerate(unit_spans(passages[p - 1][1])) if a <= start < b)
-        assert rows[i] == first_row + u
-    per_token = token_vectors(inp.vectors, inp.vector_rows)
-    assert per_token.shape == (len(inp.ids), inp.vectors.shape[1]) and not per_token[rows == -1].any()
-    r.close()

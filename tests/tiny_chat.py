@@ -22,9 +22,7 @@ from notes_rag.model.gpt import GPT, preset
 TOP_LINE_WRITER_PATH = Path(__file__).parent / "top_line_writer"
 
 
-def top_line_writer(
-    model, prompt, copy_mask=None, match=None, cfg=None, stop_ids=(), constraint=None, on_first=None, vectors=None
-):
+def top_line_writer(model, prompt, copy_mask=None, match=None, cfg=None, stop_ids=(), constraint=None, on_first=None):
     """A `generate_copy` that writes the prompt tokens of the top-ranked unit."""
     from notes_rag.model.constants import N_REL, RANK_SHIFT
 

@@ -20,7 +20,6 @@ notes, so what the model learns from is what the chat gives it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -32,12 +31,9 @@ from notes_rag.text import clean_markup, unit_texts
 
 
 class UnitEncoder(Protocol):
-    """What the relevance features need of retrieval (`index.search.Retriever`): unit-norm
-    vectors of the question and of passage texts, in one vector space."""
+    """What the relevance features need of retrieval (`index.search.Retriever`)."""
 
-    def query_vector(self, query: str) -> np.ndarray: ...
-
-    def passage_vectors(self, texts: list[str]) -> np.ndarray: ...
+    def similarity(self, query: str, texts: list[str]) -> np.ndarray: ...
 
     def translations(self, query: str) -> list[str]: ...
 
@@ -58,30 +54,27 @@ class PlainUnits:
         if todo:
             self._cache.update(zip(todo, np.asarray(self._passages(self.encoder, todo), dtype=np.float32)))
 
-    def passage_vectors(self, texts: list[str]) -> np.ndarray:
-        self.warm(texts)
-        return np.stack([self._cache[t] for t in texts])
-
-    def query_vector(self, query: str) -> np.ndarray:
-        return np.asarray(self._queries(self.encoder, [query]), dtype=np.float32)[0]
+    def similarity(self, query: str, texts: list[str]) -> np.ndarray:
+        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if todo:
+            self._cache.update(zip(todo, np.asarray(self._passages(self.encoder, todo), dtype=np.float32)))
+        q = np.asarray(self._queries(self.encoder, [query]), dtype=np.float32)[0]
+        return np.stack([self._cache[t] for t in texts]) @ q
 
     def translations(self, query: str) -> list[str]:
         return []
 
 
 class UnitCollector:
-    """A `UnitEncoder` that only records the unit texts it is asked about (zero vectors): a first
-    pass over training items, so `PlainUnits.warm` can embed them all in one batched call."""
+    """A `UnitEncoder` that only records the unit texts it is asked about (cosines 0): a first pass
+    over training items, so `PlainUnits.warm` can embed them all in one batched call."""
 
     def __init__(self):
         self.texts: list[str] = []
 
-    def passage_vectors(self, texts: list[str]) -> np.ndarray:
+    def similarity(self, query: str, texts: list[str]) -> np.ndarray:
         self.texts += texts
-        return np.zeros((len(texts), 1), dtype=np.float32)
-
-    def query_vector(self, query: str) -> np.ndarray:
-        return np.zeros(1, dtype=np.float32)
+        return np.zeros(len(texts), dtype=np.float32)
 
     def translations(self, query: str) -> list[str]:
         return []
@@ -104,42 +97,24 @@ def relevance_query(question: str, previous: Sequence[str]) -> str:
     return question
 
 
-@dataclass
-class UnitVectors:
-    """The retrieval encoder's view of one turn: the question's vector and, per passage, each
-    unit's (`text.unit_spans`); `cosines` are their dot products."""
-
-    question: np.ndarray  # (D,)
-    units: list[np.ndarray]  # per passage (units, D)
-    cosines: list[list[float]]
-
-
-def unit_vectors(encoder: UnitEncoder, query: str, passages: Sequence[tuple[str, str]]) -> UnitVectors:
-    """The question's and every unit's vector (one encoder call, or none when the index stored
-    them) and each unit's cosine to `query`. A unit without a letter or digit (a rule of dashes,
-    an emptied image line) gets a zero vector and the lowest cosine of the rest, so it ranks last."""
+def unit_cosines(encoder: UnitEncoder, query: str, passages: Sequence[tuple[str, str]]) -> list[list[float]]:
+    """Per passage, the cosine of each unit (`text.unit_spans`) to `query`, in one encoder call.
+    A unit without a letter or digit (a rule of dashes, an emptied image line) gets the lowest
+    cosine of the rest, so it ranks last."""
     per = [unit_texts(text) for _, text in passages]
     flat = [u for units in per for u in units]
-    idx = [i for i, u in enumerate(flat) if any(ch.isalnum() for ch in u)]
-    q = np.asarray(encoder.query_vector(query), dtype=np.float32)
-    vecs = np.zeros((len(flat), q.shape[0]), dtype=np.float32)
+    has = [any(ch.isalnum() for ch in u) for u in flat]
     cos = np.full(len(flat), np.nan, dtype=np.float32)
+    idx = [i for i, h in enumerate(has) if h]
     if idx:
-        vecs[idx] = encoder.passage_vectors([flat[i] for i in idx])
-        cos[idx] = vecs[idx] @ q
+        cos[idx] = encoder.similarity(query, [flat[i] for i in idx])
     floor = float(np.nanmin(cos)) if idx else 0.0
     cos = np.where(np.isnan(cos), floor - 0.01, cos)
-    units, cosines, k = [], [], 0
-    for us in per:
-        units.append(vecs[k : k + len(us)])
-        cosines.append([float(c) for c in cos[k : k + len(us)]])
-        k += len(us)
-    return UnitVectors(q, units, cosines)
-
-
-def unit_cosines(encoder: UnitEncoder, query: str, passages: Sequence[tuple[str, str]]) -> list[list[float]]:
-    """Per passage, the cosine of each unit (`text.unit_spans`) to `query` (`unit_vectors`)."""
-    return unit_vectors(encoder, query, passages).cosines
+    out, k = [], 0
+    for units in per:
+        out.append([float(c) for c in cos[k : k + len(units)]])
+        k += len(units)
+    return out
 
 
 def turn_input(
@@ -151,9 +126,8 @@ def turn_input(
     system: str | None,
     max_len: int,
 ) -> ReaderInput:
-    """The model input of one turn (model/reader.py `encode`) with its relevance codes and the
-    encoder's vectors of the question and the units."""
-    seen = unit_vectors(encoder, relevance_query(question, previous), passages)
+    """The model input of one turn (model/reader.py `encode`) with its relevance codes."""
+    cosines = unit_cosines(encoder, relevance_query(question, previous), passages)
     return encode(
         tok,
         question,
@@ -162,6 +136,5 @@ def turn_input(
         tuple(encoder.translations(question)),
         max_len=max_len,
         system=system,
-        relevance=seen.cosines,
-        vectors=(seen.question, seen.units),
+        relevance=cosines,
     )

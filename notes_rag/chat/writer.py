@@ -31,7 +31,7 @@ import numpy as np
 from notes_rag.chat.format import ABSTAIN, extract_citations, is_abstention
 from notes_rag.errors import NotesRagError
 from notes_rag.model.numpy_gpt import NumpyGPT
-from notes_rag.model.reader import ReaderInput, copy_sources, token_vectors
+from notes_rag.model.reader import ReaderInput, copy_sources
 from notes_rag.model.tokenizer import SPECIAL_TOKENS, Tokenizer
 from notes_rag.text import words
 
@@ -96,27 +96,11 @@ def no_answer_score(model, tok: Tokenizer, inp: ReaderInput) -> float:
     the numpy model when the chat loaded it (model/numpy_gpt.py), else by the torch one."""
     specials = {tok.special(s) for s in SPECIAL_TOKENS}
     mask = copy_sources(inp.ids, specials)
-    vectors = read_vectors(model, inp)
     if isinstance(model, NumpyGPT):
-        return abstention_margin(tok, model.first_logprobs(inp.ids, mask, inp.match, vectors))
+        return abstention_margin(tok, model.first_logprobs(inp.ids, mask, inp.match))
     from notes_rag.model.engine import CopyDecoder
 
-    return abstention_margin(tok, CopyDecoder(model, inp.ids, mask, inp.match, vectors).prefill())
-
-
-def read_vectors(model, inp: ReaderInput):
-    """The input tokens' encoder vectors for a model that reads them (gpt.py `unit_vectors`), else
-    None."""
-    dim = getattr(model.config, "unit_vectors", 0)
-    if not dim:
-        return None
-    if inp.vectors is None or inp.vectors.shape[1] != dim:
-        got = "none" if inp.vectors is None else f"{inp.vectors.shape[1]}-d ones"
-        raise NotesRagError(
-            f"the model reads the release encoder's {dim}-d unit vectors; this index's encoder gives {got}: "
-            "index the notes with the release encoder (notes-rag index --rebuild) or train-generator with yours"
-        )
-    return token_vectors(inp.vectors, inp.vector_rows)
+    return abstention_margin(tok, CopyDecoder(model, inp.ids, mask, inp.match).prefill())
 
 
 def best_citation(text: str, passages: list[str]) -> int:
@@ -178,15 +162,7 @@ def write(
             yield i
 
     ids = generate_copy(
-        model,
-        inp.ids,
-        copy_mask,
-        inp.match,
-        sampling,
-        stop_ids=specials,
-        constraint=constraint,
-        on_first=no_answer,
-        vectors=read_vectors(model, inp),
+        model, inp.ids, copy_mask, inp.match, sampling, stop_ids=specials, constraint=constraint, on_first=no_answer
     )
     pieces = []
     for piece in stream_text(tok.token_bytes, timed(_stops(tok, ids, max_words))):

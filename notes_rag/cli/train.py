@@ -189,9 +189,6 @@ def train_generator_cmd(
         "--learn",
         help="Weights that learn: all, top (tables, copy head, last block), head (tables, copy head).",
     ),
-    vectors: bool = typer.Option(
-        _GEN.vectors, "--vectors/--no-vectors", help="Also read the retrieval encoder's unit and question vectors."
-    ),
     time_budget: str = typer.Option(None, "--time-budget", help=f"Training time, e.g. 70m. {_TOTAL}"),
     steps: int = _STEPS,
     resume: bool = _RESUME,
@@ -206,14 +203,7 @@ def train_generator_cmd(
     """
     tc = train_config(_GEN.train, steps=steps, time_budget=time_budget, lr=lr, eval_every=eval_every, threads=threads)
     cfg = replace(
-        _GEN,
-        train=tc,
-        notes_qa=notes_qa,
-        kit_share=kit_share,
-        notes_variants=notes_variants,
-        codes=codes,
-        learn=learn,
-        vectors=vectors,
+        _GEN, train=tc, notes_qa=notes_qa, kit_share=kit_share, notes_variants=notes_variants, codes=codes, learn=learn
     )
     result = train_generator(base, data, out, cfg, resume=resume)
     typer.echo(f"done: step {result['step']}, best val loss {result['best_val']:.4f}; generator in {out / 'best'}")

@@ -273,15 +273,11 @@ class Retriever:
         """Cosines of `texts` (as passages) to `query` under the index's encoder."""
         if not texts:
             return np.zeros(0, dtype=np.float32)
-        return self.passage_vectors(texts) @ self.query_vector(query)
-
-    def query_vector(self, query: str) -> np.ndarray:
-        """`query` embedded as a query: the question a turn reads for was usually just searched,
-        so its vector is at hand."""
+        # the question the chat quotes for was usually just searched: its vector is at hand
         q = self._last_queries.get(query)
         if q is None:
             q = np.asarray(encode_queries(self.encoder, [query]), dtype=np.float32)[0]
-        return q
+        return self.passage_vectors(texts) @ q
 
     def passage_vectors(self, texts: list[str]) -> np.ndarray:
         """`texts` embedded as passages, each text once per process: a chat's units recur from turn

@@ -37,13 +37,4 @@ RUN_CAP = 8  # longest token run compared by `longest_run`
 # Feature weights are multiplied by this, so AdamW moves them FEATURE_GAIN× faster than a single
 # matrix entry: a feature must reach a score of several units within a few hundred steps.
 FEATURE_GAIN = 4.0
-LOG_EPS = 1e-30
-# The encoder's unit vectors (`GPTConfig.unit_vectors`) are multiplied by this before their
-# projection. AdamW moves every projection entry by ~lr a step whatever its input, so the projected
-# vector moves by ~lr x VECTOR_GAIN x the sum of its |entries| (~0.8 sqrt(D) for a unit-norm
-# vector). Chosen on notes_qa's val notes (issue 29, 2026-12-07, 250 steps from the 12-01
-# generator, all codes): at VECTOR_GAIN / sqrt(D) (a table row's pace) the run equalled the one
-# without vectors at every evaluation (validation loss 0.473 vs 0.473 at step 200), the vectors
-# unused; at 4.0 the model answered 0.48 of the val notes' key facts (0.44 without), at a higher
-# validation loss (0.491 vs 0.452). docs/GENERATOR.md, "Option (b)".
-VECTOR_GAIN = 4.0  # log(p) of a token with no mass in either head
+LOG_EPS = 1e-30  # log(p) of a token with no mass in either head

@@ -144,16 +144,10 @@ def attention(head: CopyHead, dots: torch.Tensor, feats: torch.Tensor | None, va
 
 
 def copy_loss(
-    model,
-    idx: torch.Tensor,
-    targets: torch.Tensor,
-    copy_mask: torch.Tensor,
-    match: torch.Tensor | None = None,
-    vectors: torch.Tensor | None = None,
+    model, idx: torch.Tensor, targets: torch.Tensor, copy_mask: torch.Tensor, match: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Mean −log p_mix(target) over targets != −1; idx/targets/copy_mask/match (B, T), vectors
-    (B, T, D) the tokens' encoder vectors (gpt.py `hidden`)."""
-    h = model.hidden(idx, match=match, vectors=vectors)  # (B, T, C)
+    """Mean −log p_mix(target) over targets != −1; idx/targets/copy_mask/match (B, T)."""
+    h = model.hidden(idx, match=match)  # (B, T, C)
     b, t = (targets != -1).nonzero(as_tuple=True)
     if b.numel() == 0:
         return h.sum() * 0.0

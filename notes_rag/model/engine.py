@@ -139,17 +139,11 @@ class CopyDecoder:
     mass on an abstention's first token is a no-answer score); `step(token)` feeds one token and
     returns the next step's. `copy_mask` marks the prompt positions the answer may copy from
     (default: none, so a plain model or an empty mask decodes with the vocabulary alone);
-    `match` holds the prompt's match-flag bits, `vectors` (T, D) its tokens' encoder vectors
-    (reader.py `token_vectors`); generated tokens get neither.
+    `match` holds the prompt's match-flag bits (generated tokens get none).
     """
 
     def __init__(
-        self,
-        model: GPT,
-        prompt: list[int],
-        copy_mask: list[bool] | None = None,
-        match: list[int] | None = None,
-        vectors=None,
+        self, model: GPT, prompt: list[int], copy_mask: list[bool] | None = None, match: list[int] | None = None
     ):
         if not prompt:
             raise ValueError("decoding needs a non-empty prompt")
@@ -162,15 +156,13 @@ class CopyDecoder:
         self.ids[0, : len(prompt)] = torch.tensor(prompt)
         self.n = len(prompt)
         self.prompt_match = None if match is None else torch.tensor([match], dtype=torch.long, device=self.device)
-        self.vectors = None if vectors is None else torch.as_tensor(vectors, device=self.device)[None]
         mask = copy_mask if copy_mask is not None and model.config.copy_head else [False] * len(prompt)
         self.src = torch.tensor(mask, dtype=torch.bool, device=self.device).nonzero()[:, 0]
         self.keys: torch.Tensor | None = None
 
     @torch.inference_mode()
     def prefill(self) -> torch.Tensor:
-        prompt = self.ids[:, : self.n]
-        h = self.model.hidden(prompt, kv_cache=self.cache, match=self.prompt_match, vectors=self.vectors)[0]
+        h = self.model.hidden(self.ids[:, : self.n], kv_cache=self.cache, match=self.prompt_match)[0]
         if self.src.numel():
             self.keys = self.model.copy.key(h[self.src])  # (S, C), never recomputed
         return self._logprobs(h[-1])
@@ -210,17 +202,15 @@ def generate_copy(
     stop_ids: Iterable[int] = (),
     constraint: WordConstraint | None = None,
     on_first: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    vectors=None,
 ) -> Iterator[int]:
     """Yield new ids of a copy-head answer (see `CopyDecoder`), stopping at a stop id (not
     yielded) or the limit. With a `constraint`, only tokens it allows are chosen (it is advanced
     with each one); it decides the stop ids too, so a word never ends unfinished. `on_first`
     sees the first step's log-probabilities and returns the ones to decode with (the chat reads
-    its no-answer score there and adds its calibrated bias). `vectors`: the prompt tokens'
-    encoder vectors (T, D) for a model with `unit_vectors`. The loop is sampling.py
+    its no-answer score there and adds its calibrated bias). The loop is sampling.py
     `decode_copy`, shared with the numpy decoder (numpy_decode.py)."""
     cfg = cfg or SamplingConfig()
-    decoder = CopyDecoder(model, prompt, copy_mask, match, vectors)
+    decoder = CopyDecoder(model, prompt, copy_mask, match)
     generator = None
     if cfg.seed is not None:
         generator = torch.Generator(device=decoder.device).manual_seed(cfg.seed)

@@ -29,13 +29,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from notes_rag.model.constants import AFTER_SHIFT, COS_SHIFT, N_MATCH_FLAGS, N_REL, RANK_SHIFT, VECTOR_GAIN
+from notes_rag.model.constants import AFTER_SHIFT, COS_SHIFT, N_MATCH_FLAGS, N_REL, RANK_SHIFT
 from notes_rag.model.copy_head import CopyHead, copy_loss, step_logprobs
 from notes_rag.model.kernels import linear_cross_entropy, relu_squared, rms_norm, rope_rms_norm
-
-# The learned input tables added to the token embeddings (each zero at start, so a model gaining
-# one behaves as before until training uses it).
-INPUT_TABLES = ("match_emb", "rank_emb", "cos_emb", "after_emb", "vec_proj")
 
 
 @dataclass(frozen=True)
@@ -62,10 +58,6 @@ class GPTConfig:
     # The unit's place after its passage's top-ranked units (reader.py `relevance_codes`, bits
     # 10-12) as a third table: a heading echoing the question ranks first, its answer follows.
     structure: bool = False
-    # The retrieval encoder's vector of each unit, and of the question, projected by a learned
-    # matrix into the width and added to their tokens (reader.py `ReaderInput.vectors`): the
-    # encoder's meaning of the line, not only its similarity. The encoder's dimension; 0 = off.
-    unit_vectors: int = 0
 
     @property
     def head_dim(self) -> int:
@@ -189,8 +181,6 @@ class GPT(nn.Module):
             self.cos_emb = nn.Parameter(torch.zeros(N_REL, cfg.n_embd))
         if cfg.structure:
             self.after_emb = nn.Parameter(torch.zeros(N_REL, cfg.n_embd))
-        if cfg.unit_vectors:
-            self.vec_proj = nn.Parameter(torch.zeros(cfg.unit_vectors, cfg.n_embd))
         if cfg.reader:  # old reader checkpoints load; their heads are unused
             self.read_tok = nn.Linear(cfg.n_embd, 3, bias=False)
             self.read_pool = nn.Linear(cfg.n_embd, 1, bias=False)
@@ -213,7 +203,7 @@ class GPT(nn.Module):
                 nn.init.normal_(p, std=std)
         if not self.config.tie_embeddings:
             nn.init.normal_(self.lm_head.weight, std=0.02 * std)
-        for name in INPUT_TABLES:  # flags, relevance and vectors start as no-ops
+        for name in ("match_emb", "rank_emb", "cos_emb", "after_emb"):  # flags and relevance start as no-ops
             if hasattr(self, name):
                 nn.init.zeros_(getattr(self, name))
         if self.config.copy_head:
@@ -231,10 +221,9 @@ class GPT(nn.Module):
         attn = 12 * cfg.n_layer * cfg.n_embd * T / 2  # causal: half the score matrix
         return 6 * matmul + attn
 
-    def hidden(self, idx, kv_cache=None, match=None, vectors=None):
+    def hidden(self, idx, kv_cache=None, match=None):
         """idx (B, T) -> normalised last hidden states (B, T, C); `match` (B, T) holds each
-        token's match-flag bits (copy-head and old reader models only), `vectors` (B, T, D) each
-        token's encoder vector (reader.py `token_vectors`; models with `unit_vectors`)."""
+        token's match-flag bits (copy-head and old reader models only)."""
         B, T = idx.shape
         start = kv_cache.pos if kv_cache is not None else 0
         if start + T > self.config.seq_len:
@@ -249,8 +238,6 @@ class GPT(nn.Module):
                 x = x + self.rank_emb[(code >> RANK_SHIFT) % N_REL] + self.cos_emb[(code >> COS_SHIFT) % N_REL]
             if self.config.structure:
                 x = x + self.after_emb[(code >> AFTER_SHIFT) % N_REL]
-        if vectors is not None and self.config.unit_vectors:
-            x = x + (vectors.to(x.dtype) * VECTOR_GAIN) @ self.vec_proj
         for block in self.blocks:
             x = block(x, cos, sin, kv_cache)
         if kv_cache is not None:
@@ -270,12 +257,12 @@ class GPT(nn.Module):
             x = x[:, -1:]
         return self.lm_head(x).float()
 
-    def copy_loss(self, idx, targets, copy_mask, match=None, vectors=None):
+    def copy_loss(self, idx, targets, copy_mask, match=None):
         """Mean −log p(target) of the copy head's mixture over targets != −1 (copy_head.py);
         `copy_mask` (B, T) marks the source positions an answer may copy from."""
         if not self.config.copy_head:
             raise ValueError("copy_loss needs a model with copy_head=True")
-        return copy_loss(self, idx, targets, copy_mask, match, vectors)
+        return copy_loss(self, idx, targets, copy_mask, match)
 
     def copy_logprobs(self, h, keys, src_ids, feats=None):
         """Next-token log-probabilities (V,) at one decode step: hidden state h (C,), the cached

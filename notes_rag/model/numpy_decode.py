@@ -52,11 +52,10 @@ def generate_copy(
     stop_ids: Iterable[int] = (),
     constraint: WordConstraint | None = None,
     on_first: Callable[[np.ndarray], np.ndarray] | None = None,
-    vectors: np.ndarray | None = None,
 ) -> Iterator[int]:
     """engine.py `generate_copy` on a NumpyGPT: the same arguments and ids; `on_first` gets and
     returns a float32 numpy array (V,) (copy it before changing it)."""
     cfg = cfg or SamplingConfig()
-    decoder = NumpyCopyDecoder(model, prompt, copy_mask, match, vectors)
+    decoder = NumpyCopyDecoder(model, prompt, copy_mask, match)
     rng = np.random.default_rng(cfg.seed)
     yield from decode_copy(decoder, cfg, lambda logp: sample_next(logp, cfg, rng), stop_ids, constraint, on_first)

@@ -37,7 +37,6 @@ from notes_rag.model.constants import (
     N_REL,
     RANK_SHIFT,
     RUN_CAP,
-    VECTOR_GAIN,
 )
 from notes_rag.model.constants import COPY_FEATURES as FEATURES
 from notes_rag.model.folder import CONFIG_FILE, FORMAT, WEIGHTS_FILE, resolve_folder
@@ -66,7 +65,6 @@ class NumpyShape:
     copy_features: tuple[str, ...]
     relevance: bool = False
     structure: bool = False
-    unit_vectors: int = 0
 
     @property
     def head_dim(self) -> int:
@@ -76,14 +74,13 @@ class NumpyShape:
     def of(cls, model: dict) -> NumpyShape | None:
         """From config.json's "model"; None unless it is a copy-head model this module runs."""
         try:
-            flags = ("copy_features", "relevance", "structure", "unit_vectors")
+            flags = ("copy_features", "relevance", "structure")
             fields = {f: model[f] for f in cls.__dataclass_fields__ if f not in flags}
             shape = cls(
                 **fields,
                 copy_features=tuple(model["copy_features"]),
                 relevance=bool(model.get("relevance")),
                 structure=bool(model.get("structure")),
-                unit_vectors=int(model.get("unit_vectors") or 0),
             )
         except (KeyError, TypeError):
             return None
@@ -200,10 +197,9 @@ class NumpyGPT:
             y[:, :, a:b] = (softmax(s).reshape(Hk, rep * (b - a), end) @ v[:, :end]).reshape(Hk, rep, b - a, D)
         return y.transpose(2, 0, 1, 3).reshape(T, H * D) @ self.w[f"blocks.{layer}.attn.c_proj.weight"].T
 
-    def hidden(self, ids, match=None, cache: NumpyKVCache | None = None, vectors=None) -> np.ndarray:
+    def hidden(self, ids, match=None, cache: NumpyKVCache | None = None) -> np.ndarray:
         """ids (T,) -> normalised last hidden states (T, C) (gpt.py `hidden`); with a `cache`,
-        ids continue the positions it holds and their keys/values are added to it; `vectors`
-        (T, D) the tokens' encoder vectors."""
+        ids continue the positions it holds and their keys/values are added to it."""
         start = cache.pos if cache is not None else 0
         if start + len(ids) > self.config.seq_len:
             raise ValueError(f"sequence of {start + len(ids)} tokens exceeds the context of {self.config.seq_len}")
@@ -220,8 +216,6 @@ class NumpyGPT:
                 )
             if self.config.structure:
                 x = x + self.w["after_emb"][(code >> AFTER_SHIFT) % N_REL]
-        if vectors is not None and self.config.unit_vectors:
-            x = x + (np.asarray(vectors, np.float32) * np.float32(VECTOR_GAIN)) @ self.w["vec_proj"]
         for layer in range(self.config.n_layer):
             x = x + self._attention(layer, rms_norm(x), cache)
             h = np.maximum(rms_norm(x) @ self.w[f"blocks.{layer}.mlp.c_fc.weight"].T, 0)
@@ -234,13 +228,11 @@ class NumpyGPT:
         """(T, V) output-head logits (gpt.py `forward` without targets)."""
         return self.hidden(ids) @ self.w["lm_head.weight"].T
 
-    def first_logprobs(
-        self, ids: list[int], copy_mask: list[bool], match: list[int] | None, vectors: np.ndarray | None = None
-    ) -> np.ndarray:
+    def first_logprobs(self, ids: list[int], copy_mask: list[bool], match: list[int] | None) -> np.ndarray:
         """Log-probabilities (V,) of the answer's first token after the prompt `ids`: the mix of
         the vocabulary and the copy attention over the `copy_mask` positions (engine.py
         `CopyDecoder.prefill`)."""
-        return NumpyCopyDecoder(self, ids, copy_mask, match, vectors).prefill()
+        return NumpyCopyDecoder(self, ids, copy_mask, match).prefill()
 
     def copy_logprobs(self, h: np.ndarray, keys: np.ndarray | None, src_ids: np.ndarray, feats: np.ndarray | None):
         """Next-token log-probabilities (V,) at one decode step: hidden state h (C,), the cached
@@ -293,7 +285,7 @@ class NumpyCopyDecoder:
     comparisons, generated tokens carrying match code 0 (no flags, no relevance).
     """
 
-    def __init__(self, model: NumpyGPT, prompt: list[int], copy_mask=None, match=None, vectors=None):
+    def __init__(self, model: NumpyGPT, prompt: list[int], copy_mask=None, match=None):
         if not len(prompt):
             raise ValueError("decoding needs a non-empty prompt")
         T = model.config.seq_len
@@ -307,7 +299,6 @@ class NumpyCopyDecoder:
         if match is not None:
             self.match = np.zeros(T, np.int64)
             self.match[: self.n] = match
-        self.vectors = vectors  # the prompt's (T, D); generated tokens get none
         self.src = np.flatnonzero(np.asarray(copy_mask, bool)) if copy_mask is not None else np.zeros(0, np.int64)
         self.valid = np.zeros(T, bool)
         self.valid[self.src] = True
@@ -319,7 +310,7 @@ class NumpyCopyDecoder:
         # thread and 1.65 s with two (p50 of 6, 2026-12-02).
         with _blas().limit(limits=1, user_api="blas"):
             match = None if self.match is None else self.match[: self.n]
-            h = self.model.hidden(self.ids[: self.n], match, self.cache, self.vectors)
+            h = self.model.hidden(self.ids[: self.n], match, self.cache)
             if len(self.src):
                 self.keys = h[self.src] @ self.model.w["copy.key.weight"].T  # (S, C), never recomputed
             return self._logprobs(h[-1])
@@ -372,8 +363,6 @@ def _expected_shapes(c: NumpyShape) -> dict[str, tuple[int, ...]]:
         out |= {"rank_emb": (N_REL, C), "cos_emb": (N_REL, C)}
     if c.structure:
         out["after_emb"] = (N_REL, C)
-    if c.unit_vectors:
-        out["vec_proj"] = (c.unit_vectors, C)
     return out
 
 

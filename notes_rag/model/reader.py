@@ -23,8 +23,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from notes_rag.model.constants import AFTER_SHIFT, COS_SHIFT, MATCH_MASK, N_REL, RANK_SHIFT
 from notes_rag.model.tokenizer import Tokenizer
 from notes_rag.text import fold, unit_spans, words
@@ -98,10 +96,6 @@ class ReaderInput:
     units: list[Unit]
     offsets: list[tuple[int, int, int]]  # per token: (passage or 0, char start, char end)
     passages: int  # passages that fit (the first ones)
-    # The retrieval encoder's vectors (`encode`'s `vectors`): row 0 the question's, then every
-    # unit's, passage by passage; per token the row its text is (-1: none, as labels and markers).
-    vectors: np.ndarray | None = None  # (rows, D) float32
-    vector_rows: list[int] | None = None
 
 
 def _encode_chars(tok: Tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
@@ -195,7 +189,6 @@ def encode(
     max_len: int = 1024,
     system: str | None = None,
     relevance: list[list[float]] | None = None,
-    vectors: tuple[np.ndarray, list[np.ndarray]] | None = None,
 ) -> ReaderInput:
     """The reader input for a question over (label, text) passages, fitted into `max_len`:
     the longest passages lose their last sentences first (down to one each), then the
@@ -203,8 +196,7 @@ def encode(
     sentences that `can_answer` become units. With `system`, the input opens with that system
     prompt (chat/format.py; the generator is trained with it). `relevance`: per passage, the
     retrieval encoder's cosine of each unit (`text.unit_spans`) to the question; its codes
-    (`relevance_codes`) are added to the unit's tokens' match ints. `vectors`: the encoder's
-    vector of the question and, per passage, of each unit, carried as `ReaderInput.vectors`."""
+    (`relevance_codes`) are added to the unit's tokens' match ints."""
     q = QuestionWords.of(question, translations)
     codes = relevance_codes(relevance) if relevance is not None else [[0] * len(unit_spans(t)) for _, t in passages]
     end = tok.special("end")
@@ -213,11 +205,7 @@ def encode(
         head += [tok.special("system"), *tok.encode(system), end]
     for h in history:
         head += [tok.special("user"), *tok.encode(h), end]
-    asked = len(head) + 1  # the question's first token
     head += [tok.special("user"), *tok.encode(question), end]
-    rows = [-1] * len(head)
-    rows[asked : len(head) - 1] = [0] * (len(head) - 1 - asked)
-    unit_row = [1 + sum(len(unit_spans(t)) for _, t in passages[:n]) for n in range(len(passages))]
     blocks = []  # per passage: label ids/flags, then per unit (ids, char spans, (start, end))
     for label, text in passages:
         label_text = f"[{len(blocks) + 1}] {label}\n".replace("\n", " ").rstrip() + "\n"
@@ -254,9 +242,8 @@ def encode(
         ids += [tok.special("passage"), *lids]
         match += [0, *lbits]
         offsets += [(0, 0, 0)] * (1 + len(lids))
-        rows += [-1] * (1 + len(lids))
         flags = text_flags(text, q)
-        for u, ((uids, uspans, (a, b)), size, code) in enumerate(zip(units, keep, codes[n - 1])):
+        for (uids, uspans, (a, b)), size, code in zip(units, keep, codes[n - 1]):
             if size < len(uids):  # a cut line ends at its last kept token
                 uids, uspans = uids[:size], uspans[:size]
                 b = uspans[-1][1]
@@ -264,21 +251,15 @@ def encode(
             ids += uids
             match += [bits | code for bits in _token_bits(uspans, flags)]
             offsets += [(n, s, e) for s, e in uspans]
-            rows += [unit_row[n - 1] + u] * len(uids)
             if can_answer(text[a:b], headings):
                 units_out.append(Unit(n, a, b, first, len(ids) - 1))
         ids.append(end)
         match.append(0)
         offsets.append((0, 0, 0))
-        rows.append(-1)
     ids.append(tok.special("assistant"))
     match.append(0)
     offsets.append((0, 0, 0))
-    rows.append(-1)
-    if vectors is None:
-        return ReaderInput(ids, match, units_out, offsets, len(blocks))
-    table = np.concatenate([np.asarray(vectors[0], np.float32)[None], *map(np.asarray, vectors[1])]).astype(np.float32)
-    return ReaderInput(ids, match, units_out, offsets, len(blocks), table, rows)
+    return ReaderInput(ids, match, units_out, offsets, len(blocks))
 
 
 def copy_sources(ids: list[int], specials: set[int]) -> list[bool]:
@@ -298,16 +279,4 @@ def _token_bits(spans: list[tuple[int, int]], flags: list[tuple[int, int, int]])
             bits |= flags[k][2]
             k += 1
         out.append(bits)
-    return out
-
-
-def token_vectors(table: np.ndarray | None, rows) -> np.ndarray | None:
-    """Per token, the encoder vector its row of `table` holds (`ReaderInput.vectors`; zero where
-    the row is -1), as the model adds them (gpt.py `vec_proj`); None without a table."""
-    if table is None or rows is None:
-        return None
-    rows = np.asarray(rows, dtype=np.int64)
-    out = np.zeros((len(rows), table.shape[1]), dtype=np.float32)
-    have = rows >= 0
-    out[have] = table[rows[have]]
     return out

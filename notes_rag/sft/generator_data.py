@@ -31,7 +31,7 @@ from notes_rag.chat.format import Conversation
 from notes_rag.chat.turn_input import turn_input
 from notes_rag.errors import NotesRagError
 from notes_rag.fileio import atomic_write_bytes
-from notes_rag.model.reader import READ_PASSAGES, ReaderInput, copy_sources, encode, token_vectors
+from notes_rag.model.reader import READ_PASSAGES, ReaderInput, copy_sources, encode
 from notes_rag.model.tokenizer import SPECIAL_TOKENS, Tokenizer
 from notes_rag.text import clean_markup, sentence_spans, words
 from notes_rag.train.batching import LengthBatches
@@ -68,19 +68,11 @@ class GeneratorItem:
     answerable: bool
     lang: str
     source: str
-    # The encoder's vectors of the question and the units (float16 (rows, D)) and each token's row
-    # (int16, -1: none; model/reader.py `ReaderInput.vectors`); None for an input read without them.
-    vectors: np.ndarray | None = None
-    vector_rows: np.ndarray | None = None
 
     @classmethod
     def of(cls, inp: ReaderInput, target: list[int], answerable: bool, lang: str, source: str) -> GeneratorItem:
         """The item of a model input (model/reader.py `encode`) and its target ids (ending with
-        `<|end|>`), which carry no match flags, codes or vectors."""
-        vectors = rows = None
-        if inp.vectors is not None:
-            vectors = inp.vectors.astype(np.float16)
-            rows = np.asarray(inp.vector_rows + [-1] * len(target), dtype=np.int16)
+        `<|end|>`), which carry no match flags or codes."""
         return cls(
             np.asarray(inp.ids + target, dtype=np.int32),
             np.asarray(inp.match + [0] * len(target), dtype=np.int16),
@@ -88,8 +80,6 @@ class GeneratorItem:
             answerable,
             lang,
             source,
-            vectors,
-            rows,
         )
 
 
@@ -233,24 +223,11 @@ def build_items(
 
 
 def save_items(path: Path, items: list[GeneratorItem]) -> None:
-    """Items as flat arrays (no pickle), written atomically. The encoder vectors, when every item
-    has them, are stored once each (variants of a question and questions of a note share units):
-    one table of distinct rows, and per item the table row of each of its rows."""
+    """Items as flat arrays (no pickle), written atomically."""
     lengths = np.asarray([len(it.ids) for it in items], dtype=np.int64)
-    vectors = {}
-    if items and all(it.vectors is not None for it in items):
-        flat = np.concatenate([it.vectors for it in items])
-        table, where = np.unique(flat.view(f"V{flat.shape[1] * 2}")[:, 0], return_inverse=True)
-        vectors = {
-            "vector_table": table.view(np.float16).reshape(len(table), flat.shape[1]),
-            "vector_where": where.astype(np.int32),
-            "vector_counts": np.asarray([len(it.vectors) for it in items], dtype=np.int64),
-            "vector_rows": np.concatenate([it.vector_rows for it in items]).astype(np.int16),
-        }
     buf = io.BytesIO()
     np.savez(
         buf,
-        **vectors,
         ids=np.concatenate([it.ids for it in items]).astype(np.int32),
         match=np.concatenate([it.match for it in items]).astype(np.int16),
         lengths=lengths,
@@ -266,17 +243,10 @@ def load_items(path: Path) -> list[GeneratorItem]:
         ends = np.cumsum(z["lengths"])
         meta = json.loads(z["meta"].tobytes())
         ids, match = z["ids"], z["match"]
-        items = [
+        return [
             GeneratorItem(ids[e - n : e], match[e - n : e], int(p), bool(a), lang, src)
             for e, n, p, a, (lang, src) in zip(ends, z["lengths"], z["prompt_len"], z["answerable"], meta)
         ]
-        if "vector_table" in z.files:
-            table, where, rows = z["vector_table"], z["vector_where"], z["vector_rows"]
-            row_ends = np.cumsum(z["vector_counts"])
-            for it, e, r, c in zip(items, ends, row_ends, z["vector_counts"]):
-                it.vectors = table[where[r - c : r]]
-                it.vector_rows = rows[e - len(it.ids) : e]
-        return items
 
 
 def special_ids(tok: Tokenizer) -> torch.Tensor:
@@ -284,9 +254,9 @@ def special_ids(tok: Tokenizer) -> torch.Tensor:
 
 
 def batch_of(items: list[GeneratorItem], specials: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """(x, targets): padded ids, match bits, copy-source mask and, when the items carry them, each
-    token's encoder vector; targets are the next token on the answer positions (the
-    `<|assistant|>` token predicts the first answer token) and -1 elsewhere."""
+    """(x, targets): padded ids, match bits and copy-source mask; targets are the next token on
+    the answer positions (the `<|assistant|>` token predicts the first answer token) and -1
+    elsewhere."""
     B, T = len(items), max(len(it.ids) for it in items)
     ids = torch.zeros(B, T, dtype=torch.long)
     match = torch.zeros(B, T, dtype=torch.long)
@@ -299,13 +269,7 @@ def batch_of(items: list[GeneratorItem], specials: torch.Tensor) -> tuple[dict[s
         match[b, :n] = torch.from_numpy(it.match.astype(np.int64))
         source[b, :p] = torch.tensor(copy_sources(it.ids[:p].tolist(), special))
         targets[b, p - 1 : n - 1] = ids[b, p:n]
-    x = {"ids": ids, "match": match, "copy_mask": source}
-    if all(it.vectors is not None for it in items):
-        x["vectors"] = torch.zeros(B, T, items[0].vectors.shape[1])
-        for b, it in enumerate(items):
-            per_token = token_vectors(it.vectors.astype(np.float32), it.vector_rows)
-            x["vectors"][b, : len(it.ids)] = torch.from_numpy(per_token)
-    return x, targets
+    return {"ids": ids, "match": match, "copy_mask": source}, targets
 
 
 class GeneratorBatches(LengthBatches):

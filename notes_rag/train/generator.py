@@ -30,7 +30,7 @@ from notes_rag.errors import NotesRagError
 from notes_rag.fileio import atomic_write_text
 from notes_rag.model.checkpoint import load_model, unwrap
 from notes_rag.model.constants import COPY_FEATURES as FEATURES
-from notes_rag.model.gpt import GPT, INPUT_TABLES
+from notes_rag.model.gpt import GPT
 from notes_rag.model.reader import CODE_SETS
 from notes_rag.model.tokenizer import Tokenizer
 from notes_rag.sft.generator_data import (
@@ -66,9 +66,6 @@ class GeneratorTrainConfig:
     # copy head and the last block; "head": the tables and the copy head only. Fewer weights
     # cannot learn 172 training notes by heart (the whole model did in two passes, issue 29).
     learn: str = "all"
-    # Read the retrieval encoder's unit and question vectors (gpt.py `unit_vectors`, option (b) of
-    # issue 29), besides the codes.
-    vectors: bool = False
     notes_qa_work: Path | None = None  # where notes_qa's notes are indexed (default: the run folder)
     micro_tokens: int = 8192  # padded tokens per micro-batch
     val_items: int = 300  # validation items scored (loss) at every eval
@@ -80,29 +77,15 @@ class GeneratorTrainConfig:
     )
 
 
-def with_copy_head(model: GPT, unit_vectors: int = 0) -> GPT:
+def with_copy_head(model: GPT) -> GPT:
     """A generator holding `model`'s weights, reading relevance codes with every copy feature:
     its match flags kept (a reader's), its copy head kept with the new features' weights added
     (at a fresh head's value), or a copy head made new; a reader's pointer heads are dropped (the
-    generator answers, nothing points); the relevance tables start at zero. `unit_vectors`: the
-    encoder's dimension, to read its unit vectors too (a projection starting at zero; a model
-    that has one keeps it)."""
+    generator answers, nothing points); the relevance tables start at zero."""
     cfg = model.config
-    vectors = cfg.unit_vectors or unit_vectors
-    full = cfg.copy_head and cfg.relevance and cfg.structure and cfg.copy_features == FEATURES
-    if full and cfg.unit_vectors == vectors:
+    if cfg.copy_head and cfg.relevance and cfg.structure and cfg.copy_features == FEATURES:
         return model
-    gen = GPT(
-        replace(
-            cfg,
-            copy_head=True,
-            reader=False,
-            relevance=True,
-            structure=True,
-            copy_features=FEATURES,
-            unit_vectors=vectors,
-        )
-    )
+    gen = GPT(replace(cfg, copy_head=True, reader=False, relevance=True, structure=True, copy_features=FEATURES))
     gen = gen.to(next(model.parameters()).device)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("read_")}
     if "copy.feature_weight" in state:  # the old features' weights by name, the new ones fresh
@@ -110,7 +93,7 @@ def with_copy_head(model: GPT, unit_vectors: int = 0) -> GPT:
         fresh = gen.copy.feature_weight.detach().clone()
         state["copy.feature_weight"] = torch.tensor([old.get(f, float(fresh[i])) for i, f in enumerate(FEATURES)])
     missing, unexpected = gen.load_state_dict(state, strict=False)
-    new = {k for k in missing if k.startswith("copy.") or k in INPUT_TABLES}
+    new = {k for k in missing if k.startswith("copy.") or k in ("match_emb", "rank_emb", "cos_emb", "after_emb")}
     if unexpected or set(missing) - new:
         raise NotesRagError(f"cannot add a copy head to this checkpoint: missing {missing}, unexpected {unexpected}")
     return gen
@@ -125,7 +108,7 @@ def set_learning(model: GPT, learn: str) -> int:
         raise NotesRagError(f"--learn {learn!r}: choose from {', '.join(LEARN)}")
     top = f"blocks.{model.config.n_layer - 1}."
     for name, p in model.named_parameters():
-        head = name.startswith("copy.") or name in INPUT_TABLES
+        head = name.startswith("copy.") or name in ("match_emb", "rank_emb", "cos_emb", "after_emb")
         p.requires_grad_(learn == "all" or head or (learn == "top" and name.startswith(top)))
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -137,9 +120,7 @@ def keep_codes(items: list[GeneratorItem], codes: str) -> list[GeneratorItem]:
 
 
 def generator_loss(model: torch.nn.Module, x: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
-    model = unwrap(model)
-    vectors = x.get("vectors") if model.config.unit_vectors else None
-    return model.copy_loss(x["ids"], y, x["copy_mask"], match=x["match"], vectors=vectors)
+    return unwrap(model).copy_loss(x["ids"], y, x["copy_mask"], match=x["match"])
 
 
 @torch.no_grad()
@@ -170,7 +151,6 @@ def generator_metrics(model: torch.nn.Module, tok: Tokenizer, items: list[Genera
                 x["match"][0, :p].tolist(),
                 SamplingConfig(max_new_tokens=80),
                 stop_ids=[int(s) for s in specials],
-                vectors=x["vectors"][0, :p] if model.config.unit_vectors and "vectors" in x else None,
             )
         )
         text = tok.decode(out)
@@ -270,17 +250,12 @@ def train_generator(
     if cfg.codes not in CODE_SETS:
         raise NotesRagError(f"--codes {cfg.codes!r}: choose from {', '.join(CODE_SETS)}")
     model, tok, base_config = load_model(base, device=device)
+    model = with_copy_head(model)
+    learning = set_learning(model, cfg.learn)
     if cfg.seq_len > model.config.seq_len:
         raise NotesRagError(f"--seq-len {cfg.seq_len} exceeds the base model's context of {model.config.seq_len}")
-    train_items, val_items, mix = _items(data, cfg, tok, out, console)
-    dim = 0
-    if cfg.vectors or model.config.unit_vectors:
-        if train_items[0].vectors is None:
-            raise NotesRagError(f"the items in {out / 'items'} carry no encoder vectors: remove them to rebuild")
-        dim = train_items[0].vectors.shape[1]
-    model = with_copy_head(model, dim)
-    learning = set_learning(model, cfg.learn)
     model.train()
+    train_items, val_items, mix = _items(data, cfg, tok, out, console)
     if cfg.codes != "all":
         train_items, val_items = keep_codes(train_items, cfg.codes), keep_codes(val_items, cfg.codes)
         mix = {**mix, "codes": cfg.codes}
