@@ -195,13 +195,16 @@ def train_generator_cmd(
     lr: float = typer.Option(_GEN.train.lr, "--lr", help="Peak learning rate."),
     eval_every: int = typer.Option(_GEN.train.eval_every, "--eval-every", help="Validate every N steps."),
     threads: int = typer.Option(_GEN.train.threads, "--threads", help="CPU threads (default: all cores)."),
+    seed: int = typer.Option(_GEN.train.seed, "--seed", help="Seed of the batch order (and the kit draw)."),
 ) -> None:
     """Train the generator: a copy head that lets the GPT write answers copied from the passages.
 
     Example: notes-rag train-generator --base models/ --data data/sft --notes-qa ../shared/data/notes_qa
     --out runs/generator --time-budget 3h
     """
-    tc = train_config(_GEN.train, steps=steps, time_budget=time_budget, lr=lr, eval_every=eval_every, threads=threads)
+    tc = train_config(
+        _GEN.train, steps=steps, time_budget=time_budget, lr=lr, eval_every=eval_every, threads=threads, seed=seed
+    )
     cfg = replace(
         _GEN, train=tc, notes_qa=notes_qa, kit_share=kit_share, notes_variants=notes_variants, codes=codes, learn=learn
     )
