@@ -21,11 +21,12 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import atexit  # noqa: E402
 import contextlib  # noqa: E402
 import logging  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
-from concurrent.futures import Future  # noqa: E402
+from concurrent.futures import Future, wait  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
@@ -89,9 +90,15 @@ _preloads: dict[str | Path | None, Future] = {}
 def preload_query_encoder(model: str | Path | None = None) -> None:
     """Start `load_query_encoder(model)` on a background thread, so that a one-shot command has
     it loaded on the second core while it loads the index and the answering model (-0.5 s of
-    `ask` on two cores). A daemon thread: an error elsewhere need not wait for it to exit."""
+    `ask` on two cores). A daemon thread, and the process waits for it at exit (`_join_preloads`):
+    a command that fails before taking the encoder (damaged weights) otherwise finalized the
+    interpreter while the thread was importing an extension module, and crashed (SIGSEGV in
+    safetensors' module init on the preload thread, ~1 in 20 runs of `ask --json` on damaged
+    weights, 2026-12-07)."""
     if model in _preloads:
         return
+    if not _preloads:
+        atexit.register(_join_preloads)
     future: Future = Future()
 
     def run() -> None:
@@ -102,6 +109,11 @@ def preload_query_encoder(model: str | Path | None = None) -> None:
 
     _preloads[model] = future
     threading.Thread(target=run, name="preload-encoder", daemon=True).start()
+
+
+def _join_preloads(timeout: float = 60.0) -> None:
+    """Wait for the preloads still running (at exit: see `preload_query_encoder`)."""
+    wait(list(_preloads.values()), timeout=timeout)
 
 
 def _load(model: str | Path | None, load_folder: Callable[[Path], object]):
