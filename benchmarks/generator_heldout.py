@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import torch
+from notes_qa_heldout import read_only_codes  # the same --codes ablation
 from rich.console import Console
 from rich.table import Table
 
@@ -117,9 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     model, tok, _ = load_model(args.model)
     model.eval()
     units = PlainUnits(load_encoder())  # the encoder train-generator's kit items read with
-    if args.codes != "all":
-        codes, keep = reader.relevance_codes, reader.CODE_SETS[args.codes]
-        reader.relevance_codes = lambda cosines: [[c & keep for c in cs] for cs in codes(cosines)]
+    read_only_codes(args.codes)
 
     cfg = AnswerConfig()
     items = _items(args.data / "val.jsonl", args.n, args.seed)

@@ -53,6 +53,14 @@ def holds(answer: str, gold: str) -> bool:
     return bool(g) and sum(w in have for w in g) >= KEY_SHARE * len(g)
 
 
+def read_only_codes(codes: str) -> None:
+    """Make every model input this process builds carry only the `codes` set of relevance codes
+    (model/reader.py CODE_SETS): the benchmarks' side of `train-generator --codes`, an ablation."""
+    if codes != "all":
+        full, keep = reader.relevance_codes, reader.CODE_SETS[codes]
+        reader.relevance_codes = lambda cosines: [[c & keep for c in cs] for cs in full(cosines)]
+
+
 def rate(k: int, n: int) -> dict:
     lo_hi = wilson(k, n) or (None, None)
     return {"k": k, "n": n, "rate": k / n if n else None, "ci": list(lo_hi)}
@@ -88,9 +96,7 @@ def run(args) -> dict:
     model, tok, _ = load_model(args.model)
     cfg = AnswerConfig(abstain_bias=args.bias)
     assistant = Assistant(retriever, model, tok, cfg, str(args.model), str(work / "index"))
-    if args.codes != "all":  # the model reads only some of the codes (an ablation; reader.py CODE_SETS)
-        codes, keep = reader.relevance_codes, reader.CODE_SETS[args.codes]
-        reader.relevance_codes = lambda cosines: [[c & keep for c in cs] for cs in codes(cosines)]
+    read_only_codes(args.codes)
     rows = []
     t0 = time.perf_counter()
     for rec in records:
