@@ -97,8 +97,6 @@ def preload_query_encoder(model: str | Path | None = None) -> None:
     weights, 2026-12-07)."""
     if model in _preloads:
         return
-    if not _preloads:
-        atexit.register(_join_preloads)
     future: Future = Future()
 
     def run() -> None:
@@ -111,8 +109,9 @@ def preload_query_encoder(model: str | Path | None = None) -> None:
     threading.Thread(target=run, name="preload-encoder", daemon=True).start()
 
 
+@atexit.register
 def _join_preloads(timeout: float = 60.0) -> None:
-    """Wait for the preloads still running (at exit: see `preload_query_encoder`)."""
+    """At exit, wait for the preloads still running (see `preload_query_encoder`)."""
     wait(list(_preloads.values()), timeout=timeout)
 
 
