@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import pty
+import signal
 import subprocess
 import sys
 import termios
@@ -69,7 +70,12 @@ def test_session_cards_are_checked_graded_and_cached(tiny_index, tiny_ckpt, data
 
 def _controlling_tty() -> None:
     """In the child: a new session whose controlling terminal is the pty, so the \\x03 written
-    to it is a real Ctrl-C (the terminal sends SIGINT)."""
+    to it is a real Ctrl-C (the terminal sends SIGINT). SIGINT back to its default, as a login
+    shell leaves it: a test run started in the background (`cmd &`, nohup) ignores SIGINT, the
+    child inherits that, Python then installs no KeyboardInterrupt handler and the Ctrl-C is
+    lost (the clean-clone CI failures of 12-07 on this machine, reproduced by ignoring SIGINT
+    in the parent)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.setsid()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
