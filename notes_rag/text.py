@@ -206,40 +206,5 @@ def unit_spans(text: str) -> list[tuple[int, int]]:
 
 
 def unit_texts(text: str) -> list[str]:
-    """The units' texts, stripped."""
+    """The units' texts, stripped (what the encoder embeds for each unit)."""
     return [text[a:b].strip() for a, b in unit_spans(text)]
-
-
-_TITLE_END = tuple(".,;:!?")
-
-
-def looks_like_title(line: str) -> bool:
-    """A short line without closing punctuation that titles what follows (slide exports, plain
-    notes): the chunker's heading in a note without markdown headings, and a unit's heading here."""
-    line = line.strip()
-    return (
-        "\n" not in line
-        and 0 < n_words(line) <= 8
-        and not line.endswith(_TITLE_END)
-        and line[0].isalnum()
-        and "://" not in line
-    )
-
-
-def unit_embed_texts(text: str, heading: str = "") -> list[tuple[str, str]]:
-    """(unit, what the retrieval encoder embeds for it) for each unit of a passage's text
-    (`unit_texts`): the unit under its heading, `"heading\nunit"`. The heading is the nearest title
-    line before the unit in the passage (a markdown `#` line or a `looks_like_title` line), else
-    the passage's own `heading` (its chunk's innermost heading). Why: in students' notes a question
-    often echoes a heading or lead-in and the answer is in the lines under it; embedded with its
-    heading, the answer line shares that meaning. The encoder's most similar unit held the answer
-    for 0.28 of notes_qa's train-note questions embedded alone, 0.37 with its heading (val notes:
-    0.29 and 0.37; 2026-12-07, aligned e5). Defined once: the index's stored unit vectors and the
-    relevance codes of the chat and of training items use it."""
-    out = []
-    for unit in unit_texts(text):
-        out.append((unit, f"{heading}\n{unit}" if heading else unit))
-        bare = unit.lstrip("#").strip()
-        if bare and (unit.startswith("#") or looks_like_title(bare)):
-            heading = bare
-    return out

@@ -3,7 +3,6 @@ text normalization shared by the index, training items and the chat input."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 
 import numpy as np
@@ -20,7 +19,7 @@ from notes_rag.index.search import Retriever
 from notes_rag.model.constants import AFTER_SHIFT, N_REL, RANK_SHIFT
 from notes_rag.model.reader import encode, relevance_codes
 from notes_rag.sft.notes_qa import NotesQuestion, target_answer, variant
-from notes_rag.text import clean_markup, unit_embed_texts, unit_spans, unit_texts
+from notes_rag.text import clean_markup, unit_spans
 
 NOTE = (
     "# Positions embeddings\n\n"
@@ -56,16 +55,13 @@ def test_stored_unit_vectors_equal_fresh_ones(indexed):
     folder, enc = indexed
     gen = store.current_generation(folder / ".notes-rag")
     with sqlite3.connect(gen / "chunks.sqlite") as conn:
-        rows = conn.execute("SELECT id, text, heading_path FROM chunks").fetchall()
+        rows = conn.execute("SELECT id, text FROM chunks").fetchall()
         dim = int(conn.execute("SELECT value FROM meta WHERE key = 'dim'").fetchone()[0])
-        stored = store.fetch_unit_vectors(conn, [cid for cid, _, _ in rows], dim)
-    for cid, text, path in rows:
-        units = store.chunk_units(text, tuple(json.loads(path)))
+        stored = store.fetch_unit_vectors(conn, [cid for cid, _ in rows], dim)
+    for cid, text in rows:
+        units = store.chunk_units(text)
         assert len(stored[cid]) == len(units) > 0
         np.testing.assert_allclose(stored[cid], encode_passages(enc, units), atol=1e-5)
-    # each unit is embedded under its heading: the chunk's own, as the chat's label gives it
-    embedded = [u for _, text, path in rows for u in store.chunk_units(text, tuple(json.loads(path)))]
-    assert any(u.startswith("Positions embeddings\n") for u in embedded)
 
 
 def test_the_chat_reads_stored_vectors_without_encoding_units(indexed, monkeypatch):
@@ -76,11 +72,10 @@ def test_the_chat_reads_stored_vectors_without_encoding_units(indexed, monkeypat
     calls = []
     monkeypatch.setattr("notes_rag.index.search.encode_passages", lambda *a, **k: calls.append(a) or 1 / 0)
     cos = unit_cosines(r, "How are position embeddings combined?", passages)
-    assert not calls and [len(c) for c in cos] == [len(unit_spans(t)) for _, t in passages]
+    assert not calls and [len(c) for c in cos] == [len(store.chunk_units(t)) for _, t in passages]
     q = encode_queries(enc, ["How are position embeddings combined?"])[0]
-    fresh = encode_passages(enc, store.chunk_units(res.hits[0].text, res.hits[0].heading_path)) @ q
-    read = [c for c, u in zip(cos[0], unit_texts(passages[0][1])) if any(ch.isalnum() for ch in u)]
-    np.testing.assert_allclose(read, fresh, atol=1e-5)
+    fresh = encode_passages(enc, store.chunk_units(passages[0][1])) @ q
+    np.testing.assert_allclose(cos[0], fresh, atol=1e-5)
     r.close()
 
 
@@ -103,20 +98,6 @@ def test_a_training_item_and_a_chat_input_read_the_same_units(indexed, tok):
     for _, text in chat_passages:  # units are text.unit_spans of the cleaned text
         assert "**" not in text and len(unit_spans(text)) >= 1
     r.close()
-
-
-def test_a_unit_is_embedded_under_its_nearest_heading():
-    """A markdown heading or a title-like line heads the units after it; before any, the
-    passage's own heading (its label's innermost one); the heading itself keeps the one before."""
-    text = "intro line here.\n## Loss functions\nsquared error for regression.\nHard vs soft\nhard: one class."
-    assert unit_embed_texts(text, "Chapter") == [
-        ("intro line here.", "Chapter\nintro line here."),
-        ("## Loss functions", "Chapter\n## Loss functions"),
-        ("squared error for regression.", "Loss functions\nsquared error for regression."),
-        ("Hard vs soft", "Loss functions\nHard vs soft"),
-        ("hard: one class.", "Hard vs soft\nhard: one class."),
-    ]
-    assert unit_embed_texts("plain line.", "") == [("plain line.", "plain line.")]
 
 
 def test_relevance_codes_mark_the_most_similar_unit(tok):

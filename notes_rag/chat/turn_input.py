@@ -27,7 +27,7 @@ import numpy as np
 from notes_rag.model.reader import READ_PASSAGES, ReaderInput, encode
 from notes_rag.model.tokenizer import Tokenizer
 from notes_rag.question import is_follow_up
-from notes_rag.text import clean_markup, unit_embed_texts
+from notes_rag.text import clean_markup, unit_texts
 
 
 class UnitEncoder(Protocol):
@@ -97,23 +97,17 @@ def relevance_query(question: str, previous: Sequence[str]) -> str:
     return question
 
 
-def label_heading(label: str) -> str:
-    """The innermost heading of a passage label `file › heading › subheading` ("" without one)."""
-    return label.split(" › ")[-1] if " › " in label else ""
-
-
 def unit_cosines(encoder: UnitEncoder, query: str, passages: Sequence[tuple[str, str]]) -> list[list[float]]:
-    """Per passage, the cosine of each unit (`text.unit_spans`) to `query`, in one encoder call,
-    each unit embedded under its heading (`text.unit_embed_texts`, as the index stores them). A
-    unit without a letter or digit (a rule of dashes, an emptied image line) gets the lowest cosine
-    of the rest, so it ranks last."""
-    per = [unit_embed_texts(text, label_heading(label)) for label, text in passages]
-    flat = [pair for units in per for pair in units]
-    has = [any(ch.isalnum() for ch in u) for u, _ in flat]
+    """Per passage, the cosine of each unit (`text.unit_spans`) to `query`, in one encoder call.
+    A unit without a letter or digit (a rule of dashes, an emptied image line) gets the lowest
+    cosine of the rest, so it ranks last."""
+    per = [unit_texts(text) for _, text in passages]
+    flat = [u for units in per for u in units]
+    has = [any(ch.isalnum() for ch in u) for u in flat]
     cos = np.full(len(flat), np.nan, dtype=np.float32)
     idx = [i for i, h in enumerate(has) if h]
     if idx:
-        cos[idx] = encoder.similarity(query, [flat[i][1] for i in idx])
+        cos[idx] = encoder.similarity(query, [flat[i] for i in idx])
     floor = float(np.nanmin(cos)) if idx else 0.0
     cos = np.where(np.isnan(cos), floor - 0.01, cos)
     out, k = [], 0

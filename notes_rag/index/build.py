@@ -271,7 +271,7 @@ def _add_files(conn: sqlite3.Connection, notes: list[NoteFile], emb: _Embedding)
 def _insert_chunks(conn: sqlite3.Connection, batch: list[Chunk], emb: _Embedding) -> None:
     """Embed and insert a batch of chunks with their unit vectors (store.chunk_units), in one
     encoder call (the encoder sorts the texts by length, so short units batch together)."""
-    units = [store.chunk_units(c.text, c.heading_path) for c in batch]
+    units = [store.chunk_units(c.text) for c in batch]
     texts = [c.embed_text for c in batch] + [u for us in units for u in us]
     vectors = np.asarray(encode_passages(emb.encoder, texts), dtype=np.float32)
     unit_vectors, at = [], len(batch)

@@ -344,15 +344,15 @@ class Retriever:
             for rank, cid in enumerate(best, start=1)
         ]
         unknown, names_in_top = self._name_evidence(question, hits[0].chunk_id if hits else None)
-        self._load_units({h.chunk_id: (h.text, h.heading_path) for h in hits})
+        self._load_units({h.chunk_id: h.text for h in hits})
         return SearchResult(hits, top_cosine, unknown, names_in_top)
 
-    def _load_units(self, texts: dict[int, tuple[str, tuple[str, ...]]]) -> None:
+    def _load_units(self, texts: dict[int, str]) -> None:
         """The hits' stored unit vectors into `passage_vectors`' cache, so reading the passages
         with relevance codes costs dot products, not encoder passes (index/store.py)."""
         stored = store.fetch_unit_vectors(self.conn, list(texts), self.meta["dim"])
         for cid, vectors in stored.items():
-            units = store.chunk_units(*texts[cid])
+            units = store.chunk_units(texts[cid])
             if len(units) == len(vectors):  # else: encoded afresh when asked
                 self._passage_cache.update(zip(units, vectors))
 

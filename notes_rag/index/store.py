@@ -25,7 +25,7 @@ import shutil
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +40,8 @@ from notes_rag.index.config import IndexConfig
 from notes_rag.index.lexical import LexicalIndex
 
 # 2: chunks.location (PDF page, notebook cells); 3: unit_vectors (each chunk's units, what our GPT
-# reads with relevance codes: chat/turn_input.py); 4: each unit embedded under its heading
-# (`chunk_units`). An index of an older format is rebuilt by `index`.
-SCHEMA_VERSION = 4
+# reads with relevance codes: chat/turn_input.py). An index of an older format is rebuilt by `index`.
+SCHEMA_VERSION = 3
 CURRENT = "CURRENT.json"
 LOCK = "index.lock"
 
@@ -255,14 +254,12 @@ def write_meta(conn: sqlite3.Connection, meta: dict) -> None:
     )
 
 
-def chunk_units(text: str, heading_path: Sequence[str] = ()) -> list[str]:
-    """What the encoder embeds for each unit of a chunk that gets a stored vector: what the model
-    reads of it, unit by unit (chat/turn_input.py), those with a letter or digit, each under its
-    heading (`text.unit_embed_texts`; the chunk's innermost heading opens it)."""
-    from notes_rag.text import clean_markup, unit_embed_texts
+def chunk_units(text: str) -> list[str]:
+    """The units of a chunk that get a stored vector: what the model reads of it, unit by unit
+    (chat/turn_input.py), those with a letter or digit."""
+    from notes_rag.text import clean_markup, unit_texts
 
-    heading = heading_path[-1] if heading_path else ""
-    return [e for u, e in unit_embed_texts(clean_markup(text), heading) if any(c.isalnum() for c in u)]
+    return [u for u in unit_texts(clean_markup(text)) if any(c.isalnum() for c in u)]
 
 
 def fetch_unit_vectors(conn: sqlite3.Connection, ids: list[int], dim: int) -> dict[int, np.ndarray]:
