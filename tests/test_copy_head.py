@@ -70,19 +70,6 @@ def test_distribution_sums_to_one_and_loss_agrees():
         torch.testing.assert_close(model.copy_loss(x, y, cm, match), torch.stack(nll).mean())
 
 
-def test_the_first_answer_token_can_weigh_more():
-    """`first_weight`: each answer's first target counts that many times in the mean (the token
-    that picks the line an answer copies); 1 is the plain mean."""
-    model = copy_model()
-    x, y, cm, match = batch()
-    with torch.no_grad():
-        nll = {(b, t): -full_logprobs(model, x, cm, match, b, t)[y[b, t]] for b, t in (y != -1).nonzero().tolist()}
-        w = {bt: 4.0 if bt[1] == 16 else 1.0 for bt in nll}  # batch(): every answer's targets start at 16
-        want = sum(w[bt] * v for bt, v in nll.items()) / sum(w.values())
-        torch.testing.assert_close(model.copy_loss(x, y, cm, match, first_weight=4.0), want)
-        torch.testing.assert_close(model.copy_loss(x, y, cm, match, first_weight=1.0), model.copy_loss(x, y, cm, match))
-
-
 def test_copy_mass_only_on_unmasked_tokens():
     model = copy_model()
     with torch.no_grad():

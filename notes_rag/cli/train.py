@@ -189,9 +189,6 @@ def train_generator_cmd(
         "--learn",
         help="Weights that learn: all, top (tables, copy head, last block), head (tables, copy head).",
     ),
-    first_weight: float = typer.Option(
-        _GEN.first_weight, "--first-weight", help="Weight of each answer's first token in the loss."
-    ),
     time_budget: str = typer.Option(None, "--time-budget", help=f"Training time, e.g. 70m. {_TOTAL}"),
     steps: int = _STEPS,
     resume: bool = _RESUME,
@@ -209,14 +206,7 @@ def train_generator_cmd(
         _GEN.train, steps=steps, time_budget=time_budget, lr=lr, eval_every=eval_every, threads=threads, seed=seed
     )
     cfg = replace(
-        _GEN,
-        train=tc,
-        notes_qa=notes_qa,
-        kit_share=kit_share,
-        notes_variants=notes_variants,
-        codes=codes,
-        learn=learn,
-        first_weight=first_weight,
+        _GEN, train=tc, notes_qa=notes_qa, kit_share=kit_share, notes_variants=notes_variants, codes=codes, learn=learn
     )
     result = train_generator(base, data, out, cfg, resume=resume)
     typer.echo(f"done: step {result['step']}, best val loss {result['best_val']:.4f}; generator in {out / 'best'}")

@@ -144,16 +144,9 @@ def attention(head: CopyHead, dots: torch.Tensor, feats: torch.Tensor | None, va
 
 
 def copy_loss(
-    model,
-    idx: torch.Tensor,
-    targets: torch.Tensor,
-    copy_mask: torch.Tensor,
-    match: torch.Tensor | None = None,
-    first_weight: float = 1.0,
+    model, idx: torch.Tensor, targets: torch.Tensor, copy_mask: torch.Tensor, match: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Mean −log p_mix(target) over targets != −1; idx/targets/copy_mask/match (B, T). With
-    `first_weight`, each answer's first target counts that many times (a weighted mean): the first
-    token chooses the line an answer copies, or abstention."""
+    """Mean −log p_mix(target) over targets != −1; idx/targets/copy_mask/match (B, T)."""
     h = model.hidden(idx, match=match)  # (B, T, C)
     b, t = (targets != -1).nonzero(as_tuple=True)
     if b.numel() == 0:
@@ -170,12 +163,7 @@ def copy_loss(
     a = attention(head, dots, feats, valid)
     copy_p = (a * (idx[b] == tgt[:, None])).sum(-1)  # Σ_j a_tj·[ids_j = target]
     lm_logp = model.lm_head(h_rows).float().log_softmax(-1).gather(1, tgt[:, None])[:, 0]
-    nll = -mix_logprob(head, h_rows, lm_logp, copy_p, valid.any(-1))
-    if first_weight == 1.0:
-        return nll.mean()
-    first = (t == 0) | (targets[b, (t - 1).clamp(min=0)] == -1)
-    w = torch.where(first, first_weight, 1.0)
-    return (nll * w).sum() / w.sum()
+    return -mix_logprob(head, h_rows, lm_logp, copy_p, valid.any(-1)).mean()
 
 
 def step_logprobs(

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -67,10 +66,6 @@ class GeneratorTrainConfig:
     # copy head and the last block; "head": the tables and the copy head only. Fewer weights
     # cannot learn 172 training notes by heart (the whole model did in two passes, issue 29).
     learn: str = "all"
-    # How many times each answer's first target token counts in the training loss: the first token
-    # chooses the line the answer copies (or abstention), one token among ~20 of an answer.
-    # Validation loss is always unweighted.
-    first_weight: float = 1.0
     notes_qa_work: Path | None = None  # where notes_qa's notes are indexed (default: the run folder)
     micro_tokens: int = 8192  # padded tokens per micro-batch
     val_items: int = 300  # validation items scored (loss) at every eval
@@ -124,10 +119,8 @@ def keep_codes(items: list[GeneratorItem], codes: str) -> list[GeneratorItem]:
     return [replace(it, match=it.match & keep) for it in items]
 
 
-def generator_loss(
-    model: torch.nn.Module, x: dict[str, torch.Tensor], y: torch.Tensor, first_weight: float = 1.0
-) -> torch.Tensor:
-    return unwrap(model).copy_loss(x["ids"], y, x["copy_mask"], match=x["match"], first_weight=first_weight)
+def generator_loss(model: torch.nn.Module, x: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+    return unwrap(model).copy_loss(x["ids"], y, x["copy_mask"], match=x["match"])
 
 
 @torch.no_grad()
@@ -294,5 +287,5 @@ def train_generator(
         dist_info=d,
         device=device,
         console=console,
-        loss_fn=partial(generator_loss, first_weight=cfg.first_weight),
+        loss_fn=generator_loss,
     )
