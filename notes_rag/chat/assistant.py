@@ -239,7 +239,7 @@ class Assistant:
             self.model,
             self.tok,
             inp,
-            passages,
+            inp.read,
             [r.question, *previous],
             sampling,
             self.cfg.max_words,

@@ -96,6 +96,7 @@ class ReaderInput:
     units: list[Unit]
     offsets: list[tuple[int, int, int]]  # per token: (passage or 0, char start, char end)
     passages: int  # passages that fit (the first ones)
+    read: list[tuple[str, str]] = field(default_factory=list)  # (label, text) of the passages as read
 
 
 def _encode_chars(tok: Tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
@@ -270,7 +271,7 @@ def encode(
     ids.append(tok.special("assistant"))
     match.append(0)
     offsets.append((0, 0, 0))
-    return ReaderInput(ids, match, units_out, offsets, len(blocks))
+    return ReaderInput(ids, match, units_out, offsets, len(blocks), list(passages))
 
 
 def copy_sources(ids: list[int], specials: set[int]) -> list[bool]:
