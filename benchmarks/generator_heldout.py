@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         inp = turn_input(tok, units, it["question"], it["history"], passages, SYSTEM_PROMPT[lang],
                          model.config.seq_len - cfg.max_new_tokens)  # fmt: skip
         texts = [t for _, t in passages]
-        pieces = write(model, tok, inp, inp.read, [it["question"], *it["history"]],
+        pieces = write(model, tok, inp, passages, [it["question"], *it["history"]],
                        SamplingConfig(max_new_tokens=cfg.max_new_tokens), cfg.max_words, time.perf_counter(),
                        abstain_bias=args.bias)  # fmt: skip
         while True:

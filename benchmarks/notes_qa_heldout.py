@@ -32,7 +32,7 @@ from rich.table import Table
 
 from notes_rag.chat.assistant import AnswerConfig, Assistant
 from notes_rag.chat.format import Turn
-from notes_rag.chat.turn_input import read_passages, relevance_query, unit_view
+from notes_rag.chat.turn_input import read_passages, relevance_query, unit_cosines
 from notes_rag.eval.intervals import wilson
 from notes_rag.fileio import atomic_write_json
 from notes_rag.index.build import update_index
@@ -58,7 +58,7 @@ def read_only_codes(codes: str) -> None:
     (model/reader.py CODE_SETS): the benchmarks' side of `train-generator --codes`, an ablation."""
     if codes != "all":
         full, keep = reader.relevance_codes, reader.CODE_SETS[codes]
-        reader.relevance_codes = lambda rel: [[c & keep for c in cs] for cs in full(rel)]
+        reader.relevance_codes = lambda cosines: [[c & keep for c in cs] for cs in full(cosines)]
 
 
 def rate(k: int, n: int) -> dict:
@@ -76,7 +76,7 @@ def fmt(r: dict) -> str:
 def baselines(retriever, question: str, previous: tuple[str, ...], sources) -> tuple[str, str]:
     """The encoder's most similar unit of the read passages, and it with the unit after it."""
     passages = read_passages(sources)
-    cos = unit_view(retriever, relevance_query(question, previous), passages).cosines
+    cos = unit_cosines(retriever, relevance_query(question, previous), passages)
     best = max(((c, p, u) for p, cs in enumerate(cos) for u, c in enumerate(cs)), default=None)
     if best is None:
         return "", ""

@@ -10,14 +10,14 @@ import pytest
 from tiny_encoder import build_tiny_encoder
 
 from notes_rag.chat.answer import Source, sources_of
-from notes_rag.chat.turn_input import read_passages, turn_input, unit_view
+from notes_rag.chat.turn_input import read_passages, turn_input, unit_cosines
 from notes_rag.errors import NotesRagError
 from notes_rag.index import store
 from notes_rag.index.build import update_index
 from notes_rag.index.encoder import encode_passages, encode_queries, load_encoder
 from notes_rag.index.search import Retriever
-from notes_rag.model.constants import AFTER_SHIFT, COS_SHIFT, N_REL, RANK_SHIFT
-from notes_rag.model.reader import UnitRelevance, encode, relevance_codes
+from notes_rag.model.constants import AFTER_SHIFT, N_REL, RANK_SHIFT
+from notes_rag.model.reader import encode, relevance_codes
 from notes_rag.sft.notes_qa import NotesQuestion, target_answer, variant
 from notes_rag.text import clean_markup, unit_spans
 
@@ -71,7 +71,7 @@ def test_the_chat_reads_stored_vectors_without_encoding_units(indexed, monkeypat
     passages = read_passages(sources_of(res.hits))
     calls = []
     monkeypatch.setattr("notes_rag.index.search.encode_passages", lambda *a, **k: calls.append(a) or 1 / 0)
-    cos = unit_view(r, "How are position embeddings combined?", passages).cosines
+    cos = unit_cosines(r, "How are position embeddings combined?", passages)
     assert not calls and [len(c) for c in cos] == [len(store.chunk_units(t)) for _, t in passages]
     q = encode_queries(enc, ["How are position embeddings combined?"])[0]
     fresh = encode_passages(enc, store.chunk_units(passages[0][1])) @ q
@@ -100,12 +100,9 @@ def test_a_training_item_and_a_chat_input_read_the_same_units(indexed, tok):
     r.close()
 
 
-def test_relevance_codes_rank_by_the_scorer_and_bin_by_cosine(tok):
-    """The unit the scorer ranks first carries rank 1 though another is nearer in cosine."""
+def test_relevance_codes_mark_the_most_similar_unit(tok):
     passages = [("a.md › A", "First line here.\nSecond line here.\nThird line here.")]
-    inp = encode(tok, "q?", passages, relevance=UnitRelevance([[0.95, 0.80, 0.85]], [[0.1, 2.0, 0.5]]))
-    first = [i for i, o in enumerate(inp.offsets) if o[0] == 1 and o[2] < passages[0][1].index("Second")]
-    assert first and all((inp.match[i] >> COS_SHIFT) % N_REL == 7 for i in first)  # 0.95: the top bin
+    inp = encode(tok, "q?", passages, relevance=[[0.80, 0.95, 0.85]])
     rank_of_token = [(m >> RANK_SHIFT) % N_REL for m in inp.match]
     second = passages[0][1].index("Second")
     tokens_rank1 = [i for i, r in enumerate(rank_of_token) if r == 1]
@@ -116,13 +113,12 @@ def test_relevance_codes_rank_by_the_scorer_and_bin_by_cosine(tok):
 def test_relevance_codes_mark_the_units_after_the_top_ones_in_their_passage():
     """The answer under a heading that echoes the question: the units after the top-ranked ones
     are marked, within their own passage only."""
-    scores = [[0.10, 0.90, 0.20, 0.25, 0.05], [0.50, 0.15]]  # ranks: p0u1 1st, p1u0 2nd, p0u3 3rd
-    rel = UnitRelevance(scores, scores)
-    after = [[(c >> AFTER_SHIFT) % N_REL for c in codes] for codes in relevance_codes(rel)]
+    cosines = [[0.10, 0.90, 0.20, 0.25, 0.05], [0.50, 0.15]]  # ranks: p0u1 1st, p1u0 2nd, p0u3 3rd
+    after = [[(c >> AFTER_SHIFT) % N_REL for c in codes] for codes in relevance_codes(cosines)]
     # p0: u2 right after the 1st, u3 second after it, u4 right after the 3rd; p1: u1 after the 2nd,
     # and p1u0 is not "after" p0's last unit (another passage)
     assert after == [[0, 0, 1, 2, 3], [0, 3]]
-    ranks = [[(c >> RANK_SHIFT) % N_REL for c in codes] for codes in relevance_codes(rel)]
+    ranks = [[(c >> RANK_SHIFT) % N_REL for c in codes] for codes in relevance_codes(cosines)]
     assert ranks == [[6, 1, 4, 3, 6], [2, 5]]  # 6: the 6th-10th
 
 
@@ -227,9 +223,8 @@ def tiny_chat_parts(tmp_path, tok):
         def translations(self, query):
             return []
 
-        def vectors(self, query, texts):
-            cos = np.linspace(0.9, 0.8, len(texts))
-            return np.array([1.0, 0.0]), np.stack([cos, np.sqrt(1 - cos**2)], axis=1)
+        def similarity(self, query, texts):
+            return np.linspace(0.9, 0.8, len(texts))
 
     model, tok2, _ = load_model(write_tiny_checkpoint(tmp_path / "m", tok))
     return Assistant(Marked(), model, tok2, AnswerConfig(max_new_tokens=24), "m", "i")

@@ -239,7 +239,7 @@ class Assistant:
             self.model,
             self.tok,
             inp,
-            inp.read,
+            passages,
             [r.question, *previous],
             sampling,
             self.cfg.max_words,

@@ -273,16 +273,11 @@ class Retriever:
         """Cosines of `texts` (as passages) to `query` under the index's encoder."""
         if not texts:
             return np.zeros(0, dtype=np.float32)
-        q, vectors = self.vectors(query, texts)
-        return vectors @ q
-
-    def vectors(self, query: str, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """`query`'s vector (d,) and `texts`' as passages (n, d) under the index's encoder."""
-        # the question the chat reads for was usually just searched: its vector is at hand
+        # the question the chat quotes for was usually just searched: its vector is at hand
         q = self._last_queries.get(query)
         if q is None:
             q = np.asarray(encode_queries(self.encoder, [query]), dtype=np.float32)[0]
-        return q, self.passage_vectors(texts)
+        return self.passage_vectors(texts) @ q
 
     def passage_vectors(self, texts: list[str]) -> np.ndarray:
         """`texts` embedded as passages, each text once per process: a chat's units recur from turn

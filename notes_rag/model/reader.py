@@ -96,7 +96,6 @@ class ReaderInput:
     units: list[Unit]
     offsets: list[tuple[int, int, int]]  # per token: (passage or 0, char start, char end)
     passages: int  # passages that fit (the first ones)
-    read: list[tuple[str, str]] = field(default_factory=list)  # (label, text) of the passages as read
 
 
 def _encode_chars(tok: Tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
@@ -146,23 +145,12 @@ COS_EDGES = (0.830, 0.843, 0.853, 0.862, 0.873, 0.888)
 CODE_SETS = {"all": -1, "relevance": (1 << AFTER_SHIFT) - 1, "none": MATCH_MASK}
 
 
-@dataclass
-class UnitRelevance:
-    """Per passage, per unit (`text.unit_spans` of its text): the retrieval encoder's cosine to
-    the question and the unit scorer's score (model/unit_scorer.py; chat/turn_input.py
-    `unit_relevance` computes both)."""
-
-    cosines: list[list[float]]
-    scores: list[list[float]]
-
-
-def relevance_codes(rel: UnitRelevance) -> list[list[int]]:
-    """Per passage, per unit: the code packed above the match flags (model/constants.py): the
-    unit's rank among all the units given by the unit scorer (1-5, 6 for 6th-10th, 7 below), its
-    cosine bin (1-7 by COS_EDGES), and where it stands after the passage's top-ranked units (1-4,
-    `AFTER_SHIFT`)."""
-    cosines = rel.cosines
-    flat = [(s, p, u) for p, ss in enumerate(rel.scores) for u, s in enumerate(ss)]
+def relevance_codes(cosines: list[list[float]]) -> list[list[int]]:
+    """Per passage, per unit (`text.unit_spans` of its text): the code packed above the match
+    flags (model/constants.py): the unit's rank among all the units given by cosine to the
+    question (1-5, 6 for 6th-10th, 7 below), its cosine bin (1-7 by COS_EDGES), and where it
+    stands after the passage's top-ranked units (1-4, `AFTER_SHIFT`)."""
+    flat = [(c, p, u) for p, cs in enumerate(cosines) for u, c in enumerate(cs)]
     order = sorted(range(len(flat)), key=lambda i: -flat[i][0])
     ranks = [[0] * len(cs) for cs in cosines]
     for r, i in enumerate(order, 1):
@@ -200,14 +188,14 @@ def encode(
     translations: tuple[str, ...] = (),
     max_len: int = 1024,
     system: str | None = None,
-    relevance: UnitRelevance | None = None,
+    relevance: list[list[float]] | None = None,
 ) -> ReaderInput:
     """The reader input for a question over (label, text) passages, fitted into `max_len`:
     the longest passages lose their last sentences first (down to one each), then the
     lowest-ranked passages are dropped; passage numbers stay those of `passages`. Only
     sentences that `can_answer` become units. With `system`, the input opens with that system
-    prompt (chat/format.py; the generator is trained with it). `relevance`: per passage, each
-    unit's (`text.unit_spans`) cosine to the question and unit-scorer score; its codes
+    prompt (chat/format.py; the generator is trained with it). `relevance`: per passage, the
+    retrieval encoder's cosine of each unit (`text.unit_spans`) to the question; its codes
     (`relevance_codes`) are added to the unit's tokens' match ints."""
     q = QuestionWords.of(question, translations)
     codes = relevance_codes(relevance) if relevance is not None else [[0] * len(unit_spans(t)) for _, t in passages]
@@ -271,7 +259,7 @@ def encode(
     ids.append(tok.special("assistant"))
     match.append(0)
     offsets.append((0, 0, 0))
-    return ReaderInput(ids, match, units_out, offsets, len(blocks), list(passages))
+    return ReaderInput(ids, match, units_out, offsets, len(blocks))
 
 
 def copy_sources(ids: list[int], specials: set[int]) -> list[bool]:

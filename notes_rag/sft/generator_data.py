@@ -209,7 +209,7 @@ def items_of_record(
         except ValueError:
             continue
         if answerable:
-            kept = " ".join(text for _, text in inp.read[: inp.passages])
+            kept = " ".join(text for _, text in passages[: inp.passages])
             if q.passage > inp.passages or not copyable(answer, kept + " " + q.question):
                 continue
         out.append(GeneratorItem.of(inp, answer_tokens(forms, inp.ids) + [end], answerable, q.lang, q.source))

@@ -181,7 +181,7 @@ def _item(nq: NotesQuestion, retriever, tok: Tokenizer, max_len: int, counts: di
     max_input = max_len - answer_room(forms)
     inp = turn_input(tok, retriever, nq.qa["q"], nq.previous, passages, SYSTEM_PROMPT[lang], max_input)
     if nq.gold is not None:
-        kept = " ".join(text for _, text in inp.read[: inp.passages])
+        kept = " ".join(text for _, text in passages[: inp.passages])
         if nq.gold > inp.passages or not copyable(answer, kept + " " + nq.qa["q"]):
             counts["not_copyable"] += 1
             return None
