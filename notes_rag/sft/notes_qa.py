@@ -42,7 +42,6 @@ from notes_rag.lang import detect_lang
 from notes_rag.model.reader import READ_PASSAGES
 from notes_rag.model.tokenizer import Tokenizer
 from notes_rag.sft.generator_data import GeneratorItem, answer_forms, answer_room, answer_tokens, copyable
-from notes_rag.text import clean_markup, unit_spans
 
 # Shares of the notes by id hash: test ~18% (~40 of 224 notes), val ~8%, train the rest.
 SPLITS = (("test", 0.18), ("val", 0.26), ("train", 1.01))
@@ -144,31 +143,11 @@ def variant(nq: NotesQuestion, rng: np.random.Generator) -> NotesQuestion:
 
 
 def target_answer(nq: NotesQuestion) -> str:
-    """The gold answer cited by its read passage's number, begun where its unit of the evidence
-    passage begins (`from_unit_start`), or the abstention in the question's language."""
+    """The gold answer cited by its read passage's number, or the abstention in the question's
+    language."""
     if nq.gold is None:
         return ABSTAIN[nq.qa.get("lang") or detect_lang(nq.qa["q"])]
-    text = clean_markup(nq.sources[nq.gold - 1].text)
-    return _CITE.sub(f"[{nq.gold}]", from_unit_start(nq.qa["answer"], text))
-
-
-_BULLET = re.compile(r"^[\s\-*•–>]*")
-
-
-def from_unit_start(answer: str, text: str) -> str:
-    """`answer` with the words before it in its unit (`text.unit_spans`) of `text`, when its first
-    piece (up to ";") begins inside a unit. notes_qa's gold answers are often the end of a note
-    line ("32 and 256" of "Between 32 and 256, preferably …"); a model taught to start there starts
-    inside lines in about half of its answers and loses the words before (issue 29, 2026-12-07:
-    3-5 of 104 val questions). Taught to start where the line starts, it copies whole lines."""
-    first = answer.split(";")[0]
-    first = _CITE.sub("", first).strip()
-    at = text.find(first) if len(first) >= 3 else -1
-    if at <= 0:
-        return answer
-    start = next((a for a, b in unit_spans(text) if a <= at < b), at)
-    prefix = _BULLET.sub("", text[start:at])
-    return prefix + answer if prefix.strip() else answer
+    return _CITE.sub(f"[{nq.gold}]", nq.qa["answer"])
 
 
 def items(
