@@ -12,8 +12,11 @@ the same read passages, two extractive baselines: the encoder's most similar uni
 sentence) and that unit with the next one.
 
 Scores, with 95% Wilson intervals: **key facts**: the answer holds at least KEY_SHARE of the
-gold answer's words (folded, citations aside); by kind (heading_echo, follow_up); abstention on
-the unanswerable questions and false abstention on the answerable ones; answers with markup.
+gold answer's words (folded, citations aside); by kind (heading_echo, follow_up); **precision**: the
+mean share of a shown answer's words that the gold answer holds (recall's other side: a longer
+answer is not free), and SQuAD's **word F1** over the answerable questions (a refusal scores 0),
+both with normal 95% intervals; abstention on the unanswerable questions and false
+abstention on the answerable ones; answers with markup.
 With `--fit`, the no-answer scores (first-step log-odds, chat/writer.py) give the bias with the
 most refusals at false abstention <= 0.05 on this split (run it on `val`, never on `test`).
 """
@@ -24,6 +27,7 @@ import argparse
 import re
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +57,24 @@ def holds(answer: str, gold: str) -> bool:
     return bool(g) and sum(w in have for w in g) >= KEY_SHARE * len(g)
 
 
+def _bag(text: str) -> Counter:
+    return Counter(words(re.sub(r"\[\d+\]", " ", text)))
+
+
+def precision(answer: str, gold: str) -> float:
+    """The share of the answer's words (citations aside) that the gold answer holds: what key
+    facts (recall) does not see, so a longer answer is not free."""
+    a, g = _bag(answer), _bag(gold)
+    return sum((a & g).values()) / sum(a.values()) if a else 0.0
+
+
+def word_f1(answer: str, gold: str) -> float:
+    """SQuAD's word F1 of the answer against the gold answer (folded words, citations aside)."""
+    a, g = _bag(answer), _bag(gold)
+    common = sum((a & g).values())
+    return 2 * common / (sum(a.values()) + sum(g.values())) if common else 0.0
+
+
 def read_only_codes(codes: str) -> None:
     """Make every model input this process builds carry only the `codes` set of relevance codes
     (model/reader.py CODE_SETS): the benchmarks' side of `train-generator --codes`, an ablation."""
@@ -66,7 +88,18 @@ def rate(k: int, n: int) -> dict:
     return {"k": k, "n": n, "rate": k / n if n else None, "ci": list(lo_hi)}
 
 
+def mean_ci(xs: list[float]) -> dict:
+    """Mean with a 95% normal interval (a mean of shares in [0, 1], not a rate)."""
+    n = len(xs)
+    if not n:
+        return {"mean": None, "n": 0, "ci": [None, None]}
+    m, se = float(np.mean(xs)), float(np.std(xs, ddof=1) / np.sqrt(n)) if n > 1 else 0.0
+    return {"mean": m, "n": n, "ci": [max(0.0, m - 1.96 * se), min(1.0, m + 1.96 * se)]}
+
+
 def fmt(r: dict) -> str:
+    if "mean" in r:
+        return "–" if r["mean"] is None else f"{r['mean']:.2f} [{r['ci'][0]:.2f}–{r['ci'][1]:.2f}] (n={r['n']})"
     if not r["n"]:
         return "–"
     lo, hi = r["ci"]
@@ -154,6 +187,18 @@ def summarize(rows: list[dict]) -> dict:
             "top line": base(rs, "top_line"),
             "top 2 lines": base(rs, "top_two_lines"),
         }
+    shown = [r for r in ans if not r["abstained"]]
+    out["precision"] = {
+        "model": mean_ci([precision(r["answer"], r["gold"]) for r in shown]),
+        "top line": mean_ci([precision(r["top_line"], r["gold"]) for r in ans]),
+        "top 2 lines": mean_ci([precision(r["top_two_lines"], r["gold"]) for r in ans]),
+    }
+    # over every answerable question (a refusal scores 0), so it compares with the baselines
+    out["word F1"] = {
+        "model": mean_ci([0.0 if r["abstained"] else word_f1(r["answer"], r["gold"]) for r in ans]),
+        "top line": mean_ci([word_f1(r["top_line"], r["gold"]) for r in ans]),
+        "top 2 lines": mean_ci([word_f1(r["top_two_lines"], r["gold"]) for r in ans]),
+    }
     shown = [r for r in rows if not r["abstained"]]
     out["abstention"] = {
         "unanswerable refused": rate(sum(r["abstained"] for r in una), len(una)),
@@ -198,9 +243,13 @@ def main() -> None:
     for col in ("questions", "model", "encoder top line", "top line + next"):
         table.add_column(col)
     for name, r in summary.items():
-        if name == "abstention":
+        if name in ("abstention", "precision", "word F1"):
             continue
         table.add_row(name, fmt(r["model"]), fmt(r["top line"]), fmt(r["top 2 lines"]))
+    p = summary["precision"]
+    table.add_row("precision", fmt(p["model"]), fmt(p["top line"]), fmt(p["top 2 lines"]))
+    f = summary["word F1"]
+    table.add_row("word F1", fmt(f["model"]), fmt(f["top line"]), fmt(f["top 2 lines"]))
     Console().print(table)
     for k, r in summary["abstention"].items():
         print(f"{k}: {fmt(r)}")

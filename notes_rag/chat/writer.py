@@ -5,7 +5,9 @@ The input is the model input (model/reader.py `encode`): the system prompt, the 
 the question, then the passages, with match flags on the passage words the question names, and
 `<|assistant|>`. The copy-head model (model/copy_head.py) decodes greedily under a
 `WordConstraint` (model/constraint.py): every content word it writes occurs in the passages or
-the question, so no check after the fact has anything to retract. Decoding also stops, before
+the question, so no check after the fact has anything to retract; and, with `whole_units`, under
+model/unit_copy.py's rule: a copy starts where the unit the model points at starts and runs to
+that unit's end (answers are whole note lines, not their tails). Decoding also stops, before
 the token that would do it, when the answer would exceed `max_words` or repeat a run of
 `LOOP_WORDS` words, and after an abstention sentence.
 
@@ -120,6 +122,7 @@ def write(
     t0: float,
     constrain: bool = True,
     abstain_bias: float = 0.0,
+    whole_units: bool = False,
 ) -> Generator[str, None, Written]:
     """Yield the answer's text pieces as they are decoded; return the `Written` answer.
     `passages` are `inp`'s (label, text) passages, in its numbering, `questions` the question and
@@ -143,6 +146,10 @@ def write(
     constraint = (
         WordConstraint.for_sources(tok, sources, fixed=ABSTAIN.values(), stop_ids=specials) if constrain else None
     )
+    if whole_units:
+        from notes_rag.model.unit_copy import UnitCopy
+
+        constraint = UnitCopy(tok.token_bytes, inp, constraint, abstention_starts(tok), specials)
     times: list[float] = []
     score: list[float] = []
 

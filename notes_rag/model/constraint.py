@@ -128,11 +128,12 @@ class WordConstraint:
     def allows(self, token: int) -> bool:
         return self._after(self.state, token) is not None
 
-    def candidates(self, logp, greedy: bool) -> list[int]:
+    def candidates(self, logp, greedy: bool, pointer=None) -> list[int]:
         """Allowed ids among the CANDIDATES most likely of log-probabilities (V,), best first:
         only the best one when `greedy`. The whole vocabulary is searched, best first, only
         when none of them is allowed; empty when no token is. `logp` is a numpy array or a torch
-        tensor (the numpy and the torch decoder): no torch here, so the chat starts without it."""
+        tensor (the numpy and the torch decoder): no torch here, so the chat starts without it.
+        `pointer` (the copy attention, model/unit_copy.py's) does not matter to words."""
         logp = np.asarray(logp.cpu() if hasattr(logp, "cpu") else logp)
         best = np.sort(np.argpartition(-logp, min(CANDIDATES, logp.size) - 1)[:CANDIDATES])
         # a stable sort of ids in order: equal scores go to the lower id, as argmax does

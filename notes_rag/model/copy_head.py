@@ -173,14 +173,18 @@ def step_logprobs(
     src_ids: torch.Tensor,
     feats: torch.Tensor | None,
     valid: torch.Tensor | None = None,
+    pointer: list | None = None,
 ) -> torch.Tensor:
     """Log-probabilities (V,) of the next token from the hidden state h (C,) of the current
-    step, the source keys (S, C), their ids (S,) and features (S, F) (see `features`)."""
+    step, the source keys (S, C), their ids (S,) and features (S, F) (see `features`). A
+    `pointer` list receives the copy attention (S,) (model/unit_copy.py reads where it points)."""
     lm_logp = model.lm_head(h).float().log_softmax(-1)
     if src_ids.numel() == 0:
         return lm_logp
     valid = valid if valid is not None else torch.ones(src_ids.shape, dtype=torch.bool, device=h.device)
     dots = (keys @ model.copy.query(h))[None]
     a = attention(model.copy, dots, None if feats is None else feats[None], valid[None])[0]
+    if pointer is not None:
+        pointer.append(a)
     copy_p = torch.zeros_like(lm_logp).scatter_add_(0, src_ids, a)
     return mix_logprob(model.copy, h[None], lm_logp[None], copy_p[None], valid.any()[None])[0]

@@ -159,6 +159,7 @@ class CopyDecoder:
         mask = copy_mask if copy_mask is not None and model.config.copy_head else [False] * len(prompt)
         self.src = torch.tensor(mask, dtype=torch.bool, device=self.device).nonzero()[:, 0]
         self.keys: torch.Tensor | None = None
+        self.pointer = None  # (source positions, copy attention) of the last step
 
     @torch.inference_mode()
     def prefill(self) -> torch.Tensor:
@@ -190,7 +191,10 @@ class CopyDecoder:
             match = torch.zeros(1, self.n, dtype=torch.long, device=self.device)
             match[:, : self.prompt_match.size(1)] = self.prompt_match
         f = features(names, ids, torch.tensor([self.n - 1], device=self.device), valid, match)
-        return self.model.copy_logprobs(h, self.keys, ids[0, self.src], None if f is None else f[0, self.src])
+        out: list = []
+        logp = self.model.copy_logprobs(h, self.keys, ids[0, self.src], None if f is None else f[0, self.src], out)
+        self.pointer = (self.src.cpu().numpy(), out[0].float().cpu().numpy())
+        return logp
 
 
 def generate_copy(

@@ -264,7 +264,8 @@ class GPT(nn.Module):
             raise ValueError("copy_loss needs a model with copy_head=True")
         return copy_loss(self, idx, targets, copy_mask, match)
 
-    def copy_logprobs(self, h, keys, src_ids, feats=None):
+    def copy_logprobs(self, h, keys, src_ids, feats=None, pointer=None):
         """Next-token log-probabilities (V,) at one decode step: hidden state h (C,), the cached
-        source keys (S, C) = `self.copy.key(h_j)`, their ids (S,), features (S, F)."""
-        return step_logprobs(self, h, keys, src_ids, feats)
+        source keys (S, C) = `self.copy.key(h_j)`, their ids (S,), features (S, F); `pointer`
+        (a list) receives the copy attention (S,)."""
+        return step_logprobs(self, h, keys, src_ids, feats, pointer=pointer)

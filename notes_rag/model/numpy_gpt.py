@@ -234,16 +234,22 @@ class NumpyGPT:
         `CopyDecoder.prefill`)."""
         return NumpyCopyDecoder(self, ids, copy_mask, match).prefill()
 
-    def copy_logprobs(self, h: np.ndarray, keys: np.ndarray | None, src_ids: np.ndarray, feats: np.ndarray | None):
+    def copy_logprobs(
+        self, h: np.ndarray, keys: np.ndarray | None, src_ids: np.ndarray, feats: np.ndarray | None, pointer=None
+    ):
         """Next-token log-probabilities (V,) at one decode step: hidden state h (C,), the cached
-        source keys (S, C), their ids (S,), features (S, F) (copy_head.py `step_logprobs`)."""
+        source keys (S, C), their ids (S,), features (S, F) (copy_head.py `step_logprobs`);
+        `pointer` (a list) receives the copy attention (S,)."""
         lm_logp = log_softmax(h @ self.w["lm_head.weight"].T)
         if not len(src_ids):
             return lm_logp
         s = keys @ (self.w["copy.query.weight"] @ h) / np.float32(np.sqrt(self.config.n_embd))
         if feats is not None:
             s = s + feats @ (self.w["copy.feature_weight"] * np.float32(FEATURE_GAIN))
-        copy_p = np.bincount(src_ids, weights=softmax(s), minlength=len(lm_logp)).astype(np.float32)
+        a = softmax(s)
+        if pointer is not None:
+            pointer.append(a)
+        copy_p = np.bincount(src_ids, weights=a, minlength=len(lm_logp)).astype(np.float32)
         z = float(self.w["copy.gate.weight"][0] @ h + self.w["copy.gate.bias"][0])
         mixed = np.logaddexp(log_sigmoid(z) + lm_logp, log_sigmoid(-z) + np.log(np.maximum(copy_p, LOG_EPS)))
         return mixed.astype(np.float32)
@@ -303,6 +309,7 @@ class NumpyCopyDecoder:
         self.valid = np.zeros(T, bool)
         self.valid[self.src] = True
         self.keys: np.ndarray | None = None
+        self.pointer = None  # (source positions, copy attention) of the last step
 
     def prefill(self) -> np.ndarray:
         # One BLAS thread, as the query encoder (index/bert_encoder.py): OpenBLAS's threads spin
@@ -332,7 +339,10 @@ class NumpyCopyDecoder:
         if names:
             match = None if self.match is None else self.match[:n]
             feats = features(names, self.ids[:n], self.valid[:n], match)[self.src]
-        return self.model.copy_logprobs(h, self.keys, self.ids[self.src], feats)
+        out: list = []
+        logp = self.model.copy_logprobs(h, self.keys, self.ids[self.src], feats, out)
+        self.pointer = (self.src, out[0])
+        return logp
 
 
 def _read_weights(path: Path) -> dict[str, np.ndarray] | None:

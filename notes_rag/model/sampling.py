@@ -41,8 +41,9 @@ def decode_copy(
     numpy_gpt.NumpyCopyDecoder), stopping at a stop id (not yielded) or the limit. `sample(logp)`
     picks an index of the log-probabilities it is given (the decoder's sampler, seeded once).
     With a `constraint`, only tokens it allows are chosen (it is advanced with each one); it
-    decides the stop ids too, so a word never ends unfinished. `on_first` sees the first step's
-    log-probabilities and returns the ones to decode with."""
+    decides the stop ids too, so a word never ends unfinished, and it sees the decoder's
+    `pointer` (model/unit_copy.py starts a copy where the pointed unit starts). `on_first` sees
+    the first step's log-probabilities and returns the ones to decode with."""
     stop = set(stop_ids)
     limit = min(cfg.max_new_tokens, decoder.room)
     logp = decoder.prefill()
@@ -52,7 +53,8 @@ def decode_copy(
         if constraint is None:
             nxt = sample(logp)
         else:  # sampling renormalises over the allowed candidates
-            allowed = constraint.candidates(logp, greedy=cfg.temperature <= 0)
+            pointer = getattr(decoder, "pointer", None)  # where the copy head points (model/unit_copy.py)
+            allowed = constraint.candidates(logp, greedy=cfg.temperature <= 0, pointer=pointer)
             if not allowed:
                 return
             nxt = allowed[0] if len(allowed) == 1 else allowed[sample(logp[allowed])]

@@ -1,0 +1,116 @@
+"""Whole-unit answers: an answer that copies from a passage starts where a unit starts and copies
+to that unit's end before it may stop, cite or turn elsewhere.
+
+The units are the reader's (model/reader.py `Unit`: the lines and sentences that `can_answer`,
+`text.unit_spans`). Student notes put one thought on a line; the copy head, trained on answers
+that are often the end of a line ("32 and 256" of "Between 32 and 256, preferably …"), starts
+inside a line in about half of its answers and stops before the line ends, losing the words
+that make the line an answer (issue 29, notes_qa val and test, 2026-12-08: docs/GENERATOR.md).
+
+Which unit, and whether to go on to the next one, stays the model's choice: at the first step
+only tokens that begin a unit's text are allowed (besides the abstention's first tokens); while
+the tokens written are a run of a unit's tokens from its start (`live`: the positions the run
+can stand at), the next token must continue one of those runs, until one reaches its unit's last
+word. Off a run (a citation, a joining word, a copy from the question), the answer is free.
+
+`UnitCopy` has `WordConstraint`'s interface (`candidates`, `push`) and applies that constraint
+too, so the decode loops (model/sampling.py `decode_copy`) take either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from notes_rag.model.constraint import WordConstraint
+from notes_rag.model.reader import ReaderInput
+
+
+def _has_word(token_bytes: bytes) -> bool:
+    return any(ch.isalnum() for ch in token_bytes.decode("utf-8", errors="ignore"))
+
+
+class UnitCopy:
+    """The whole-unit rule over a reader input (see the module docstring), on top of `words`."""
+
+    def __init__(
+        self,
+        token_bytes,
+        inp: ReaderInput,
+        words: WordConstraint | None,
+        free_starts: Iterable[int] = (),
+        stop_ids: Iterable[int] = (),
+    ):
+        self.ids = inp.ids
+        self.words = words
+        self.free_starts = set(free_starts)  # first tokens of the abstentions
+        self.unit_start: dict[int, int] = {}  # position -> its unit's first worded position
+        self._start: int | None = None
+        self.starts: list[int] = []  # per unit: the position of its first token with a word
+        self.ends: set[int] = set()  # positions from a unit's last word on: it may end there
+        self.unit_end: dict[int, int] = {}  # position -> last position of its unit
+        for u in inp.units:
+            worded = [j for j in range(u.first, u.last + 1) if _has_word(token_bytes(inp.ids[j]))]
+            if not worded:
+                continue
+            self.starts.append(worded[0])
+            self.unit_start.update(dict.fromkeys(range(u.first, u.last + 1), worded[0]))
+            self.ends.update(range(worded[-1], u.last + 1))
+            self.unit_end.update(dict.fromkeys(range(u.first, u.last + 1), u.last))
+        # positions the copy run stands at; None before the first token, [] off a run (free)
+        self.live: list[int] | None = None if self.starts else []
+        self.stop_ids = set(stop_ids)
+
+    def _next(self) -> set[int] | None:
+        """The tokens the rule allows next; None when it allows any."""
+        if self.live is None:
+            return {self.ids[j] for j in self.starts} | self.free_starts | self.stop_ids
+        if not self.live or any(j in self.ends for j in self.live):
+            return None
+        return {self.ids[j + 1] for j in self.live if j + 1 <= self.unit_end[j]}
+
+    def allows(self, token: int) -> bool:
+        nxt = self._next()
+        if nxt is not None and token not in nxt:
+            return False
+        return self.words is None or self.words.allows(token)
+
+    def candidates(self, logp, greedy: bool, pointer=None) -> list[int]:
+        """`WordConstraint.candidates` within the tokens this rule allows. At the first step the
+        model's own choice stands when it is an abstention start, a stop, or a token it does not
+        point at in a unit; else the answer starts where that unit starts. `pointer` is the
+        decoder's (source positions, copy attention) of this step."""
+        words = self.words.candidates(logp, greedy) if self.words is not None else [int(np.argmax(logp))]
+        if self.live is None:
+            self._start = self._pointed_unit(words[0], pointer) if words else None
+            return [self.ids[self._start]] if self._start is not None else words[:1]
+        nxt = self._next()
+        if nxt is None:
+            return words
+        logp = np.asarray(logp.cpu() if hasattr(logp, "cpu") else logp)
+        order = sorted(nxt, key=lambda i: (-logp[i], i))
+        allowed = [i for i in order if self.words is None or self.words.allows(i)]
+        return allowed[:1] if greedy else allowed
+
+    def _pointed_unit(self, token: int, pointer) -> int | None:
+        """The start of the unit holding the source position of `token` that the copy attention
+        weighs most; None when the token is an abstention start or a stop, or no such position
+        is in a unit."""
+        if token in self.free_starts or token in self.stop_ids or pointer is None:
+            return None
+        src, attn = pointer
+        ids = np.asarray(self.ids)[src]
+        at = np.flatnonzero(ids == token)
+        if not len(at):
+            return None
+        j = int(src[at[np.argmax(attn[at])]])
+        return self.unit_start.get(j)
+
+    def push(self, token: int) -> None:
+        if self.words is not None:
+            self.words.push(token)
+        if self.live is None:
+            self.live = [self._start] if self._start is not None and self.ids[self._start] == token else []
+        else:
+            self.live = [j + 1 for j in self.live if j + 1 <= self.unit_end[j] and self.ids[j + 1] == token]

@@ -1,0 +1,100 @@
+"""Whole-unit answers (model/unit_copy.py): the first token moves to the start of the unit the
+model points at, a copy run may not stop or turn before its unit's last word, abstentions and
+stops stand; the numpy and torch decoders write the same answer under it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_numpy_gpt import NO_FEATURES, RELEVANCE, _models
+
+from notes_rag.model import engine, numpy_decode
+from notes_rag.model.constraint import WordConstraint
+from notes_rag.model.reader import copy_sources, encode
+from notes_rag.model.sampling import SamplingConfig
+from notes_rag.model.tokenizer import SPECIAL_TOKENS
+from notes_rag.model.unit_copy import UnitCopy
+
+PASSAGES = [
+    ("a.md › Sieć", "Sieć neuronowa uczy się wag na podstawie danych.\nDane treningowe dzielimy na partie."),
+    ("b.md", "Tokenizacja dzieli tekst na tokeny.\nSłownik przypisuje tokenom identyfikatory."),
+]
+QUESTION = "Czego uczy się sieć neuronowa?"
+
+
+def _setup(tok):
+    inp = encode(tok, QUESTION, PASSAGES, max_len=400)
+    specials = [tok.special(s) for s in SPECIAL_TOKENS]
+    words = WordConstraint.for_sources(tok, [t for _, t in PASSAGES] + [QUESTION], stop_ids=specials)
+    abstain = [tok.encode("Nie")[0]]
+    return inp, specials, UnitCopy(tok.token_bytes, inp, words, abstain, specials), abstain
+
+
+def _text(tok, inp, unit) -> str:
+    return tok.decode(inp.ids[unit.first : unit.last + 1]).strip()
+
+
+def _onehot(tok, token: int) -> np.ndarray:
+    logp = np.full(tok.vocab_size, -30.0, np.float32)
+    logp[token] = 0.0
+    return logp
+
+
+def _pointer(inp, at: int):
+    src = np.arange(len(inp.ids))
+    attn = np.zeros(len(src), np.float32)
+    attn[at] = 1.0
+    return src, attn
+
+
+def test_the_answer_starts_at_the_pointed_units_start_and_copies_it_whole(tok):
+    inp, specials, rule, _ = _setup(tok)
+    unit = inp.units[1]  # "Dane treningowe dzielimy na partie."
+    mid = unit.last - 2  # the model points inside the line
+    out = rule.candidates(_onehot(tok, inp.ids[mid]), True, _pointer(inp, mid))
+    assert out == [inp.ids[rule.starts[1]]]
+    while out[-1] not in specials:  # from then on the model wants to stop: it finishes the line first
+        rule.push(out[-1])
+        out += rule.candidates(_onehot(tok, specials[0]), True, None)
+        assert len(out) < 40
+    assert tok.decode(out[:-1]).strip() == _text(tok, inp, unit).rstrip(".")  # its last word ends it
+
+
+def test_at_a_units_end_the_model_may_stop(tok):
+    inp, specials, rule, _ = _setup(tok)
+    unit = inp.units[0]
+    start = rule.starts[0]
+    for j in range(start, unit.last + 1):
+        assert rule.candidates(_onehot(tok, inp.ids[j]), True, _pointer(inp, j)) == [inp.ids[j]]
+        rule.push(inp.ids[j])
+    assert rule.candidates(_onehot(tok, specials[0]), True, None) == [specials[0]]
+
+
+@pytest.mark.parametrize("first", ["abstain", "stop", "question"])
+def test_abstentions_stops_and_copies_outside_units_stand(tok, first):
+    inp, specials, rule, abstain = _setup(tok)
+    if first == "question":  # a token the model points at in the question, not in a unit
+        at = inp.ids.index(tok.encode(" neuronowa")[0]) if tok.encode(" neuronowa")[0] in inp.ids else None
+        if at is None or any(u.first <= at <= u.last for u in inp.units):
+            pytest.skip("the tokenizer splits the word differently")
+        token, pointer = inp.ids[at], _pointer(inp, at)
+    else:
+        token, pointer = (abstain[0] if first == "abstain" else specials[0]), _pointer(inp, 0)
+    assert rule.candidates(_onehot(tok, token), True, pointer) == [token]
+
+
+@pytest.mark.parametrize("overrides", [RELEVANCE, NO_FEATURES])
+def test_numpy_and_torch_write_the_same_whole_unit_answer(tok, tmp_path, overrides):
+    torch_model, np_model = _models(tok, tmp_path, seq_len=160, **overrides)
+    inp = encode(tok, QUESTION, PASSAGES, max_len=np_model.config.seq_len - 40)
+    specials = [tok.special(s) for s in SPECIAL_TOKENS]
+    mask = copy_sources(inp.ids, set(specials))
+
+    def answer(generate_copy, model):
+        words = WordConstraint.for_sources(tok, [t for _, t in PASSAGES] + [QUESTION], stop_ids=specials)
+        rule = UnitCopy(tok.token_bytes, inp, words, [], specials)
+        cfg = SamplingConfig(max_new_tokens=30)
+        return list(generate_copy(model, inp.ids, mask, inp.match, cfg, stop_ids=specials, constraint=rule))
+
+    ours, theirs = answer(numpy_decode.generate_copy, np_model), answer(engine.generate_copy, torch_model)
+    assert ours == theirs and ours
