@@ -144,12 +144,7 @@ def attention(head: CopyHead, dots: torch.Tensor, feats: torch.Tensor | None, va
 
 
 def copy_loss(
-    model,
-    idx: torch.Tensor,
-    targets: torch.Tensor,
-    copy_mask: torch.Tensor,
-    match: torch.Tensor | None = None,
-    copy_at: torch.Tensor | None = None,
+    model, idx: torch.Tensor, targets: torch.Tensor, copy_mask: torch.Tensor, match: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Mean −log p_mix(target) over targets != −1; idx/targets/copy_mask/match (B, T)."""
     h = model.hidden(idx, match=match)  # (B, T, C)
@@ -166,11 +161,7 @@ def copy_loss(
     valid = copy_mask[b] & (torch.arange(T, device=idx.device)[None] < t[:, None])
     feats = features(head.features, idx[b], t, valid, match[b] if match is not None else None)
     a = attention(head, dots, feats, valid)
-    hit = idx[b] == tgt[:, None]
-    if copy_at is not None:  # a target with a known source position is copied from there only
-        at = copy_at[b, t][:, None]
-        hit = hit & ((at < 0) | (torch.arange(T, device=idx.device)[None] == at))
-    copy_p = (a * hit).sum(-1)  # Σ_j a_tj·[ids_j = target]
+    copy_p = (a * (idx[b] == tgt[:, None])).sum(-1)  # Σ_j a_tj·[ids_j = target]
     lm_logp = model.lm_head(h_rows).float().log_softmax(-1).gather(1, tgt[:, None])[:, 0]
     return -mix_logprob(head, h_rows, lm_logp, copy_p, valid.any(-1)).mean()
 

@@ -257,12 +257,12 @@ class GPT(nn.Module):
             x = x[:, -1:]
         return self.lm_head(x).float()
 
-    def copy_loss(self, idx, targets, copy_mask, match=None, copy_at=None):
+    def copy_loss(self, idx, targets, copy_mask, match=None):
         """Mean −log p(target) of the copy head's mixture over targets != −1 (copy_head.py);
         `copy_mask` (B, T) marks the source positions an answer may copy from."""
         if not self.config.copy_head:
             raise ValueError("copy_loss needs a model with copy_head=True")
-        return copy_loss(self, idx, targets, copy_mask, match, copy_at)
+        return copy_loss(self, idx, targets, copy_mask, match)
 
     def copy_logprobs(self, h, keys, src_ids, feats=None, pointer=None):
         """Next-token log-probabilities (V,) at one decode step: hidden state h (C,), the cached

@@ -262,7 +262,6 @@ def batch_of(items: list[GeneratorItem], specials: torch.Tensor) -> tuple[dict[s
     match = torch.zeros(B, T, dtype=torch.long)
     source = torch.zeros(B, T, dtype=torch.bool)
     targets = torch.full((B, T), -1, dtype=torch.long)
-    copy_at = torch.full((B, T), -1, dtype=torch.long)
     special = set(specials.tolist())
     for b, it in enumerate(items):
         n, p = len(it.ids), it.prompt_len
@@ -270,37 +269,7 @@ def batch_of(items: list[GeneratorItem], specials: torch.Tensor) -> tuple[dict[s
         match[b, :n] = torch.from_numpy(it.match.astype(np.int64))
         source[b, :p] = torch.tensor(copy_sources(it.ids[:p].tolist(), special))
         targets[b, p - 1 : n - 1] = ids[b, p:n]
-        copy_at[b, p - 1 : n - 1] = torch.from_numpy(copy_positions(it.ids, p, special))
-    return {"ids": ids, "match": match, "copy_mask": source, "copy_at": copy_at}, targets
-
-
-MIN_RUN = 2  # answer tokens in a row found in the prompt that make a copy run
-
-
-def copy_positions(ids: np.ndarray, p: int, special: set[int]) -> np.ndarray:
-    """Per answer token (ids[p:]), the prompt position it is copied from, or -1 (any position
-    holding the token counts). The answer is cut greedily into the longest runs of prompt tokens;
-    a run of MIN_RUN or more tokens with one place in the passages (after the first special token
-    that opens a passage; else in the prompt) gives its tokens their positions. DrQA-style
-    position supervision: the copy head learns to point at the line the answer is in, not at any
-    occurrence of its first token."""
-    ids = np.asarray(ids, np.int64)
-    prompt, ans = ids[:p], ids[p:]
-    out = np.full(len(ans), -1, np.int64)
-    k = 0
-    while k < len(ans):
-        starts = np.flatnonzero(prompt == ans[k])
-        length = 1
-        while len(starts) and k + length < len(ans):
-            ok = starts + length < p
-            nxt = starts[ok][prompt[starts[ok] + length] == ans[k + length]]
-            if not len(nxt):
-                break
-            starts, length = nxt, length + 1
-        if length >= MIN_RUN and len(starts) == 1:
-            out[k : k + length] = starts[0] + np.arange(length)
-        k += length if length >= MIN_RUN else 1
-    return out
+    return {"ids": ids, "match": match, "copy_mask": source}, targets
 
 
 class GeneratorBatches(LengthBatches):

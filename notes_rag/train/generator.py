@@ -120,7 +120,7 @@ def keep_codes(items: list[GeneratorItem], codes: str) -> list[GeneratorItem]:
 
 
 def generator_loss(model: torch.nn.Module, x: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
-    return unwrap(model).copy_loss(x["ids"], y, x["copy_mask"], match=x["match"], copy_at=x.get("copy_at"))
+    return unwrap(model).copy_loss(x["ids"], y, x["copy_mask"], match=x["match"])
 
 
 @torch.no_grad()
