@@ -42,7 +42,6 @@ from notes_rag.lang import detect_lang
 from notes_rag.model.reader import READ_PASSAGES
 from notes_rag.model.tokenizer import Tokenizer
 from notes_rag.sft.generator_data import GeneratorItem, answer_forms, answer_room, answer_tokens, copyable
-from notes_rag.text import clean_markup, unit_spans
 
 # Shares of the notes by id hash: test ~18% (~40 of 224 notes), val ~8%, train the rest.
 SPLITS = (("test", 0.18), ("val", 0.26), ("train", 1.01))
@@ -148,33 +147,7 @@ def target_answer(nq: NotesQuestion) -> str:
     language."""
     if nq.gold is None:
         return ABSTAIN[nq.qa.get("lang") or detect_lang(nq.qa["q"])]
-    text = clean_markup(nq.sources[nq.gold - 1].text)
-    return _CITE.sub(f"[{nq.gold}]", whole_units(nq.qa["answer"], text))
-
-
-_BULLET = re.compile(r"^[\s\-*•–>]*")
-
-
-def whole_units(answer: str, text: str) -> str:
-    """`answer` grown to the whole units (`text.unit_spans`) of `text` it begins and ends in."""
-    body = _CITE.sub("", answer).rstrip()
-    cite = answer[len(body):] if answer.startswith(body) else " [1]"
-    pieces = [p.strip() for p in re.split(r"[;·]", body) if p.strip()]
-    if not pieces:
-        return answer
-    a = text.find(pieces[0]) if len(pieces[0]) >= 3 else -1
-    if a < 0:
-        return answer
-    at_last = text.find(pieces[-1], a)
-    b = at_last + len(pieces[-1]) if at_last >= 0 else a + len(pieces[0])
-    spans = unit_spans(text)
-    us = next((s for s, e in spans if s <= a < e), a)
-    ue = next((e for s, e in spans if s < b <= e), b)
-    prefix = _BULLET.sub("", text[us:a]) if us < a else ""
-    suffix = text[b:ue].rstrip() if b < ue else ""
-    if "\n" in prefix or "\n" in suffix:
-        return answer
-    return prefix + body + suffix + cite
+    return _CITE.sub(f"[{nq.gold}]", nq.qa["answer"])
 
 
 def items(
