@@ -1,6 +1,7 @@
 """Whole-unit answers (model/unit_copy.py): the first token moves to the start of the unit the
-model points at, a copy run may not stop or turn before its unit's last word, abstentions and
-stops stand; the numpy and torch decoders write the same answer under it."""
+model points at, a copy run may not stop or turn before its unit's last word, the citation
+names the passage the copied line is in, abstentions and stops stand; the numpy and torch
+decoders write the same answer under it."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def _setup(tok):
     specials = [tok.special(s) for s in SPECIAL_TOKENS]
     words = WordConstraint.for_sources(tok, [t for _, t in PASSAGES] + [QUESTION], stop_ids=specials)
     abstain = [tok.encode("Nie")[0]]
-    return inp, specials, UnitCopy(tok.token_bytes, inp, words, abstain, specials), abstain
+    opens, numbers = {tok.encode(" [")[0]}, {p: tok.encode(str(p))[0] for p in (1, 2)}
+    return inp, specials, UnitCopy(tok.token_bytes, inp, words, abstain, specials, opens, numbers), abstain
 
 
 def _text(tok, inp, unit) -> str:
@@ -68,6 +70,16 @@ def test_at_a_units_end_the_model_may_stop(tok):
         assert rule.candidates(_onehot(tok, inp.ids[j]), True, _pointer(inp, j)) == [inp.ids[j]]
         rule.push(inp.ids[j])
     assert rule.candidates(_onehot(tok, specials[0]), True, None) == [specials[0]]
+
+
+def test_the_citation_names_the_passage_the_line_was_copied_from(tok):
+    inp, specials, rule, _ = _setup(tok)
+    unit = next(u for u in inp.units if u.passage == 2)
+    for j in range(rule.unit_start[unit.first], unit.last + 1):
+        rule.push(rule.candidates(_onehot(tok, inp.ids[j]), True, _pointer(inp, j))[0])
+    rule.push(tok.encode(" [")[0])
+    # the model would write [1]; the words it copied are in passage 2
+    assert rule.candidates(_onehot(tok, tok.encode("1")[0]), True, None) == [tok.encode("2")[0]]
 
 
 @pytest.mark.parametrize("first", ["abstain", "stop", "question"])

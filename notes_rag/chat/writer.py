@@ -149,7 +149,9 @@ def write(
     if whole_units:
         from notes_rag.model.unit_copy import UnitCopy
 
-        constraint = UnitCopy(tok.token_bytes, inp, constraint, abstention_starts(tok), specials)
+        opens = {tok.encode("[")[0], tok.encode(" [")[0]}
+        numbers = {p: ids[0] for p in range(1, inp.passages + 1) if len(ids := tok.encode(str(p))) == 1}
+        constraint = UnitCopy(tok.token_bytes, inp, constraint, abstention_starts(tok), specials, opens, numbers)
     times: list[float] = []
     score: list[float] = []
 

@@ -1,17 +1,24 @@
 """Whole-unit answers: an answer that copies from a passage starts where a unit starts and copies
-to that unit's end before it may stop, cite or turn elsewhere.
+to that unit's end before it may stop, cite or turn elsewhere; its citation names the passage
+the copied unit is in.
 
 The units are the reader's (model/reader.py `Unit`: the lines and sentences that `can_answer`,
 `text.unit_spans`). Student notes put one thought on a line; the copy head, trained on answers
 that are often the end of a line ("32 and 256" of "Between 32 and 256, preferably …"), starts
 inside a line in about half of its answers and stops before the line ends, losing the words
-that make the line an answer (issue 29, notes_qa val and test, 2026-12-08: docs/GENERATOR.md).
+that make the line an answer (issue 29, notes_qa val and test, 2026-12-07: docs/GENERATOR.md,
+"Whole-unit answers").
 
-Which unit, and whether to go on to the next one, stays the model's choice: at the first step
-only tokens that begin a unit's text are allowed (besides the abstention's first tokens); while
-the tokens written are a run of a unit's tokens from its start (`live`: the positions the run
-can stand at), the next token must continue one of those runs, until one reaches its unit's last
-word. Off a run (a citation, a joining word, a copy from the question), the answer is free.
+Which unit, and whether to go on to the next one, stays the model's choice. At the first step its
+own token stands when it is an abstention start or a stop; otherwise the answer starts at the
+first worded token of the unit holding the source position of that token the copy attention
+weighs most (the decoder's `pointer`), when that position is in a unit. While the tokens written
+are a run of that unit's tokens (`live`: the position the run stands at), the next token must
+continue it, until it reaches the unit's last word. Off a run (a citation, a joining word, a
+copy from the question), the answer is free, except that a citation's number, once `[` is
+written, must be a passage a run was copied from: the model wrote its own number before, and
+named another passage than the one its words came from for 22 of 99 answers on dev2
+(2026-12-07).
 
 `UnitCopy` has `WordConstraint`'s interface (`candidates`, `push`) and applies that constraint
 too, so the decode loops (model/sampling.py `decode_copy`) take either.
@@ -41,8 +48,15 @@ class UnitCopy:
         words: WordConstraint | None,
         free_starts: Iterable[int] = (),
         stop_ids: Iterable[int] = (),
+        cite_open: Iterable[int] = (),
+        cite_numbers: dict[int, int] | None = None,
     ):
         self.ids = inp.ids
+        self.offsets = inp.offsets
+        self.cite_open = set(cite_open)  # the tokens that open a citation: "[" and " ["
+        self.cite_numbers = cite_numbers or {}  # passage number -> the token that writes it
+        self.copied: set[int] = set()  # passages the answer's unit runs were copied from
+        self._last: int | None = None
         self.words = words
         self.free_starts = set(free_starts)  # first tokens of the abstentions
         self.unit_start: dict[int, int] = {}  # position -> its unit's first worded position
@@ -85,6 +99,11 @@ class UnitCopy:
         if self.live is None:
             self._start = self._pointed_unit(words[0], pointer) if words else None
             return [self.ids[self._start]] if self._start is not None else words[:1]
+        if self._last in self.cite_open and self.copied:  # the citation names where the words are
+            logp = np.asarray(logp.cpu() if hasattr(logp, "cpu") else logp)
+            numbers = [self.cite_numbers[p] for p in self.copied if p in self.cite_numbers]
+            order = sorted(numbers, key=lambda i: (-logp[i], i))
+            return order[:1] if greedy else order
         nxt = self._next()
         if nxt is None:
             return words
@@ -110,7 +129,9 @@ class UnitCopy:
     def push(self, token: int) -> None:
         if self.words is not None:
             self.words.push(token)
+        self._last = token
         if self.live is None:
             self.live = [self._start] if self._start is not None and self.ids[self._start] == token else []
         else:
             self.live = [j + 1 for j in self.live if j + 1 <= self.unit_end[j] and self.ids[j + 1] == token]
+        self.copied.update(self.offsets[j][0] for j in self.live if self.offsets[j][0])
