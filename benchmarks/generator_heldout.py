@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         texts = [t for _, t in passages]
         pieces = write(model, tok, inp, passages, [it["question"], *it["history"]],
                        SamplingConfig(max_new_tokens=cfg.max_new_tokens), cfg.max_words, time.perf_counter(),
-                       abstain_bias=args.bias)  # fmt: skip
+                       abstain_bias=args.bias, whole_units=cfg.whole_units)  # fmt: skip
         while True:
             try:
                 next(pieces)

@@ -122,7 +122,7 @@ def write(
     t0: float,
     constrain: bool = True,
     abstain_bias: float = 0.0,
-    whole_units: bool = False,
+    whole_units: bool = True,
 ) -> Generator[str, None, Written]:
     """Yield the answer's text pieces as they are decoded; return the `Written` answer.
     `passages` are `inp`'s (label, text) passages, in its numbering, `questions` the question and
