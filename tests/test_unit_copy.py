@@ -28,7 +28,7 @@ def _setup(tok):
     specials = [tok.special(s) for s in SPECIAL_TOKENS]
     words = WordConstraint.for_sources(tok, [t for _, t in PASSAGES] + [QUESTION], stop_ids=specials)
     abstain = [tok.encode("Nie")[0]]
-    opens, numbers = {tok.encode(" [")[0]}, {p: tok.encode(str(p))[0] for p in (1, 2)}
+    opens, numbers = {tok.encode(" [")[-1]}, {p: tok.encode(str(p))[0] for p in (1, 2)}
     return inp, specials, UnitCopy(tok.token_bytes, inp, words, abstain, specials, opens, numbers), abstain
 
 
@@ -77,9 +77,25 @@ def test_the_citation_names_the_passage_the_line_was_copied_from(tok):
     unit = next(u for u in inp.units if u.passage == 2)
     for j in range(rule.unit_start[unit.first], unit.last + 1):
         rule.push(rule.candidates(_onehot(tok, inp.ids[j]), True, _pointer(inp, j))[0])
-    rule.push(tok.encode(" [")[0])
+    for t in tok.encode(" ["):
+        rule.push(t)
     # the model would write [1]; the words it copied are in passage 2
     assert rule.candidates(_onehot(tok, tok.encode("1")[0]), True, None) == [tok.encode("2")[0]]
+
+
+def test_a_bracket_inside_the_copied_line_is_copied_not_taken_for_a_citation(tok):
+    passages = [("a.md", "Token [PAD] wyrównuje krótsze sekwencje do jednej długości.")]
+    inp = encode(tok, "Do czego służy [PAD]?", passages, max_len=400)
+    specials = [tok.special(s) for s in SPECIAL_TOKENS]
+    opens = {tok.encode(s)[-1] for s in ("[", " [")}
+    rule = UnitCopy(tok.token_bytes, inp, None, [], specials, opens, {1: tok.encode("1")[0]})
+    unit = inp.units[0]
+    out = rule.candidates(_onehot(tok, inp.ids[unit.last]), True, _pointer(inp, unit.last))
+    while out[-1] not in specials:  # the model would cite at once: the line is copied whole first
+        rule.push(out[-1])
+        out += rule.candidates(_onehot(tok, specials[0]), True, None)
+        assert len(out) < 80
+    assert tok.decode(out[:-1]).strip() == _text(tok, inp, unit).rstrip(".")
 
 
 @pytest.mark.parametrize("first", ["abstain", "stop", "question"])

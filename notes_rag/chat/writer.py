@@ -149,7 +149,7 @@ def write(
     if whole_units:
         from notes_rag.model.unit_copy import UnitCopy
 
-        opens = {tok.encode("[")[0], tok.encode(" [")[0]}
+        opens = {tok.encode(s)[-1] for s in ("[", " [")}  # the token that writes the bracket
         numbers = {p: ids[0] for p in range(1, inp.passages + 1) if len(ids := tok.encode(str(p))) == 1}
         constraint = UnitCopy(tok.token_bytes, inp, constraint, abstention_starts(tok), specials, opens, numbers)
     times: list[float] = []

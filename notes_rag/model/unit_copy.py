@@ -77,18 +77,11 @@ class UnitCopy:
         self.stop_ids = set(stop_ids)
 
     def _next(self) -> set[int] | None:
-        """The tokens the rule allows next; None when it allows any."""
-        if self.live is None:
-            return {self.ids[j] for j in self.starts} | self.free_starts | self.stop_ids
+        """After the first token: the tokens that continue the run; None when the answer is free
+        (off a run, or at its unit's last word)."""
         if not self.live or any(j in self.ends for j in self.live):
             return None
         return {self.ids[j + 1] for j in self.live if j + 1 <= self.unit_end[j]}
-
-    def allows(self, token: int) -> bool:
-        nxt = self._next()
-        if nxt is not None and token not in nxt:
-            return False
-        return self.words is None or self.words.allows(token)
 
     def candidates(self, logp, greedy: bool, pointer=None) -> list[int]:
         """`WordConstraint.candidates` within the tokens this rule allows. At the first step the
@@ -98,16 +91,18 @@ class UnitCopy:
         words = self.words.candidates(logp, greedy) if self.words is not None else [int(np.argmax(logp))]
         if self.live is None:
             self._start = self._pointed_unit(words[0], pointer) if words else None
-            return [self.ids[self._start]] if self._start is not None else words[:1]
-        if self._last in self.cite_open and self.copied:  # the citation names where the words are
-            logp = np.asarray(logp.cpu() if hasattr(logp, "cpu") else logp)
+            if self._start is not None and (self.words is None or self.words.allows(self.ids[self._start])):
+                return [self.ids[self._start]]
+            self._start = None
+            return words[:1]
+        nxt = self._next()
+        logp = np.asarray(logp.cpu() if hasattr(logp, "cpu") else logp)
+        if nxt is None and self._last in self.cite_open and self.copied:  # a citation, not a "[" of a line
             numbers = [self.cite_numbers[p] for p in self.copied if p in self.cite_numbers]
             order = sorted(numbers, key=lambda i: (-logp[i], i))
             return order[:1] if greedy else order
-        nxt = self._next()
         if nxt is None:
             return words
-        logp = np.asarray(logp.cpu() if hasattr(logp, "cpu") else logp)
         order = sorted(nxt, key=lambda i: (-logp[i], i))
         allowed = [i for i in order if self.words is None or self.words.allows(i)]
         return allowed[:1] if greedy else allowed
