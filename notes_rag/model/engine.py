@@ -193,7 +193,7 @@ class CopyDecoder:
         f = features(names, ids, torch.tensor([self.n - 1], device=self.device), valid, match)
         out: list = []
         logp = self.model.copy_logprobs(h, self.keys, ids[0, self.src], None if f is None else f[0, self.src], out)
-        self.pointer = (self.src.cpu().numpy(), out[0].float().cpu().numpy())
+        self.pointer = (self.src, out[0])  # tensors: unit_copy.py reads them at the first step only
         return logp
 
 

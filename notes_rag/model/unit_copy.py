@@ -88,21 +88,25 @@ class UnitCopy:
         model's own choice stands when it is an abstention start, a stop, or a token it does not
         point at in a unit; else the answer starts where that unit starts. `pointer` is the
         decoder's (source positions, copy attention) of this step."""
-        words = self.words.candidates(logp, greedy) if self.words is not None else [int(np.argmax(logp))]
+
+        def words() -> list[int]:  # the word constraint's choice, computed only where it is used
+            return self.words.candidates(logp, greedy) if self.words is not None else [int(np.argmax(logp))]
+
         if self.live is None:
-            self._start = self._pointed_unit(words[0], pointer) if words else None
+            free = words()
+            self._start = self._pointed_unit(free[0], pointer) if free else None
             if self._start is not None and (self.words is None or self.words.allows(self.ids[self._start])):
                 return [self.ids[self._start]]
             self._start = None
-            return words[:1]
+            return free[:1]
         nxt = self._next()
+        if nxt is None and not (self._last in self.cite_open and self.copied):
+            return words()
         logp = np.asarray(logp.cpu() if hasattr(logp, "cpu") else logp)
-        if nxt is None and self._last in self.cite_open and self.copied:  # a citation, not a "[" of a line
+        if nxt is None:  # a citation, not a "[" of a line: it names a passage the run was copied from
             numbers = [self.cite_numbers[p] for p in self.copied if p in self.cite_numbers]
             order = sorted(numbers, key=lambda i: (-logp[i], i))
             return order[:1] if greedy else order
-        if nxt is None:
-            return words
         order = sorted(nxt, key=lambda i: (-logp[i], i))
         allowed = [i for i in order if self.words is None or self.words.allows(i)]
         return allowed[:1] if greedy else allowed
@@ -113,7 +117,7 @@ class UnitCopy:
         is in a unit."""
         if token in self.free_starts or token in self.stop_ids or pointer is None:
             return None
-        src, attn = pointer
+        src, attn = (np.asarray(x.cpu() if hasattr(x, "cpu") else x) for x in pointer)
         ids = np.asarray(self.ids)[src]
         at = np.flatnonzero(ids == token)
         if not len(at):
