@@ -55,3 +55,33 @@ def test_a_damaged_cache_is_measured_again(cache, monkeypatch):
     monkeypatch.setattr(precision, "probe_matmul", lambda dtype, n: 7e9)
     assert precision.matmul_peak(torch.device("cpu"), torch.float32) == 7e9
     assert list(json.loads(cache.read_text()).values())[0]["flops"] == 7e9
+
+
+def test_training_commands_resolve_their_precision_option(monkeypatch):
+    from notes_rag.cli import train as train_cli
+    from notes_rag.errors import NotesRagError
+
+    built = []
+    assert train_cli.resolve_precision("fp32", lambda: built.append(1)) == "fp32" and not built  # no model built
+    with pytest.raises(NotesRagError, match="--precision"):
+        train_cli.resolve_precision("fp16", lambda: None)
+    # "measure" times bf16 against fp32 on the run's own model and takes the measured choice
+    timed = []
+
+    def fake(model, device):
+        timed.append(model)
+        return precision.PrecisionChoice("bf16", str(device), reason="test")
+
+    monkeypatch.setattr(train_cli, "measured_precision", fake)
+    assert train_cli.resolve_precision("measure", lambda: "the model") == "bf16" and timed == ["the model"]
+
+
+def test_measured_precision_times_the_model_it_is_given():
+    from notes_rag.model.gpt import GPT, preset
+
+    torch.manual_seed(0)
+    model = GPT(preset("tiny", vocab_size=256, seq_len=64))
+    choice = precision.measured_precision(model, torch.device("cpu"), batch=2, seq_len=32)
+    assert choice.precision in ("fp32", "bf16") and model.training
+    if choice.fp32_step_s is not None:  # a CPU with native bf16 whose matmul won: both steps were timed
+        assert choice.bf16_step_s > 0

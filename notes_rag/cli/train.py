@@ -11,9 +11,12 @@ import typer
 
 from notes_rag.cli.app import app
 from notes_rag.errors import NotesRagError
+from notes_rag.model.checkpoint import load_model
+from notes_rag.model.gpt import GPT, preset
 from notes_rag.train.finetune import FinetuneConfig, finetune
 from notes_rag.train.generator import GeneratorTrainConfig, train_generator
 from notes_rag.train.loop import TrainConfig
+from notes_rag.train.precision import MEASURE, PRECISIONS, measured_precision
 from notes_rag.train.pretrain import PretrainConfig, pretrain
 
 # Every option's default is read from these configs, so each default is written once.
@@ -56,6 +59,26 @@ _STEPS = typer.Option(None, "--steps", help="Stop after this many optimizer step
 _TOTAL = "With --resume it is the run's total, the time trained before included."
 _RESUME = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped.")
 _COMPILE = typer.Option(TrainConfig.compile, "--compile/--no-compile", help="torch.compile the model.")
+_PRECISION = typer.Option(
+    TrainConfig.precision,
+    "--precision",
+    help="auto (bf16 on a GPU, fp32 on a CPU), fp32, bf16, or measure (time both on this run's model; the faster).",
+)
+
+
+def resolve_precision(precision: str, model_factory) -> str:
+    """The precision a run trains in. "measure" times bf16 against fp32 on the run's model
+    (`model_factory()`), so a CPU with AMX or AVX512-BF16 trains in bf16 only where it pays."""
+    if precision != MEASURE:
+        if precision not in PRECISIONS:
+            raise NotesRagError(f"unknown --precision {precision!r}; use auto, fp32, bf16 or measure")
+        return precision
+    import torch
+
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    choice = measured_precision(model_factory(), dev)
+    typer.echo(f"precision: {choice.precision} ({choice.reason})")
+    return choice.precision
 
 
 @app.command("pretrain")
@@ -94,6 +117,7 @@ def pretrain_cmd(
     ),
     seed: int = typer.Option(_PRE.train.seed, "--seed"),
     compile_: bool = _COMPILE,
+    precision: str = _PRECISION,
 ) -> None:
     """Train the tokenizer (if needed) and pretrain the GPT on raw text.
 
@@ -112,6 +136,7 @@ def pretrain_cmd(
         warmup_steps=warmup,
         seed=seed,
         compile=compile_,
+        precision=resolve_precision(precision, lambda: GPT(preset(config, vocab_size=vocab_size))),
     )
     data_cfg = replace(_PRE.data, upsample=parse_upsample(upsample))
     cfg = replace(_PRE, model=config, seq_len=seq_len, vocab_size=vocab_size, data=data_cfg, train=tc)
@@ -144,6 +169,7 @@ def finetune_cmd(
     warmup: int = typer.Option(_FT.train.warmup_steps, "--warmup", help="Warmup steps."),
     seed: int = typer.Option(_FT.train.seed, "--seed"),
     compile_: bool = _COMPILE,
+    precision: str = _PRECISION,
 ) -> None:
     """Instruction-tune a pretrained model on grounded QA conversations (loss on answers only).
 
@@ -159,6 +185,7 @@ def finetune_cmd(
         warmup_steps=warmup,
         seed=seed,
         compile=compile_,
+        precision=resolve_precision(precision, lambda: load_model(base)[0]),
     )
     cfg = replace(_FT, seq_len=seq_len, micro_tokens=micro_tokens, train=tc)
     result = finetune(base, data, out, cfg, resume=resume)
@@ -196,6 +223,7 @@ def train_generator_cmd(
     eval_every: int = typer.Option(_GEN.train.eval_every, "--eval-every", help="Validate every N steps."),
     threads: int = typer.Option(_GEN.train.threads, "--threads", help="CPU threads (default: all cores)."),
     seed: int = typer.Option(_GEN.train.seed, "--seed", help="Seed of the batch order (and the kit draw)."),
+    precision: str = _PRECISION,
 ) -> None:
     """Train the generator: a copy head that lets the GPT write answers copied from the passages.
 
@@ -203,7 +231,14 @@ def train_generator_cmd(
     --out runs/generator --time-budget 3h
     """
     tc = train_config(
-        _GEN.train, steps=steps, time_budget=time_budget, lr=lr, eval_every=eval_every, threads=threads, seed=seed
+        _GEN.train,
+        steps=steps,
+        time_budget=time_budget,
+        lr=lr,
+        eval_every=eval_every,
+        threads=threads,
+        seed=seed,
+        precision=resolve_precision(precision, lambda: load_model(base)[0]),
     )
     cfg = replace(
         _GEN, train=tc, notes_qa=notes_qa, kit_share=kit_share, notes_variants=notes_variants, codes=codes, learn=learn

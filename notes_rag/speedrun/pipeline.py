@@ -19,10 +19,10 @@ import torch
 from notes_rag.errors import NotesRagError
 from notes_rag.fileio import atomic_write_json, read_json
 from notes_rag.model.gpt import GPT, preset
-from notes_rag.speedrun.profiles import MEASURE, Profile
+from notes_rag.speedrun.profiles import Profile
 from notes_rag.speedrun.report import write_report
 from notes_rag.speedrun.stages import STAGES, Context, device
-from notes_rag.train.precision import PrecisionChoice, choose_precision, model_step
+from notes_rag.train.precision import MEASURE, PrecisionChoice, choose_precision, model_step
 from notes_rag.train.pretrain import DEFAULT_WINDOW
 
 STATE_FILE = "speedrun.json"

@@ -23,10 +23,9 @@ from notes_rag.sft.config import DEFAULT_MIX, BuildConfig
 from notes_rag.train.finetune import FinetuneConfig
 from notes_rag.train.generator import GeneratorTrainConfig
 from notes_rag.train.loop import TrainConfig
+from notes_rag.train.precision import MEASURE
 from notes_rag.train.pretrain import PretrainConfig
 from notes_rag.train.pretrain_data import DataConfig
-
-MEASURE = "measure"  # precision: time bf16 against fp32 at start (train/precision.py)
 
 
 @dataclass(frozen=True)

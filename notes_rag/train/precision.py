@@ -36,6 +36,7 @@ from notes_rag.fileio import atomic_write_json
 from notes_rag.train.speed import measure_matmul_flops
 
 PRECISIONS = ("auto", "fp32", "bf16")
+MEASURE = "measure"  # not a precision: a request to time bf16 against fp32 at start and take the faster
 
 
 def autocast(device: torch.device, precision: str) -> AbstractContextManager:
@@ -210,6 +211,13 @@ def choose_precision(
         f"bf16 matmul {bf16 / fp32:.2f}× fp32; a training step {choice.fp32_step_s / choice.bf16_step_s:.2f}× fp32"
     )
     return choice
+
+
+def measured_precision(
+    model: torch.nn.Module, device: torch.device, batch: int = 4, seq_len: int = 512
+) -> PrecisionChoice:
+    """`choose_precision` timed on `model` itself (a training command's `--precision measure`)."""
+    return choose_precision(device, model_step(model.train().to(device), batch, seq_len, device))
 
 
 def model_step(model: torch.nn.Module, batch: int, seq_len: int, device: torch.device):
