@@ -54,7 +54,8 @@ QUESTION_WORDS = frozenset(
 what which who whom whose when where why how is are was were do does did can could would should
 the a an of in on at to for about and or so tell me more explain please
 co czy jak jaki jaka jakie jakim jakich kto kiedy gdzie dlaczego czemu ile który która które
-którym którego której w we na o z do dla od po jest są był była było były to tak a i ten ta
+którym którego której kogo komu kim czego czym jakiego jakiej jakimi ilu którą których którzy
+w we na o z do dla od po jest są był była było były to tak a i ten ta
 więcej powiedz wyjaśnij proszę
 """.split()
 )

@@ -70,6 +70,27 @@ def test_names_no_note_mentions_are_reported(retriever):
     assert retriever.search("Co zaproponowali McCulloch i Pitts?").unknown_names == ()
 
 
+def test_a_question_most_of_whose_words_no_note_holds_is_off_topic(retriever):
+    assert retriever.search("Jak ugotować rosół?").unknown_words == ("ugotować", "rosół")
+    assert retriever.search("Kto zaproponował matematyczny model neuronu?").unknown_words == ()
+    # one unknown word of four is a question about the notes in other words, not off-topic
+    assert retriever.search("Kto proponuje matematyczny model kota?").unknown_words == ()
+    assert retriever.search_conversation(["Kto zaproponował model neuronu?", "A kota?"]).unknown_words == ()
+    off = Retriever(retriever.index_dir, retriever.encoder, RetrievalConfig(unknown_word_share=None))
+    assert off.search("Jak ugotować rosół?").unknown_words == ()
+
+
+class _OffTopic(FakeRetriever):
+    def search_conversation(self, turns, k=5, mode="hybrid"):
+        return SearchResult(self.hits[:k], 0.99, unknown_words=("ugotować", "rosół"))
+
+
+def test_chat_abstains_on_an_off_topic_question_and_says_which_words(tiny_ckpt):  # noqa: F811
+    ans = _assistant(tiny_ckpt, _OffTopic()).ask([], "Jak ugotować rosół?")
+    assert ans.abstained and ans.answered_by == "abstain" and ans.abstain_reason == "retrieval"
+    assert ans.text.startswith(ABSTAIN["pl"]) and "ugotować, rosół" in ans.text
+
+
 class _Unknown(FakeRetriever):
     def search_conversation(self, turns, k=5, mode="hybrid"):
         return SearchResult(self.hits[:k], 0.99, ("LoRA",))

@@ -126,6 +126,7 @@ class _Retrieved:
     t0: float  # when the question came
     unknown_names: tuple[str, ...] = ()  # names in the question that no note mentions
     names_in_top: bool = False  # the question asks only about names the top passage holds
+    unknown_words: tuple[str, ...] = ()  # most of its content words are in no note (off-topic)
 
 
 @dataclass
@@ -197,6 +198,7 @@ class Assistant:
             t0,
             res.unknown_names,
             res.names_in_top,
+            res.unknown_words,
         )
 
     def _answer(self, r: _Retrieved, text: str, reason: str | None, by: str, written: Written | None = None) -> Answer:
@@ -285,10 +287,10 @@ class Assistant:
     def _turn(self, history: Sequence[Turn], question: str, questions: list[str]) -> Iterator[str | Answer]:
         r = self._retrieve(history, question, questions)
         under = r.threshold is not None and r.top_cosine < r.threshold and not r.names_in_top
-        if not r.sources or r.unknown_names or under:
+        if not r.sources or r.unknown_names or r.unknown_words or under:
             text = ABSTAIN[r.lang]
-            if r.unknown_names:
-                text += " " + NOT_MENTIONED[r.lang].format(names=", ".join(r.unknown_names))
+            if r.unknown_names or r.unknown_words:
+                text += " " + NOT_MENTIONED[r.lang].format(names=", ".join(r.unknown_names or r.unknown_words))
             yield text
             yield self._answer(r, text, "retrieval", "abstain")
             return

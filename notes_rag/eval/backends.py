@@ -49,7 +49,7 @@ def open_backends(
     def retrieve_fn(turns: list[str]) -> Retrieval:
         res = retriever.search_conversation(turns, k=RETRIEVAL_DEPTH, mode=mode)
         chunks = [RetrievedChunk(h.text, h.file) for h in res.hits]
-        return Retrieval(chunks, res.top_cosine, res.unknown_names, res.names_in_top)
+        return Retrieval(chunks, res.top_cosine, res.unknown_names, res.names_in_top, res.unknown_words)
 
     answer_fn, meta = None, {}
     if answers:

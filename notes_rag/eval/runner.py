@@ -35,6 +35,7 @@ class Retrieval:
     top_cosine: float | None = None
     unknown_names: tuple[str, ...] = ()  # names in the question no chunk mentions: abstain
     names_in_top: bool = False  # it asks only about names the top chunk holds: no cosine check
+    unknown_words: tuple[str, ...] = ()  # most of its content words are in no chunk: abstain
 
 
 @dataclass
@@ -120,6 +121,7 @@ def baseline_answer(
     abstained = (
         not ret.chunks
         or bool(ret.unknown_names)
+        or bool(ret.unknown_words)
         or (
             threshold is not None and ret.top_cosine is not None and ret.top_cosine < threshold and not ret.names_in_top
         )

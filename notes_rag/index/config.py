@@ -77,6 +77,13 @@ class RetrievalConfig:
     # the plain model's 0.812 refuses none of those questions with it. docs/EVAL.md, "Constants
     # and what they were fitted on"; docs/benchmarks/constants_fit_encoder.json.
     abstain_threshold: float = 0.859
+    # Off-topic questions in everyday words ("Jak ugotować rosół?") can embed close enough to the
+    # notes to pass the cosine: the e5 cosines of 60 hand-written off-topic questions
+    # (eval_sets/off_topic) over notes_qa's training notes spread over 0.79-0.88, half of them
+    # above the threshold. Retrieval also refuses a question when at least this share of its
+    # content words occur in no chunk, in any form or one-word translation
+    # (`SearchResult.unknown_words`); None turns it off. FITTED: see docs/EVAL.md.
+    unknown_word_share: float | None = 0.5
     # Bilingual query expansion (see `bilingual`): the question's words translated by the
     # FreeDict dictionaries in `dict_dir` give a third ranking, BM25 of the translation, so an
     # English question finds Polish notes lexically and the reverse; it weighs less than the

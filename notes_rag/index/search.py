@@ -42,7 +42,7 @@ from notes_rag.index.encoder_cache import encoder_id
 from notes_rag.index.lexical import STOPWORDS
 from notes_rag.index.rerank import Reranker, Signals
 from notes_rag.lang import detect_lang
-from notes_rag.question import is_follow_up, names, only_names
+from notes_rag.question import QUESTION_WORDS, is_follow_up, names, only_names
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,10 @@ class SearchResult:
     # The question asks about nothing but names, and the top hit holds them all (question.only_names):
     # the notes speak of it whatever the cosine.
     names_in_top: bool = False
+    # The question's content words that no chunk holds in any form or translation, when they are
+    # at least `RetrievalConfig.unknown_word_share` of its content words ("How long do I boil an
+    # egg?"): the notes are not about it. Empty otherwise, and for a follow-up in a conversation.
+    unknown_words: tuple[str, ...] = ()
 
     def __iter__(self):
         return iter(self.hits)
@@ -326,7 +330,8 @@ class Retriever:
             return _rrf([(list(r), w) for r, w, _ in rankings], c.rrf_k), bm25, translated
         return _zfuse(rankings), bm25, translated
 
-    def _result(self, scores: dict[int, float], k: int, top_cosine: float, question: str) -> SearchResult:
+    def _result(self, scores: dict[int, float], k: int, top_cosine: float, turns: list[str]) -> SearchResult:
+        question = turns[-1]
         best = sorted(scores, key=lambda cid: (-scores[cid], cid))[:k]
         rows = store.fetch_chunks(self.conn, best)
         hits = [
@@ -345,7 +350,7 @@ class Retriever:
         ]
         unknown, names_in_top = self._name_evidence(question, hits[0].chunk_id if hits else None)
         self._load_units({h.chunk_id: h.text for h in hits})
-        return SearchResult(hits, top_cosine, unknown, names_in_top)
+        return SearchResult(hits, top_cosine, unknown, names_in_top, self._word_evidence(turns))
 
     def _load_units(self, texts: dict[int, str]) -> None:
         """The hits' stored unit vectors into `passage_vectors`' cache, so reading the passages
@@ -381,7 +386,7 @@ class Retriever:
             rest = sorted((c for c in scores if c not in reranked), key=lambda c: (-scores[c], c))
             floor = min(reranked.values(), default=0.0) - 1.0
             scores = {**reranked, **{c: floor - i for i, c in enumerate(rest)}}
-        return self._result(scores, k, top_cosine, turns[-1])
+        return self._result(scores, k, top_cosine, turns)
 
     def _name_evidence(self, question: str, top: int | None) -> tuple[tuple[str, ...], bool]:
         """The question's names (question.names) that occur in no chunk, in any form (stopwords
@@ -391,6 +396,20 @@ class Retriever:
         unknown = tuple(n for n, found in holders.items() if found and not any(w.chunks for w in found))
         asked = only_names(question, STOPWORDS) if top is not None and not unknown else []
         return unknown, bool(asked) and all(top in w.chunks for n in asked for w in holders[n])
+
+    def _word_evidence(self, turns: list[str]) -> tuple[str, ...]:
+        """The last question's content words that no chunk holds (as BM25 finds a word: its form,
+        folded form or stem, or one of its one-word translations), when they are at least
+        `unknown_word_share` of its content words; () otherwise, and for a follow-up in a
+        conversation, whose words lean on the questions before it."""
+        share, question = self.cfg.unknown_word_share, turns[-1]
+        if share is None or (len(turns) > 1 and is_follow_up(question)):
+            return ()
+        words = self.lexical.query_words(question)
+        words = with_translations(self.lexical, words, self._translate(question, detect_lang(question)))
+        words = [w for w in words if w.word not in QUESTION_WORDS]  # "kogo", "whom": no topic
+        unknown = tuple(w.word for w in words if not len(w.chunks))
+        return unknown if words and len(unknown) >= share * len(words) else ()
 
     def rerank_features(self, signals: Signals) -> tuple[list[int], np.ndarray]:
         """The first stage's top `rerank_depth` chunk ids and their reranking features."""
