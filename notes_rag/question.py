@@ -52,11 +52,11 @@ ona ono oni go jego jej ich nim niego niej nią niemu nich jemu im tym tego tej 
 QUESTION_WORDS = frozenset(
     """
 what which who whom whose when where why how is are was were do does did can could would should
-the a an of in on at to for about and or so tell me more explain please
+the a an of in on at to for about and or so tell me more explain please summarize summarise describe
 co czy jak jaki jaka jakie jakim jakich kto kiedy gdzie dlaczego czemu ile który która które
 którym którego której kogo komu kim czego czym jakiego jakiej jakimi ilu którą których którzy
 w we na o z do dla od po jest są był była było były to tak a i ten ta
-więcej powiedz wyjaśnij proszę
+więcej powiedz wyjaśnij proszę streść podsumuj opisz
 """.split()
 )
 
