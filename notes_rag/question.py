@@ -28,6 +28,10 @@ reports such names (`SearchResult.unknown_names`) and the chat abstains on them.
 the top passage holds them all, even under the cosine threshold: a short question about a term
 embeds far from any passage (0.82 for "Czym jest RoPE?" against the RoPE slide), yet the notes
 plainly speak of it.
+
+`retrieval_refuses`: the one rule the chat and the eval's baseline share for refusing before the
+model reads anything: an unknown name, a question made mostly of words no note holds
+(`SearchResult.unknown_words`: "How long do I boil an egg?"), or a cosine under the threshold.
 """
 
 from __future__ import annotations
@@ -93,3 +97,17 @@ def is_follow_up(question: str) -> bool:
     if PRONOUNS.intersection(ws) or (len(ws) <= MAX_ELLIPTIC_WORDS and not names(question)):
         return True
     return all(w in QUESTION_WORDS or w in PRONOUNS for w in ws)
+
+
+def retrieval_refuses(found, threshold: float | None) -> bool:
+    """Retrieval's own refusal, before any model reads the notes: `found` (a search result, or
+    what a turn or an eval keeps of one: `top_cosine`, `unknown_names`, `unknown_words`,
+    `names_in_top`) names something no note mentions, is mostly words no note holds, or is under
+    the cosine `threshold` (unless it asks only about names the top passage holds)."""
+    under = (
+        threshold is not None
+        and found.top_cosine is not None
+        and found.top_cosine < threshold
+        and not found.names_in_top
+    )
+    return bool(found.unknown_names or found.unknown_words or under)

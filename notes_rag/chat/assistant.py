@@ -42,6 +42,7 @@ from notes_rag.model.numpy_gpt import load_numpy_gpt
 from notes_rag.model.reader import READ_PASSAGES
 from notes_rag.model.release import model_id, resolve_model
 from notes_rag.model.tokenizer import Tokenizer
+from notes_rag.question import retrieval_refuses
 
 if TYPE_CHECKING:  # importing the index loads FAISS
     from notes_rag.index.search import SearchResult
@@ -286,8 +287,7 @@ class Assistant:
 
     def _turn(self, history: Sequence[Turn], question: str, questions: list[str]) -> Iterator[str | Answer]:
         r = self._retrieve(history, question, questions)
-        under = r.threshold is not None and r.top_cosine < r.threshold and not r.names_in_top
-        if not r.sources or r.unknown_names or r.unknown_words or under:
+        if not r.sources or retrieval_refuses(r, r.threshold):
             text = ABSTAIN[r.lang]
             if r.unknown_names or r.unknown_words:
                 text += " " + NOT_MENTIONED[r.lang].format(names=", ".join(r.unknown_names or r.unknown_words))

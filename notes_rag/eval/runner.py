@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from notes_rag.chat.quote import Similarity, best_quote
 from notes_rag.eval.matching import RETRIEVAL_DEPTH, evidence_files, first_hit_rank, is_hit, score_groups
 from notes_rag.eval.qa_file import EvalItem
+from notes_rag.question import retrieval_refuses
 
 
 @dataclass
@@ -115,17 +116,11 @@ def score_answer(item: EvalItem, rec: AnswerRecord) -> ScoredAnswer:
 def baseline_answer(
     item: EvalItem, ret: Retrieval, threshold: float | None, similarity: Similarity | None = None
 ) -> ScoredAnswer:
-    """Extractive baseline: abstain when the dense top-1 cosine is under the retriever's
-    abstention threshold, else answer with the chat's quote (`chat.quote`: the sentence of the
-    top chunk that matches the questions best by meaning, lexically without `similarity`)."""
-    abstained = (
-        not ret.chunks
-        or bool(ret.unknown_names)
-        or bool(ret.unknown_words)
-        or (
-            threshold is not None and ret.top_cosine is not None and ret.top_cosine < threshold and not ret.names_in_top
-        )
-    )
+    """Extractive baseline: abstain when retrieval refuses (`question.retrieval_refuses`: the
+    dense top-1 cosine under the retriever's threshold, or unknown names or words), else answer
+    with the chat's quote (`chat.quote`: the sentence of the top chunk that matches the questions
+    best by meaning, lexically without `similarity`)."""
+    abstained = not ret.chunks or retrieval_refuses(ret, threshold)
     found = None if abstained else best_quote(" ".join(item.turns), [c.text for c in ret.chunks], similarity)
     text = found[0] if found else ""
     return ScoredAnswer(text=text, abstained=abstained, groups=score_groups(text, item.must))
