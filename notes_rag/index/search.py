@@ -89,8 +89,9 @@ class SearchResult:
     # the notes speak of it whatever the cosine.
     names_in_top: bool = False
     # The question's content words that no chunk holds in any form or translation, when they are
-    # at least `RetrievalConfig.unknown_word_share` of its content words ("How long do I boil an
-    # egg?"): the notes are not about it. Empty otherwise, and for a follow-up in a conversation.
+    # at least `RetrievalConfig.unknown_word_share` of its content words (by default all of them:
+    # "Jak ugotować rosół?"): the notes are not about it. Empty otherwise, and for a follow-up in
+    # a conversation.
     unknown_words: tuple[str, ...] = ()
 
     def __iter__(self):
@@ -407,7 +408,8 @@ class Retriever:
             return ()
         words = self.lexical.query_words(question)
         words = with_translations(self.lexical, words, self._translate(question, detect_lang(question)))
-        words = [w for w in words if w.word not in QUESTION_WORDS]  # "kogo", "whom": no topic
+        # "kogo", "whom" name no topic; one- and two-letter tokens are pieces ("u" of "pipeline'u")
+        words = [w for w in words if w.word not in QUESTION_WORDS and len(w.word) > 2]
         unknown = tuple(w.word for w in words if not len(w.chunks))
         return unknown if words and len(unknown) >= share * len(words) else ()
 
