@@ -127,7 +127,7 @@ class _Retrieved:
     t0: float  # when the question came
     unknown_names: tuple[str, ...] = ()  # names in the question that no note mentions
     names_in_top: bool = False  # the question asks only about names the top passage holds
-    unknown_words: tuple[str, ...] = ()  # most of its content words are in no note (off-topic)
+    unknown_words: tuple[str, ...] = ()  # its content words no note holds, when off-topic
 
 
 @dataclass

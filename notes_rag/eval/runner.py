@@ -36,7 +36,7 @@ class Retrieval:
     top_cosine: float | None = None
     unknown_names: tuple[str, ...] = ()  # names in the question no chunk mentions: abstain
     names_in_top: bool = False  # it asks only about names the top chunk holds: no cosine check
-    unknown_words: tuple[str, ...] = ()  # most of its content words are in no chunk: abstain
+    unknown_words: tuple[str, ...] = ()  # its content words no chunk holds, when off-topic: abstain
 
 
 @dataclass
