@@ -7,6 +7,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+import torch
 import typer
 
 from notes_rag.cli.app import app
@@ -73,8 +74,6 @@ def resolve_precision(precision: str, model_factory) -> str:
         if precision not in PRECISIONS:
             raise NotesRagError(f"unknown --precision {precision!r}; use auto, fp32, bf16 or measure")
         return precision
-    import torch
-
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     choice = measured_precision(model_factory(), dev)
     typer.echo(f"precision: {choice.precision} ({choice.reason})")

@@ -22,7 +22,7 @@ from notes_rag.model.gpt import GPT, preset
 from notes_rag.speedrun.profiles import Profile
 from notes_rag.speedrun.report import write_report
 from notes_rag.speedrun.stages import STAGES, Context, device
-from notes_rag.train.precision import MEASURE, PrecisionChoice, choose_precision, model_step
+from notes_rag.train.precision import MEASURE, PrecisionChoice, measured_precision
 from notes_rag.train.pretrain import DEFAULT_WINDOW
 
 STATE_FILE = "speedrun.json"
@@ -35,9 +35,8 @@ def measure_precision(profile: Profile, dev: torch.device) -> PrecisionChoice:
     cfg = profile.pretrain
     torch.manual_seed(0)
     model_cfg = preset(cfg.model, vocab_size=cfg.vocab_size, **({"seq_len": cfg.context} if cfg.context else {}))
-    model = GPT(model_cfg).to(dev)
     seq_len = cfg.seq_len or min(DEFAULT_WINDOW, model_cfg.seq_len)
-    return choose_precision(dev, model_step(model, cfg.train.device_batch, seq_len, dev))
+    return measured_precision(GPT(model_cfg), dev, cfg.train.device_batch, seq_len)
 
 
 def _load_state(out: Path, profile: Profile) -> dict:
