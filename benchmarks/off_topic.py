@@ -7,8 +7,9 @@ Polish, 30 English: cooking, geography, sport, history, home), written for this 
 from a dev set. Each is searched, alone, in each set's index (built by benchmarks/eval_all.py in
 `--work`), and refused or not by the chat's own rule (`question.retrieval_refuses`), with the
 unknown-words gate (`RetrievalConfig.unknown_word_share`) and without it. Prints the share refused
-by each reason with 95% Wilson intervals. The gate's cost, false abstention on answerable
-questions, is in eval_all's "baseline false abst." row (the same rule refuses for the baseline).
+by each reason with 95% Wilson intervals, and the mean time of a search with and without the
+gate. The gate's other cost, false abstention on answerable questions, is in eval_all's
+"baseline false abst." row (the same rule refuses for the baseline).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import os
 import platform
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,12 +44,15 @@ def refusals(index: Path, questions: list[str], cfg: RetrievalConfig, encoder=No
     r = Retriever(index, encoder, cfg)
     try:
         counts = {"cosine": 0, "names": 0, "words": 0, "refused": 0}
+        r.search(questions[0], k=3)  # the first search loads lazily held parts
+        t0 = time.perf_counter()
         for q in questions:
             res = r.search(q, k=3)
             counts["cosine"] += r.abstain_threshold is not None and res.top_cosine < r.abstain_threshold
             counts["names"] += bool(res.unknown_names)
             counts["words"] += bool(res.unknown_words)
             counts["refused"] += not res.hits or retrieval_refuses(res, r.abstain_threshold)
+        counts["search_ms"] = (time.perf_counter() - t0) / len(questions) * 1000  # the whole search, mean
         return counts, r.encoder
     finally:
         r.close()
@@ -72,14 +77,14 @@ def main() -> None:
         for arm, cfg in arms.items():
             rows[(name, arm)], encoder = refusals(index, questions, cfg, encoder)
     table = Table(title=f"off-topic questions refused by retrieval ({len(questions)} questions)")
-    for col in ("index", "gate", "refused", "by cosine", "by names", "by words"):
+    for col in ("index", "gate", "refused", "by cosine", "by names", "by words", "ms a search"):
         table.add_column(col)
     out = []
     for (name, arm), c in rows.items():
         n = len(questions)
         lo, hi = wilson(c["refused"], n)
         shares = (f"{c[k] / n:.2f}" for k in ("cosine", "names", "words"))
-        table.add_row(name, arm, f"{c['refused'] / n:.2f} [{lo:.2f}–{hi:.2f}]", *shares)
+        table.add_row(name, arm, f"{c['refused'] / n:.2f} [{lo:.2f}–{hi:.2f}]", *shares, f"{c['search_ms']:.1f}")
         out.append({"index": name, "gate": arm, "n": n, **c, "refused_share": c["refused"] / n, "ci95": [lo, hi]})
     Console().print(table)
     if args.json:
