@@ -352,3 +352,15 @@ def test_cli_eval_no_answers_and_errors(tmp_path, fake_backends):
     bad = _write(tmp_path, [GOOD[0], "{oops"])
     res = CliRunner().invoke(app, ["eval", str(bad)])
     assert isinstance(res.exception, NotesRagError) and f"{bad}:2:" in str(res.exception)
+
+
+def test_the_baseline_refuses_by_the_chats_rule_unknown_words_included():
+    from notes_rag.eval.runner import baseline_answer
+
+    item = EvalItem("un2", "pl", ["Jak zrobić sernik?"], [], None, answerable=False)
+    chunks = [RetrievedChunk("Sernik piecze się godzinę.", "a.md")]
+    assert not baseline_answer(item, Retrieval(chunks, 0.99), 0.8).abstained
+    assert baseline_answer(item, Retrieval(chunks, 0.99, unknown_words=("zrobić", "sernik")), 0.8).abstained
+    assert baseline_answer(item, Retrieval(chunks, 0.99, unknown_names=("Sernik",)), 0.8).abstained
+    assert baseline_answer(item, Retrieval(chunks, 0.5), 0.8).abstained  # under the cosine threshold
+    assert not baseline_answer(item, Retrieval(chunks, 0.5, names_in_top=True), 0.8).abstained
