@@ -109,10 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--bias", type=float, default=AnswerConfig().abstain_bias, help="abstain bias for this run")
+    ap.add_argument("--prior-weight", type=float, help="unit scorer prior weight (default: the chat's)")
     ap.add_argument("--codes", default="all", choices=list(reader.CODE_SETS), help="codes the model reads")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from notes_rag.chat.turn_input import PlainUnits, turn_input
+    from notes_rag.chat.turn_input import PlainUnits, relevance_query, turn_input, unit_prior
     from notes_rag.index.encoder import load_encoder
 
     model, tok, _ = load_model(args.model)
@@ -121,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     read_only_codes(args.codes)
 
     cfg = AnswerConfig()
+    if args.prior_weight is not None:
+        cfg.unit_prior_weight = args.prior_weight
     items = _items(args.data / "val.jsonl", args.n, args.seed)
     rows, t0 = [], time.time()
     for it in items:
@@ -129,9 +132,13 @@ def main(argv: list[str] | None = None) -> int:
         inp = turn_input(tok, units, it["question"], it["history"], passages, SYSTEM_PROMPT[lang],
                          model.config.seq_len - cfg.max_new_tokens)  # fmt: skip
         texts = [t for _, t in passages]
+        prior = None
+        if cfg.whole_units and cfg.unit_prior_weight:  # the chat's first-unit prior (chat/assistant.py)
+            prior = unit_prior(units, relevance_query(it["question"], it["history"]), passages)
         pieces = write(model, tok, inp, passages, [it["question"], *it["history"]],
                        SamplingConfig(max_new_tokens=cfg.max_new_tokens), cfg.max_words, time.perf_counter(),
-                       abstain_bias=args.bias, whole_units=cfg.whole_units)  # fmt: skip
+                       abstain_bias=args.bias, whole_units=cfg.whole_units, unit_prior=prior,
+                       prior_weight=cfg.unit_prior_weight)  # fmt: skip
         while True:
             try:
                 next(pieces)
@@ -150,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         "n": len(rows),
         "model": str(args.model),
         "codes": args.codes,
+        "unit_prior_weight": cfg.unit_prior_weight,
         "date": time.strftime("%Y-%m-%d"),
         "by_lang": {},
     }

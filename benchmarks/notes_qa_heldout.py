@@ -128,6 +128,8 @@ def run(args) -> dict:
     retriever = Retriever(work / "index")  # the chat's own query encoder
     model, tok, _ = load_model(args.model)
     cfg = AnswerConfig(abstain_bias=args.bias)
+    if args.prior_weight is not None:
+        cfg.unit_prior_weight = args.prior_weight
     assistant = Assistant(retriever, model, tok, cfg, str(args.model), str(work / "index"))
     read_only_codes(args.codes)
     rows = []
@@ -231,6 +233,7 @@ def main() -> None:
     ap.add_argument("--split", default="test", choices=["test", "val"])
     ap.add_argument("--work", type=Path, default=Path("runs/notes_qa_bench"))
     ap.add_argument("--bias", type=float, default=AnswerConfig().abstain_bias)
+    ap.add_argument("--prior-weight", type=float, help="unit scorer prior weight (default: the chat's)")
     ap.add_argument("--codes", default="all", choices=list(reader.CODE_SETS), help="codes the model reads")
     ap.add_argument("--fit", action="store_true", help="fit the abstention bias on this split (val only)")
     ap.add_argument("--json", type=Path)
@@ -254,6 +257,7 @@ def main() -> None:
     for k, r in summary["abstention"].items():
         print(f"{k}: {fmt(r)}")
     out = {"split": args.split, "model": str(args.model), "bias": args.bias, "codes": args.codes}
+    out["prior_weight"] = args.prior_weight
     out |= {"summary": summary, "seconds": res["seconds"], "date": time.strftime("%Y-%m-%d")}
     if args.fit:
         out["fitted_bias"] = fit_bias(res["rows"])

@@ -6,6 +6,7 @@
 - *words*: `words` are the maximal runs of letters and digits of the folded text (markdown and
   punctuation drop out); `lowercase_words` the same runs of the lowercased text, diacritics
   kept (BM25 terms); `n_words` counts whitespace-separated words (chunk and passage sizes);
+  `looks_like_title` is the rule for a line that titles the lines after it;
   `stems` cut folded words to a 5-letter prefix, a crude stem that survives Polish inflection.
 - *sentences*: `sentence_spans` splits prose into sentences with character offsets, aware of
   abbreviations (`ur.`, `np.`, `e.g.`); `chunk_sentences` splits a retrieved chunk line by line,
@@ -69,6 +70,22 @@ def lowercase_words(text: str) -> list[str]:
 def n_words(text: str) -> int:
     """Whitespace-separated words: the size of a chunk or passage."""
     return len(text.split())
+
+
+_TITLE_END = tuple(".,;:!?")
+
+
+def looks_like_title(line: str) -> bool:
+    """A short line without closing punctuation: in slide exports and plain notes it titles the
+    lines after it (the chunker's headings, the unit scorer's structure)."""
+    line = line.strip()
+    return (
+        "\n" not in line
+        and 0 < n_words(line) <= 8
+        and not line.endswith(_TITLE_END)
+        and line[0].isalnum()
+        and "://" not in line
+    )
 
 
 def stems(text: str) -> set[str]:

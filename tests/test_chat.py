@@ -65,6 +65,9 @@ class FakeRetriever:
     def similarity(self, query, texts):
         return np.zeros(len(texts))  # no encoder: the quote's lexical score decides
 
+    def vectors(self, query, texts):  # every unit equally near: the scorer's prior is flat
+        return np.array([1.0, 0.0]), np.tile([0.0, 1.0], (len(texts), 1))
+
 
 def _fake_generate(text, tok, seen=None):
     """A stand-in for `engine.generate_copy` that writes `text` (and records each prompt)."""

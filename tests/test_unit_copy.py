@@ -98,6 +98,45 @@ def test_a_bracket_inside_the_copied_line_is_copied_not_taken_for_a_citation(tok
     assert tok.decode(out[:-1]).strip() == _text(tok, inp, unit).rstrip(".")
 
 
+def _with_prior(tok, inp, logps: list[float], weight: float):
+    specials = [tok.special(s) for s in SPECIAL_TOKENS]
+    prior = {(u.passage, u.start): lp for u, lp in zip(inp.units, logps)}
+    return UnitCopy(tok.token_bytes, inp, None, [tok.encode("Nie")[0]], specials, (), {}, prior, weight)
+
+
+def _spread(inp, weights: dict[int, float]):
+    """Copy attention spread evenly over the tokens of units (index: attention mass)."""
+    src = np.arange(len(inp.ids))
+    attn = np.zeros(len(src), np.float32)
+    for i, mass in weights.items():
+        u = inp.units[i]
+        attn[u.first : u.last + 1] = mass / (u.last - u.first + 1)
+    return src, attn
+
+
+def test_the_scorer_prior_weighs_the_units_the_model_attends_to(tok):
+    inp = encode(tok, QUESTION, PASSAGES, max_len=400)
+    assert len(inp.units) == 4
+    pointer = _spread(inp, {0: 0.6, 1: 0.4})  # the model leans to unit 0
+    token = inp.ids[inp.units[0].first]
+    logps = list(np.log([0.1, 0.7, 0.1, 0.1]))  # the scorer to unit 1
+    # alone, the attention mass decides; with the prior, 0.6 * 0.1**w < 0.4 * 0.7**w once w > ~0.21
+    for weight, want in ((1e-6, 0), (0.5, 1), (1.0, 1)):
+        rule = _with_prior(tok, inp, logps, weight)
+        assert rule.candidates(_onehot(tok, token), True, pointer) == [inp.ids[rule.starts[want]]]
+    # a unit the model gives no attention is not chosen however sure the scorer is
+    rule = _with_prior(tok, inp, list(np.log([0.01, 0.01, 0.97, 0.01])), 0.5)
+    assert rule.candidates(_onehot(tok, token), True, pointer) == [inp.ids[rule.starts[0]]]
+
+
+def test_the_prior_leaves_abstentions_and_stops_to_the_model(tok):
+    inp = encode(tok, QUESTION, PASSAGES, max_len=400)
+    specials = [tok.special(s) for s in SPECIAL_TOKENS]
+    for token in (tok.encode("Nie")[0], specials[0]):
+        rule = _with_prior(tok, inp, [0.0, -9.0, -9.0, -9.0], 1.0)
+        assert rule.candidates(_onehot(tok, token), True, _spread(inp, {0: 1.0})) == [token]
+
+
 @pytest.mark.parametrize("first", ["abstain", "stop", "question"])
 def test_abstentions_stops_and_copies_outside_units_stand(tok, first):
     inp, specials, rule, abstain = _setup(tok)

@@ -226,5 +226,9 @@ def tiny_chat_parts(tmp_path, tok):
         def similarity(self, query, texts):
             return np.linspace(0.9, 0.8, len(texts))
 
+        def vectors(self, query, texts):
+            cos = np.linspace(0.9, 0.8, len(texts))
+            return np.array([1.0, 0.0]), np.stack([cos, np.sqrt(1 - cos**2)], axis=1)
+
     model, tok2, _ = load_model(write_tiny_checkpoint(tmp_path / "m", tok))
     return Assistant(Marked(), model, tok2, AnswerConfig(max_new_tokens=24), "m", "i")

@@ -33,7 +33,7 @@ from notes_rag.chat.question_text import (
     long_question_note,
     question_budget,
 )
-from notes_rag.chat.turn_input import read_passages, turn_input
+from notes_rag.chat.turn_input import read_passages, relevance_query, turn_input, unit_prior
 from notes_rag.chat.writer import Written, write
 from notes_rag.errors import NotesRagError
 from notes_rag.lang import detect_lang
@@ -75,6 +75,12 @@ class AnswerConfig:
     # external 0.41 vs 0.36, dev2 0.49 vs 0.46, dev 0.27 vs 0.27; citation precision dev 0.61 vs
     # 0.56, dev2 0.74 vs 0.71, external 0.92 vs 0.93. Off only to measure what it adds.
     whole_units: bool = True
+    # The first unit an answer copies (with `whole_units`): the model's copy attention summed
+    # over each unit, times the unit scorer's probability (model/unit_scorer.py) to this power;
+    # 0 leaves the choice to the token the model points at. Chosen on notes_qa's val notes
+    # (2026-12-07, release model; key facts of 104: 0 -> 48, ~0 (attention alone) 50, 0.5 55,
+    # 1 53, 2 53, 3 49); the test notes were run once, after: 0.42 -> 0.46 (docs/GENERATOR.md).
+    unit_prior_weight: float = 0.5
     seed: int | None = None  # sampling seed when temperature > 0
 
 
@@ -91,6 +97,8 @@ class Searcher(Protocol):
     def translations(self, query: str) -> list[str]: ...
 
     def similarity(self, query: str, texts: list[str]) -> np.ndarray: ...
+
+    def vectors(self, query: str, texts: list[str]) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class _Shape(Protocol):
@@ -241,6 +249,9 @@ class Assistant:
             self.system_prompt(conversation_lang(history, r.question)),
             self.model.config.seq_len - self.cfg.max_new_tokens,
         )
+        prior = None
+        if self.cfg.whole_units and self.cfg.unit_prior_weight:
+            prior = unit_prior(self.retriever, relevance_query(r.question, previous), passages)
         sampling = SamplingConfig(
             temperature=self.cfg.temperature, max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed
         )
@@ -256,6 +267,8 @@ class Assistant:
             self.cfg.constrain,
             self.cfg.abstain_bias,
             self.cfg.whole_units,
+            prior,
+            self.cfg.unit_prior_weight,
         )
         if w.text and not w.abstained:
             yield self._answer(r, w.text, None, "model", w)

@@ -20,10 +20,12 @@ notes, so what the model learns from is what the chat gives it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from notes_rag.model import unit_scorer
 from notes_rag.model.reader import READ_PASSAGES, ReaderInput, encode
 from notes_rag.model.tokenizer import Tokenizer
 from notes_rag.question import is_follow_up
@@ -55,11 +57,13 @@ class PlainUnits:
             self._cache.update(zip(todo, np.asarray(self._passages(self.encoder, todo), dtype=np.float32)))
 
     def similarity(self, query: str, texts: list[str]) -> np.ndarray:
-        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if todo:
-            self._cache.update(zip(todo, np.asarray(self._passages(self.encoder, todo), dtype=np.float32)))
+        q, vectors = self.vectors(query, texts)
+        return vectors @ q
+
+    def vectors(self, query: str, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        self.warm(texts)
         q = np.asarray(self._queries(self.encoder, [query]), dtype=np.float32)[0]
-        return np.stack([self._cache[t] for t in texts]) @ q
+        return q, np.stack([self._cache[t] for t in texts])
 
     def translations(self, query: str) -> list[str]:
         return []
@@ -110,9 +114,63 @@ def unit_cosines(encoder: UnitEncoder, query: str, passages: Sequence[tuple[str,
         cos[idx] = encoder.similarity(query, [flat[i] for i in idx])
     floor = float(np.nanmin(cos)) if idx else 0.0
     cos = np.where(np.isnan(cos), floor - 0.01, cos)
+    return _per_passage(cos, per)
+
+
+class UnitVectors(Protocol):
+    """What the unit prior needs of retrieval (`index.search.Retriever.vectors`)."""
+
+    def vectors(self, query: str, texts: list[str]) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass
+class UnitView:
+    """What the encoder sees of the units read (`text.unit_spans` of each passage, in order)."""
+
+    units: list[list[str]]  # per passage, its units' texts
+    q: np.ndarray  # (d,) the query's vector
+    vectors: np.ndarray  # (n, d) every unit's, passage by passage; zero for a unit without a letter
+    cosines: list[list[float]]  # per passage, each unit's cosine to the query
+
+
+def unit_view(encoder: UnitVectors, query: str, passages: Sequence[tuple[str, str]]) -> UnitView:
+    """The units' vectors and cosines (the retriever's caches: the question's vector from its
+    search, the units' stored with the index). A unit without a letter or digit (a rule of
+    dashes, an emptied image line) gets a zero vector and the lowest cosine of the rest."""
+    per = [unit_texts(text) for _, text in passages]
+    flat = [u for units in per for u in units]
+    idx = [i for i, u in enumerate(flat) if any(ch.isalnum() for ch in u)]
+    if not idx:
+        zero = [[0.0] * len(u) for u in per]
+        return UnitView(per, np.zeros(1, np.float32), np.zeros((len(flat), 1), np.float32), zero)
+    q, found = encoder.vectors(query, [flat[i] for i in idx])
+    vectors = np.zeros((len(flat), found.shape[1]), dtype=np.float32)
+    vectors[idx] = found
+    cos = np.full(len(flat), float((found @ q).min()) - 0.01, dtype=np.float32)
+    cos[idx] = found @ q
+    return UnitView(per, q, vectors, _per_passage(cos, per))
+
+
+def unit_prior(encoder: UnitVectors, query: str, passages: Sequence[tuple[str, str]]) -> list[list[float]]:
+    """Per passage, the unit scorer's log-probability that each unit is the one holding the
+    answer: a softmax over every unit read (model/unit_scorer.py, fitted on notes_qa's train
+    notes); a unit without a letter or digit gets -inf. The writer weighs the model's choice of
+    the first unit it copies with it (chat/writer.py, model/unit_copy.py)."""
+    view = unit_view(encoder, query, passages)
+    worded = view.vectors.any(axis=1)
+    logp = np.full(len(worded), -np.inf)
+    if worded.any():
+        scorer = unit_scorer.for_width(view.vectors.shape[1])
+        scores = scorer.scores(unit_scorer.unit_features(query, view.units, view.cosines), view.q, view.vectors)
+        s = scores[worded].astype(np.float64)
+        logp[worded] = s - np.logaddexp.reduce(s)
+    return _per_passage(logp, view.units)
+
+
+def _per_passage(flat: np.ndarray, per: list[list[str]]) -> list[list[float]]:
     out, k = [], 0
     for units in per:
-        out.append([float(c) for c in cos[k : k + len(units)]])
+        out.append([float(x) for x in flat[k : k + len(units)]])
         k += len(units)
     return out
 

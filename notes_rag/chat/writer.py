@@ -35,7 +35,7 @@ from notes_rag.errors import NotesRagError
 from notes_rag.model.numpy_gpt import NumpyGPT
 from notes_rag.model.reader import ReaderInput, copy_sources
 from notes_rag.model.tokenizer import SPECIAL_TOKENS, Tokenizer
-from notes_rag.text import words
+from notes_rag.text import unit_spans, words
 
 if TYPE_CHECKING:  # torch loads only to write an answer: the no-answer score runs without it
     import torch
@@ -123,6 +123,8 @@ def write(
     constrain: bool = True,
     abstain_bias: float = 0.0,
     whole_units: bool = True,
+    unit_prior: list[list[float]] | None = None,
+    prior_weight: float = 0.0,
 ) -> Generator[str, None, Written]:
     """Yield the answer's text pieces as they are decoded; return the `Written` answer.
     `passages` are `inp`'s (label, text) passages, in its numbering, `questions` the question and
@@ -151,7 +153,16 @@ def write(
 
         opens = {tok.encode(s)[-1] for s in ("[", " [")}  # the token that writes the bracket
         numbers = {p: ids[0] for p in range(1, inp.passages + 1) if len(ids := tok.encode(str(p))) == 1}
-        constraint = UnitCopy(tok.token_bytes, inp, constraint, abstention_starts(tok), specials, opens, numbers)
+        prior = None
+        if unit_prior is not None and prior_weight:  # keyed as `Unit`s are: (passage, char start)
+            prior = {
+                (n, a): lp
+                for n, ((_, text), lps) in enumerate(zip(passages, unit_prior), 1)
+                for (a, _), lp in zip(unit_spans(text), lps)
+            }
+        constraint = UnitCopy(
+            tok.token_bytes, inp, constraint, abstention_starts(tok), specials, opens, numbers, prior, prior_weight
+        )
     times: list[float] = []
     score: list[float] = []
 

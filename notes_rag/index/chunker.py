@@ -27,13 +27,12 @@ from dataclasses import dataclass, field
 from markdown_it import MarkdownIt
 
 from notes_rag.index.config import IndexConfig
-from notes_rag.text import line_starts, n_words
+from notes_rag.text import line_starts, looks_like_title, n_words
 
 _MD = MarkdownIt("commonmark").enable("table")
 _ATX = re.compile(r"^ {0,3}#{1,6}[ \t]+\S", re.M)
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
 _WORD = re.compile(r"\S+")
-_TITLE_END = tuple(".,;:!?")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 # A note longer than this is parsed a section at a time: markdown-it's token list of a whole
 # 100 MB note peaked at 2.0 GB (docs/BENCHMARKS.md, "Index at scale"). Shorter notes, nearly
@@ -159,7 +158,7 @@ def _section_units(tokens, text: str, starts: list[int], stack: list[tuple[int, 
             unit = _Unit(s, e, kind, tuple(t for _, t in stack), n_words(text[s:e]))
             if kind == "list":
                 unit.parts = _list_items(tokens, i, text, starts)
-            if not markdown and kind == "para" and _looks_like_title(text[s:e]):
+            if not markdown and kind == "para" and looks_like_title(text[s:e]):
                 # Slide exports and plain notes: a short line without punctuation titles what follows.
                 stack = [(1, text[s:e].strip())]
                 unit.kind, unit.path = "heading", tuple(t for _, t in stack)
@@ -177,17 +176,6 @@ def _list_items(tokens, open_idx: int, text: str, starts: list[int]) -> list[tup
         if depth == 0:
             break
     return [it for it in items if it[0] < it[1]]
-
-
-def _looks_like_title(para: str) -> bool:
-    line = para.strip()
-    return (
-        "\n" not in line
-        and 0 < n_words(line) <= 8
-        and not line.endswith(_TITLE_END)
-        and line[0].isalnum()
-        and "://" not in line
-    )
 
 
 def _chunk_path(units: list[_Unit]) -> tuple[str, ...]:

@@ -278,11 +278,16 @@ class Retriever:
         """Cosines of `texts` (as passages) to `query` under the index's encoder."""
         if not texts:
             return np.zeros(0, dtype=np.float32)
-        # the question the chat quotes for was usually just searched: its vector is at hand
+        q, vectors = self.vectors(query, texts)
+        return vectors @ q
+
+    def vectors(self, query: str, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """`query`'s vector (d,) and `texts`' as passages (n, d) under the index's encoder."""
+        # the question the chat reads for was usually just searched: its vector is at hand
         q = self._last_queries.get(query)
-        if q is None:
-            q = np.asarray(encode_queries(self.encoder, [query]), dtype=np.float32)[0]
-        return self.passage_vectors(texts) @ q
+        if q is None:  # a follow-up's units are read with the question before it: kept for this turn
+            q = self._last_queries[query] = np.asarray(encode_queries(self.encoder, [query]), dtype=np.float32)[0]
+        return q, self.passage_vectors(texts)
 
     def passage_vectors(self, texts: list[str]) -> np.ndarray:
         """`texts` embedded as passages, each text once per process: a chat's units recur from turn

@@ -50,6 +50,8 @@ class UnitCopy:
         stop_ids: Iterable[int] = (),
         cite_open: Iterable[int] = (),
         cite_numbers: dict[int, int] | None = None,
+        prior: dict[tuple[int, int], float] | None = None,
+        prior_weight: float = 0.0,
     ):
         self.ids = inp.ids
         self.offsets = inp.offsets
@@ -64,10 +66,15 @@ class UnitCopy:
         self.starts: list[int] = []  # per unit: the position of its first token with a word
         self.ends: set[int] = set()  # positions from a unit's last word on: it may end there
         self.unit_end: dict[int, int] = {}  # position -> last position of its unit
+        # per unit: (first worded position, its token range, the scorer's log-probability)
+        self.choices: list[tuple[int, int, int, float]] = []
+        self.prior_weight = prior_weight if prior else 0.0
         for u in inp.units:
             worded = [j for j in range(u.first, u.last + 1) if _has_word(token_bytes(inp.ids[j]))]
             if not worded:
                 continue
+            if prior:
+                self.choices.append((worded[0], u.first, u.last, prior.get((u.passage, u.start), -np.inf)))
             self.starts.append(worded[0])
             self.unit_start.update(dict.fromkeys(range(u.first, u.last + 1), worded[0]))
             self.ends.update(range(worded[-1], u.last + 1))
@@ -94,7 +101,10 @@ class UnitCopy:
 
         if self.live is None:
             free = words()
-            self._start = self._pointed_unit(free[0], pointer) if free else None
+            if self.prior_weight and free and free[0] not in self.free_starts | self.stop_ids and pointer is not None:
+                self._start = self._weighed_unit(pointer)
+            else:
+                self._start = self._pointed_unit(free[0], pointer) if free else None
             if self._start is not None and (self.words is None or self.words.allows(self.ids[self._start])):
                 return [self.ids[self._start]]
             self._start = None
@@ -124,6 +134,21 @@ class UnitCopy:
             return None
         j = int(src[at[np.argmax(attn[at])]])
         return self.unit_start.get(j)
+
+    def _weighed_unit(self, pointer) -> int | None:
+        """The start of the unit with the most copy attention summed over its tokens, times the
+        scorer's probability to the `prior_weight` (a product of the two experts: the model
+        knows note structure, the scorer what the encoder sees of each line)."""
+        src, attn = (np.asarray(x.cpu() if hasattr(x, "cpu") else x, dtype=np.float64) for x in pointer)
+        at = np.zeros(len(self.ids) + 1)
+        np.add.at(at, src.astype(np.int64), attn)
+        cum = np.concatenate([[0.0], np.cumsum(at)])
+        best, start = -np.inf, None
+        for first_word, a, b, logp in self.choices:
+            score = np.log(max(cum[b + 1] - cum[a], 1e-12)) + self.prior_weight * logp
+            if score > best and (self.words is None or self.words.allows(self.ids[first_word])):
+                best, start = score, first_word
+        return start
 
     def push(self, token: int) -> None:
         if self.words is not None:
