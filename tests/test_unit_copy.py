@@ -14,7 +14,7 @@ from notes_rag.model.constraint import WordConstraint
 from notes_rag.model.reader import copy_sources, encode
 from notes_rag.model.sampling import SamplingConfig
 from notes_rag.model.tokenizer import SPECIAL_TOKENS
-from notes_rag.model.unit_copy import UnitCopy
+from notes_rag.model.unit_copy import UnitCopy, prior_by_unit
 
 PASSAGES = [
     ("a.md › Sieć", "Sieć neuronowa uczy się wag na podstawie danych.\nDane treningowe dzielimy na partie."),
@@ -127,6 +127,20 @@ def test_the_scorer_prior_weighs_the_units_the_model_attends_to(tok):
     # a unit the model gives no attention is not chosen however sure the scorer is
     rule = _with_prior(tok, inp, list(np.log([0.01, 0.01, 0.97, 0.01])), 0.5)
     assert rule.candidates(_onehot(tok, token), True, pointer) == [inp.ids[rule.starts[0]]]
+
+
+def test_the_chats_per_passage_prior_reaches_the_right_unit(tok):
+    """`prior_by_unit` keys the scorer's per-passage list (over `text.unit_spans`) as the reader's
+    units are, so the unit it favours is the one the rule starts at."""
+    inp = encode(tok, QUESTION, PASSAGES, max_len=400)
+    per_passage = [[-30.0, -30.0], [-30.0, 0.0]]  # passage 2, second line
+    specials = [tok.special(s) for s in SPECIAL_TOKENS]
+    prior = prior_by_unit(PASSAGES, per_passage)
+    rule = UnitCopy(tok.token_bytes, inp, None, [], specials, (), {}, prior, 1.0)
+    pointer = _spread(inp, {0: 0.4, 1: 0.3, 2: 0.2, 3: 0.1})
+    start = rule.candidates(_onehot(tok, inp.ids[inp.units[0].first]), True, pointer)
+    unit = next(u for u in inp.units if rule.unit_start[u.first] == rule.starts[3])
+    assert start == [inp.ids[rule.starts[3]]] and _text(tok, inp, unit) == "Słownik przypisuje tokenom identyfikatory."
 
 
 def test_the_prior_leaves_abstentions_and_stops_to_the_model(tok):

@@ -35,7 +35,7 @@ from notes_rag.errors import NotesRagError
 from notes_rag.model.numpy_gpt import NumpyGPT
 from notes_rag.model.reader import ReaderInput, copy_sources
 from notes_rag.model.tokenizer import SPECIAL_TOKENS, Tokenizer
-from notes_rag.text import unit_spans, words
+from notes_rag.text import words
 
 if TYPE_CHECKING:  # torch loads only to write an answer: the no-answer score runs without it
     import torch
@@ -149,17 +149,11 @@ def write(
         WordConstraint.for_sources(tok, sources, fixed=ABSTAIN.values(), stop_ids=specials) if constrain else None
     )
     if whole_units:
-        from notes_rag.model.unit_copy import UnitCopy
+        from notes_rag.model.unit_copy import UnitCopy, prior_by_unit
 
         opens = {tok.encode(s)[-1] for s in ("[", " [")}  # the token that writes the bracket
         numbers = {p: ids[0] for p in range(1, inp.passages + 1) if len(ids := tok.encode(str(p))) == 1}
-        prior = None
-        if unit_prior is not None and prior_weight:  # keyed as `Unit`s are: (passage, char start)
-            prior = {
-                (n, a): lp
-                for n, ((_, text), lps) in enumerate(zip(passages, unit_prior), 1)
-                for (a, _), lp in zip(unit_spans(text), lps)
-            }
+        prior = prior_by_unit(passages, unit_prior) if unit_prior is not None and prior_weight else None
         constraint = UnitCopy(
             tok.token_bytes, inp, constraint, abstention_starts(tok), specials, opens, numbers, prior, prior_weight
         )

@@ -9,10 +9,14 @@ inside a line in about half of its answers and stops before the line ends, losin
 that make the line an answer (issue 29, notes_qa val and test, 2026-12-07: docs/GENERATOR.md,
 "Whole-unit answers").
 
-Which unit, and whether to go on to the next one, stays the model's choice. At the first step its
-own token stands when it is an abstention start or a stop; otherwise the answer starts at the
-first worded token of the unit holding the source position of that token the copy attention
-weighs most (the decoder's `pointer`), when that position is in a unit. While the tokens written
+Whether to answer, and whether to go on to the next unit, stays the model's choice. At the first
+step its own token stands when it is an abstention start or a stop; otherwise the answer starts
+at the first worded token of a unit: with a `prior` (the chat's; chat/turn_input.py
+`unit_prior`), the unit whose copy attention summed over its tokens, times the unit scorer's
+probability to the `prior_weight`, is highest (`_weighed_unit`: the model knows note structure,
+the scorer what the encoder sees of each line; notes_qa test key facts 0.42 -> 0.46,
+docs/GENERATOR.md); without one, the unit holding the source position of that token the copy
+attention weighs most (the decoder's `pointer`), when that position is in a unit. While the tokens written
 are a run of that unit's tokens (`live`: the position the run stands at), the next token must
 continue it, until it reaches the unit's last word. Off a run (a citation, a joining word, a
 copy from the question), the answer is free, except that a citation's number, once `[` is
@@ -32,6 +36,17 @@ import numpy as np
 
 from notes_rag.model.constraint import WordConstraint
 from notes_rag.model.reader import ReaderInput
+from notes_rag.text import unit_spans
+
+
+def prior_by_unit(passages: list[tuple[str, str]], per_passage: list[list[float]]) -> dict[tuple[int, int], float]:
+    """Per-passage unit log-probabilities (chat/turn_input.py `unit_prior`, over `text.unit_spans`
+    of each passage text) keyed as the reader's `Unit`s are: (passage number, char start)."""
+    return {
+        (n, a): lp
+        for n, ((_, text), lps) in enumerate(zip(passages, per_passage), 1)
+        for (a, _), lp in zip(unit_spans(text), lps)
+    }
 
 
 def _has_word(token_bytes: bytes) -> bool:
