@@ -171,11 +171,17 @@ def test_numpy_and_torch_write_the_same_whole_unit_answer(tok, tmp_path, overrid
     specials = [tok.special(s) for s in SPECIAL_TOKENS]
     mask = copy_sources(inp.ids, set(specials))
 
-    def answer(generate_copy, model):
+    # with the chat's prior too: the numpy path (the chat's) and torch (the benchmarks') agree
+    prior = prior_by_unit(PASSAGES, [[-0.5, -2.0], [-1.0, -3.0]])
+
+    def answer(generate_copy, model, with_prior):
         words = WordConstraint.for_sources(tok, [t for _, t in PASSAGES] + [QUESTION], stop_ids=specials)
-        rule = UnitCopy(tok.token_bytes, inp, words, [], specials)
+        extra = (prior, 0.5) if with_prior else ()
+        rule = UnitCopy(tok.token_bytes, inp, words, [], specials, (), {}, *extra)
         cfg = SamplingConfig(max_new_tokens=30)
         return list(generate_copy(model, inp.ids, mask, inp.match, cfg, stop_ids=specials, constraint=rule))
 
-    ours, theirs = answer(numpy_decode.generate_copy, np_model), answer(engine.generate_copy, torch_model)
-    assert ours == theirs and ours
+    for with_prior in (False, True):
+        ours = answer(numpy_decode.generate_copy, np_model, with_prior)
+        theirs = answer(engine.generate_copy, torch_model, with_prior)
+        assert ours == theirs and ours
