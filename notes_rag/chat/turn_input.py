@@ -33,9 +33,11 @@ from notes_rag.text import clean_markup, unit_texts
 
 
 class UnitEncoder(Protocol):
-    """What the relevance features need of retrieval (`index.search.Retriever`)."""
+    """What the relevance codes and the unit prior need of retrieval (`index.search.Retriever`)."""
 
-    def similarity(self, query: str, texts: list[str]) -> np.ndarray: ...
+    def vectors(self, query: str, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The query's vector (d,) and the texts' as passages (n, d), L2-normalized."""
+        ...
 
     def translations(self, query: str) -> list[str]: ...
 
@@ -76,9 +78,9 @@ class UnitCollector:
     def __init__(self):
         self.texts: list[str] = []
 
-    def similarity(self, query: str, texts: list[str]) -> np.ndarray:
+    def vectors(self, query: str, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         self.texts += texts
-        return np.zeros(len(texts), dtype=np.float32)
+        return np.zeros(1, dtype=np.float32), np.zeros((len(texts), 1), dtype=np.float32)
 
     def translations(self, query: str) -> list[str]:
         return []
@@ -102,25 +104,8 @@ def relevance_query(question: str, previous: Sequence[str]) -> str:
 
 
 def unit_cosines(encoder: UnitEncoder, query: str, passages: Sequence[tuple[str, str]]) -> list[list[float]]:
-    """Per passage, the cosine of each unit (`text.unit_spans`) to `query`, in one encoder call.
-    A unit without a letter or digit (a rule of dashes, an emptied image line) gets the lowest
-    cosine of the rest, so it ranks last."""
-    per = [unit_texts(text) for _, text in passages]
-    flat = [u for units in per for u in units]
-    has = [any(ch.isalnum() for ch in u) for u in flat]
-    cos = np.full(len(flat), np.nan, dtype=np.float32)
-    idx = [i for i, h in enumerate(has) if h]
-    if idx:
-        cos[idx] = encoder.similarity(query, [flat[i] for i in idx])
-    floor = float(np.nanmin(cos)) if idx else 0.0
-    cos = np.where(np.isnan(cos), floor - 0.01, cos)
-    return _per_passage(cos, per)
-
-
-class UnitVectors(Protocol):
-    """What the unit prior needs of retrieval (`index.search.Retriever.vectors`)."""
-
-    def vectors(self, query: str, texts: list[str]) -> tuple[np.ndarray, np.ndarray]: ...
+    """Per passage, the cosine of each unit (`text.unit_spans`) to `query` (`unit_view`)."""
+    return unit_view(encoder, query, passages).cosines
 
 
 @dataclass
@@ -133,16 +118,17 @@ class UnitView:
     cosines: list[list[float]]  # per passage, each unit's cosine to the query
 
 
-def unit_view(encoder: UnitVectors, query: str, passages: Sequence[tuple[str, str]]) -> UnitView:
-    """The units' vectors and cosines (the retriever's caches: the question's vector from its
-    search, the units' stored with the index). A unit without a letter or digit (a rule of
-    dashes, an emptied image line) gets a zero vector and the lowest cosine of the rest."""
+def unit_view(encoder: UnitEncoder, query: str, passages: Sequence[tuple[str, str]]) -> UnitView:
+    """The units' vectors and cosines, in one encoder call (the retriever's caches: the question's
+    vector from its search, the units' stored with the index). A unit without a letter or digit
+    (a rule of dashes, an emptied image line) gets a zero vector and the lowest cosine of the
+    rest minus 0.01, so it ranks last (-0.01 when no unit has a word)."""
     per = [unit_texts(text) for _, text in passages]
     flat = [u for units in per for u in units]
     idx = [i for i, u in enumerate(flat) if any(ch.isalnum() for ch in u)]
     if not idx:
-        zero = [[0.0] * len(u) for u in per]
-        return UnitView(per, np.zeros(1, np.float32), np.zeros((len(flat), 1), np.float32), zero)
+        floor = [[-0.01] * len(u) for u in per]
+        return UnitView(per, np.zeros(1, np.float32), np.zeros((len(flat), 1), np.float32), floor)
     q, found = encoder.vectors(query, [flat[i] for i in idx])
     vectors = np.zeros((len(flat), found.shape[1]), dtype=np.float32)
     vectors[idx] = found
@@ -151,7 +137,7 @@ def unit_view(encoder: UnitVectors, query: str, passages: Sequence[tuple[str, st
     return UnitView(per, q, vectors, _per_passage(cos, per))
 
 
-def unit_prior(encoder: UnitVectors, query: str, passages: Sequence[tuple[str, str]]) -> list[list[float]]:
+def unit_prior(encoder: UnitEncoder, query: str, passages: Sequence[tuple[str, str]]) -> list[list[float]]:
     """Per passage, the unit scorer's log-probability that each unit is the one holding the
     answer: a softmax over every unit read (model/unit_scorer.py, fitted on notes_qa's train
     notes); a unit without a letter or digit gets -inf. The writer weighs the model's choice of
