@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--codes", default="all", choices=list(reader.CODE_SETS), help="codes the model reads")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from notes_rag.chat.turn_input import PlainUnits, relevance_query, turn_input, unit_prior
+    from notes_rag.chat.turn_input import PlainUnits, relevance_query, turn_input, unit_prior, unit_view
     from notes_rag.index.encoder import load_encoder
 
     model, tok, _ = load_model(args.model)
@@ -129,12 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     for it in items:
         lang = it["lang"] if it["lang"] in ABSTAIN else "en"
         passages = [(label, clean_markup(text)) for label, text in it["passages"]]
+        query = relevance_query(it["question"], it["history"])
+        view = unit_view(units, query, passages)  # as the chat's turn (chat/assistant.py): codes and prior
         inp = turn_input(tok, units, it["question"], it["history"], passages, SYSTEM_PROMPT[lang],
-                         model.config.seq_len - cfg.max_new_tokens)  # fmt: skip
+                         model.config.seq_len - cfg.max_new_tokens, view)  # fmt: skip
         texts = [t for _, t in passages]
-        prior = None
-        if cfg.whole_units and cfg.unit_prior_weight:  # the chat's first-unit prior (chat/assistant.py)
-            prior = unit_prior(units, relevance_query(it["question"], it["history"]), passages)
+        prior = unit_prior(view, query) if cfg.whole_units and cfg.unit_prior_weight else None
         pieces = write(model, tok, inp, passages, [it["question"], *it["history"]],
                        SamplingConfig(max_new_tokens=cfg.max_new_tokens), cfg.max_words, time.perf_counter(),
                        abstain_bias=args.bias, whole_units=cfg.whole_units, unit_prior=prior,

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from notes_rag.chat.turn_input import unit_prior
+from notes_rag.chat.turn_input import unit_prior, unit_view
 from notes_rag.errors import NotesRagError
 from notes_rag.model import unit_scorer
 from notes_rag.model.unit_scorer import FEATURES, UnitScorer, unit_features
@@ -68,7 +68,8 @@ def test_the_unit_prior_is_a_distribution_over_the_worded_units():
             return v[0], v
 
     passages = [("a.md › A", "\n".join(UNITS[0])), ("b.md › B", UNITS[1][0])]
-    prior = unit_prior(Wide(), "How are positional embeddings combined?", passages)
+    query = "How are positional embeddings combined?"
+    prior = unit_prior(unit_view(Wide(), query, passages), query)
     assert [len(p) for p in prior] == [3, 1]
     flat = np.array([x for p in prior for x in p])
     assert flat[2] == -np.inf  # "---": no letter, never an answer's unit

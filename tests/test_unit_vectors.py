@@ -10,6 +10,7 @@ import pytest
 from tiny_encoder import build_tiny_encoder
 
 from notes_rag.chat.answer import Source, sources_of
+from notes_rag.chat.format import Turn
 from notes_rag.chat.turn_input import read_passages, turn_input, unit_cosines
 from notes_rag.errors import NotesRagError
 from notes_rag.index import store
@@ -196,6 +197,19 @@ def test_a_chat_answer_never_shows_markup(tiny_chat_parts):
         assert "".join(pieces[:-1]).strip() == answer.text  # streamed text is the answer
         for mark in ("![", "](", "**", "<b>", "http"):
             assert mark not in answer.text
+
+
+def test_a_turn_reads_the_units_once_for_its_codes_and_its_prior(tiny_chat_parts, monkeypatch):
+    """The relevance codes and the unit scorer's prior read one view of the units: one encoder
+    lookup a turn, a follow-up's too (its query, the question before it and it, is no search's)."""
+    assistant = tiny_chat_parts
+    assert assistant.cfg.unit_prior_weight > 0
+    calls, marked = [], type(assistant.retriever)
+    original = marked.vectors
+    monkeypatch.setattr(marked, "vectors", lambda self, q, t: calls.append(q) or original(self, q, t))
+    assistant.ask([], "Co to jest token?")
+    assistant.ask([Turn("user", "Co to jest token?"), Turn("assistant", "Token [1]")], "A embedding?")
+    assert len(calls) == 2 and calls[1] == "Co to jest token? A embedding?"
 
 
 @pytest.fixture()

@@ -33,7 +33,7 @@ from notes_rag.chat.question_text import (
     long_question_note,
     question_budget,
 )
-from notes_rag.chat.turn_input import read_passages, relevance_query, turn_input, unit_prior
+from notes_rag.chat.turn_input import read_passages, relevance_query, turn_input, unit_prior, unit_view
 from notes_rag.chat.writer import Written, write
 from notes_rag.errors import NotesRagError
 from notes_rag.lang import detect_lang
@@ -238,6 +238,8 @@ class Assistant:
 
         passages = read_passages(r.sources, self.cfg.passages)
         previous = tuple(questions[-1:])
+        query = relevance_query(r.question, previous)
+        view = unit_view(self.retriever, query, passages)  # the codes and the prior read it
         inp = turn_input(
             self.tok,
             self.retriever,
@@ -246,10 +248,9 @@ class Assistant:
             passages,
             self.system_prompt(conversation_lang(history, r.question)),
             self.model.config.seq_len - self.cfg.max_new_tokens,
+            view,
         )
-        prior = None
-        if self.cfg.whole_units and self.cfg.unit_prior_weight:
-            prior = unit_prior(self.retriever, relevance_query(r.question, previous), passages)
+        prior = unit_prior(view, query) if self.cfg.whole_units and self.cfg.unit_prior_weight else None
         sampling = SamplingConfig(
             temperature=self.cfg.temperature, max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed
         )

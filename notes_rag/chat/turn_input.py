@@ -137,12 +137,12 @@ def unit_view(encoder: UnitEncoder, query: str, passages: Sequence[tuple[str, st
     return UnitView(per, q, vectors, _per_passage(cos, per))
 
 
-def unit_prior(encoder: UnitEncoder, query: str, passages: Sequence[tuple[str, str]]) -> list[list[float]]:
+def unit_prior(view: UnitView, query: str) -> list[list[float]]:
     """Per passage, the unit scorer's log-probability that each unit is the one holding the
     answer: a softmax over every unit read (model/unit_scorer.py, fitted on notes_qa's train
-    notes); a unit without a letter or digit gets -inf. The writer weighs the model's choice of
-    the first unit it copies with it (chat/writer.py, model/unit_copy.py)."""
-    view = unit_view(encoder, query, passages)
+    notes); a unit without a letter or digit gets -inf. `view` is `unit_view` of `query`, the
+    one the turn's relevance codes were read from. The writer weighs the model's choice of the
+    first unit it copies with it (chat/writer.py, model/unit_copy.py)."""
     worded = view.vectors.any(axis=1)
     logp = np.full(len(worded), -np.inf)
     if worded.any():
@@ -169,9 +169,13 @@ def turn_input(
     passages: list[tuple[str, str]],
     system: str | None,
     max_len: int,
+    view: UnitView | None = None,
 ) -> ReaderInput:
-    """The model input of one turn (model/reader.py `encode`) with its relevance codes."""
-    cosines = unit_cosines(encoder, relevance_query(question, previous), passages)
+    """The model input of one turn (model/reader.py `encode`) with its relevance codes, read from
+    `view` when the caller has it (`unit_view` of `relevance_query(question, previous)`: the chat
+    reads its unit prior from the same view), else from the encoder."""
+    if view is None:
+        view = unit_view(encoder, relevance_query(question, previous), passages)
     return encode(
         tok,
         question,
@@ -180,5 +184,5 @@ def turn_input(
         tuple(encoder.translations(question)),
         max_len=max_len,
         system=system,
-        relevance=cosines,
+        relevance=view.cosines,
     )

@@ -285,8 +285,8 @@ class Retriever:
         """`query`'s vector (d,) and `texts`' as passages (n, d) under the index's encoder."""
         # the question the chat reads for was usually just searched: its vector is at hand
         q = self._last_queries.get(query)
-        if q is None:  # a follow-up's units are read with the question before it: kept for this turn
-            q = self._last_queries[query] = np.asarray(encode_queries(self.encoder, [query]), dtype=np.float32)[0]
+        if q is None:
+            q = np.asarray(encode_queries(self.encoder, [query]), dtype=np.float32)[0]
         return q, self.passage_vectors(texts)
 
     def passage_vectors(self, texts: list[str]) -> np.ndarray:
