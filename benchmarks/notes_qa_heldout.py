@@ -257,7 +257,7 @@ def main() -> None:
     for k, r in summary["abstention"].items():
         print(f"{k}: {fmt(r)}")
     out = {"split": args.split, "model": str(args.model), "bias": args.bias, "codes": args.codes}
-    out["prior_weight"] = args.prior_weight
+    out["prior_weight"] = AnswerConfig().unit_prior_weight if args.prior_weight is None else args.prior_weight
     out |= {"summary": summary, "seconds": res["seconds"], "date": time.strftime("%Y-%m-%d")}
     if args.fit:
         out["fitted_bias"] = fit_bias(res["rows"])
