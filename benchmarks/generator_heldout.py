@@ -46,7 +46,7 @@ from notes_rag.chat.quote import QuoteConfig, cited_quote
 from notes_rag.chat.writer import write
 from notes_rag.eval.intervals import wilson
 from notes_rag.fileio import atomic_write_json
-from notes_rag.model import reader
+from notes_rag.model import reader, unit_reranker
 from notes_rag.model.checkpoint import load_model
 from notes_rag.model.engine import SamplingConfig
 from notes_rag.sft.generator_data import note_passages, questions_of_record
@@ -100,6 +100,15 @@ def fit_bias(answerable: list[dict], unanswerable: list[dict], max_false: float 
     }
 
 
+def _reranker():
+    """The chat's unit reranker over the default encoder, run by the numpy encoder as in the chat."""
+    from notes_rag.index.bert_encoder import BertEncoder
+    from notes_rag.index.encoder_cache import encoder_id, ensure_encoder
+
+    folder = ensure_encoder()
+    return unit_reranker.for_encoder(BertEncoder(folder), encoder_id(folder))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", type=Path, default=Path("models"))
@@ -119,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     model, tok, _ = load_model(args.model)
     model.eval()
     units = PlainUnits(load_encoder())  # the encoder train-generator's kit items read with
+    reranker = _reranker()
     read_only_codes(args.codes)
 
     cfg = AnswerConfig()
@@ -134,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         inp = turn_input(tok, units, it["question"], it["history"], passages, SYSTEM_PROMPT[lang],
                          model.config.seq_len - cfg.max_new_tokens, view)  # fmt: skip
         texts = [t for _, t in passages]
-        prior = unit_prior(view, query) if cfg.whole_units and cfg.unit_prior_weight else None
+        prior = unit_prior(view, query, reranker) if cfg.whole_units and cfg.unit_prior_weight else None
         pieces = write(model, tok, inp, passages, [it["question"], *it["history"]],
                        SamplingConfig(max_new_tokens=cfg.max_new_tokens), cfg.max_words, time.perf_counter(),
                        abstain_bias=args.bias, whole_units=cfg.whole_units, unit_prior=prior,
@@ -158,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": str(args.model),
         "codes": args.codes,
         "unit_prior_weight": cfg.unit_prior_weight,
+        "unit_reranker": str(unit_reranker.release_file()) if reranker is not None else None,
         "date": time.strftime("%Y-%m-%d"),
         "by_lang": {},
     }

@@ -42,7 +42,7 @@ from notes_rag.fileio import atomic_write_json
 from notes_rag.index.build import update_index
 from notes_rag.index.encoder import load_encoder
 from notes_rag.index.search import Retriever
-from notes_rag.model import reader
+from notes_rag.model import reader, unit_reranker
 from notes_rag.model.checkpoint import load_model
 from notes_rag.sft import notes_qa
 from notes_rag.text import unit_texts, words
@@ -258,6 +258,7 @@ def main() -> None:
         print(f"{k}: {fmt(r)}")
     out = {"split": args.split, "model": str(args.model), "bias": args.bias, "codes": args.codes}
     out["prior_weight"] = AnswerConfig().unit_prior_weight if args.prior_weight is None else args.prior_weight
+    out["unit_reranker"] = str(unit_reranker.release_file())  # None: off ($NOTES_RAG_UNIT_RERANKER=none)
     out |= {"summary": summary, "seconds": res["seconds"], "date": time.strftime("%Y-%m-%d")}
     if args.fit:
         out["fitted_bias"] = fit_bias(res["rows"])

@@ -65,6 +65,9 @@ def questions(folder: Path, work: Path, split: str) -> list[dict]:
                 "cover_next": np.array(nxt),
                 "answerable": bool(nq.qa.get("answerable")),
                 "kind": nq.qa.get("kind"),
+                "query": query,
+                "units": view.units,
+                "note": nq.rec.get("id", ""),
             }
         )
     retriever.close()

@@ -37,11 +37,13 @@ from notes_rag.chat.turn_input import read_passages, relevance_query, turn_input
 from notes_rag.chat.writer import Written, write
 from notes_rag.errors import NotesRagError
 from notes_rag.lang import detect_lang
+from notes_rag.model import unit_reranker
 from notes_rag.model.manifest import verify_folder
 from notes_rag.model.numpy_gpt import load_numpy_gpt
 from notes_rag.model.reader import READ_PASSAGES
 from notes_rag.model.release import model_id, resolve_model
 from notes_rag.model.tokenizer import Tokenizer
+from notes_rag.model.unit_reranker import UnitReranker
 from notes_rag.question import retrieval_refuses
 
 if TYPE_CHECKING:  # importing the index loads FAISS
@@ -81,6 +83,10 @@ class AnswerConfig:
     # (2026-12-07, release model; key facts of 104: 0 -> 48, ~0 (attention alone) 50, 0.5 55,
     # 1 53, 2 53, 3 49); the test notes were run once, after: 0.42 -> 0.46 (docs/GENERATOR.md).
     unit_prior_weight: float = 0.5
+    # The unit reranker (model/unit_reranker.py) adds its joint reading of the question and the
+    # scorer's top units to that prior. Off only to measure what it adds, or where its ~0.2 s a
+    # turn matters more.
+    unit_reranker: bool = True
     seed: int | None = None  # sampling seed when temperature > 0
 
 
@@ -146,6 +152,7 @@ class Assistant:
     cfg: AnswerConfig = field(default_factory=AnswerConfig)
     model_id: str = ""
     index_id: str = ""
+    _reranker: list = field(default_factory=list, repr=False)  # [the reranker or None] once loaded
 
     @classmethod
     def open(
@@ -171,6 +178,17 @@ class Assistant:
         if retriever is None:
             retriever = Retriever(index_dir)
         return cls(retriever, gpt, tok, cfg, model_id(folder, config), index_id(retriever.index_dir))
+
+    def reranker(self) -> UnitReranker | None:
+        """The unit reranker over the retriever's encoder (loaded at the first turn that needs it);
+        None when it is off or was not fitted for this encoder (model/unit_reranker.py)."""
+        if not self.cfg.unit_reranker:
+            return None
+        if not self._reranker:
+            meta = getattr(self.retriever, "meta", None) or {}  # test doubles have no encoder
+            encoder = getattr(self.retriever, "encoder", None)
+            self._reranker.append(unit_reranker.for_encoder(encoder, meta.get("encoder", "")))
+        return self._reranker[0]
 
     def _index_id(self) -> str:
         """The generation this answer was retrieved from: the retriever reopens a newer one
@@ -250,7 +268,8 @@ class Assistant:
             self.model.config.seq_len - self.cfg.max_new_tokens,
             view,
         )
-        prior = unit_prior(view, query) if self.cfg.whole_units and self.cfg.unit_prior_weight else None
+        on = self.cfg.whole_units and self.cfg.unit_prior_weight
+        prior = unit_prior(view, query, self.reranker()) if on else None
         sampling = SamplingConfig(
             temperature=self.cfg.temperature, max_new_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed
         )

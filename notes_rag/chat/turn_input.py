@@ -25,9 +25,10 @@ from typing import Protocol
 
 import numpy as np
 
-from notes_rag.model import unit_scorer
+from notes_rag.model import unit_reranker, unit_scorer
 from notes_rag.model.reader import READ_PASSAGES, ReaderInput, encode
 from notes_rag.model.tokenizer import Tokenizer
+from notes_rag.model.unit_reranker import UnitReranker
 from notes_rag.question import is_follow_up
 from notes_rag.text import clean_markup, unit_texts
 
@@ -137,10 +138,11 @@ def unit_view(encoder: UnitEncoder, query: str, passages: Sequence[tuple[str, st
     return UnitView(per, q, vectors, _per_passage(cos, per))
 
 
-def unit_prior(view: UnitView, query: str) -> list[list[float]]:
-    """Per passage, the unit scorer's log-probability that each unit is the one holding the
-    answer: a softmax over every unit read (model/unit_scorer.py, fitted on notes_qa's train
-    notes); a unit without a letter or digit gets -inf. `view` is `unit_view` of `query`, the
+def unit_prior(view: UnitView, query: str, reranker: UnitReranker | None = None) -> list[list[float]]:
+    """Per passage, the log-probability that each unit is the one holding the answer: a softmax
+    over every unit read of the unit scorer's score (model/unit_scorer.py), plus, with a
+    `reranker` (model/unit_reranker.py), its score of the scorer's top units (the others get its
+    lowest); a unit without a letter or digit gets -inf. `view` is `unit_view` of `query`, the
     one the turn's relevance codes were read from. The writer weighs the model's choice of the
     first unit it copies with it (chat/writer.py, model/unit_copy.py)."""
     worded = view.vectors.any(axis=1)
@@ -148,9 +150,23 @@ def unit_prior(view: UnitView, query: str) -> list[list[float]]:
     if worded.any():
         scorer = unit_scorer.for_width(view.vectors.shape[1])
         scores = scorer.scores(unit_scorer.unit_features(query, view.units, view.cosines), view.q, view.vectors)
-        s = scores[worded].astype(np.float64)
+        s = scores.astype(np.float64)
+        if reranker is not None:
+            s = s + _reranked(reranker, query, view.units, np.where(worded, s, -np.inf))
+        s = s[worded]
         logp[worded] = s - np.logaddexp.reduce(s)
     return _per_passage(logp, view.units)
+
+
+def _reranked(reranker: UnitReranker, query: str, units: list[list[str]], scores: np.ndarray) -> np.ndarray:
+    """The reranker's scores of the `TOP_K` best `scores` (flat, -inf: not a candidate), its
+    lowest for every other unit."""
+    where = [(p, i) for p, us in enumerate(units) for i in range(len(us))]
+    top = [int(k) for k in np.argsort(-scores, kind="stable")[: unit_reranker.TOP_K] if np.isfinite(scores[k])]
+    found = reranker.scores(query, units, [where[k] for k in top])
+    out = np.full(len(scores), float(found.min()) if len(found) else 0.0)
+    out[top] = found
+    return out
 
 
 def _per_passage(flat: np.ndarray, per: list[list[str]]) -> list[list[float]]:

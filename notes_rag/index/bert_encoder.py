@@ -17,8 +17,9 @@ either encoder.
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,16 +169,45 @@ class BertEncoder:
     def _pair(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         return self._tensor(f"{name}.weight"), self._tensor(f"{name}.bias")
 
-    def _layer(self, p: str) -> _Layer:
-        q, k, v = (self._pair(f"{p}attention.self.{n}") for n in ("query", "key", "value"))
+    def _layer(self, p: str, tensor: Callable[[str], np.ndarray] | None = None) -> _Layer:
+        get = tensor or self._tensor
+
+        def pair(name: str) -> tuple[np.ndarray, np.ndarray]:
+            return get(f"{name}.weight"), get(f"{name}.bias")
+
+        q, k, v = (pair(f"{p}attention.self.{n}") for n in ("query", "key", "value"))
         return _Layer(
             qkv=(np.concatenate([q[0], k[0], v[0]]), np.concatenate([q[1], k[1], v[1]])),
-            out=self._pair(p + "attention.output.dense"),
-            ln1=self._pair(p + "attention.output.LayerNorm"),
-            ffn_in=self._pair(p + "intermediate.dense"),
-            ffn_out=self._pair(p + "output.dense"),
-            ln2=self._pair(p + "output.LayerNorm"),
+            out=pair(p + "attention.output.dense"),
+            ln1=pair(p + "attention.output.LayerNorm"),
+            ffn_in=pair(p + "intermediate.dense"),
+            ffn_out=pair(p + "output.dense"),
+            ln2=pair(p + "output.LayerNorm"),
         )
+
+    def with_layers(self, tensors: Mapping[str, np.ndarray]) -> BertEncoder:
+        """A twin that computes with `tensors` (transformers' names, `encoder.layer.N.…`) in
+        place of those layers, sharing everything else (tokenizer, memory-mapped word table):
+        how a fine-tuned head model (model/unit_reranker.py) runs without a second folder.
+        Its pooled states are not normalized. A missing or misshapen tensor raises ValueError."""
+        twin = copy.copy(self)
+        twin.layers = list(self.layers)
+        twin.normalize = False
+
+        def get(name: str) -> np.ndarray:
+            value = tensors.get(name)
+            if value is None:
+                raise ValueError(f"{name} is missing")
+            base = self._tensor(name)
+            if value.shape != base.shape:
+                raise ValueError(f"{name} has shape {tuple(value.shape)}, the encoder's {tuple(base.shape)}")
+            return np.asarray(value, np.float32)
+
+        for i in sorted({int(n.split(".")[2]) for n in tensors if n.startswith("encoder.layer.")}):
+            if i >= len(self.layers):
+                raise ValueError(f"encoder.layer.{i} is beyond the encoder's {len(self.layers)} layers")
+            twin.layers[i] = self._layer(f"encoder.layer.{i}.", get)
+        return twin
 
     def get_sentence_embedding_dimension(self) -> int:
         return self.hidden
