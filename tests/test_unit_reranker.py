@@ -155,3 +155,59 @@ def test_assistant_has_no_reranker_for_test_doubles_or_when_off():
     assert a.reranker() is None
     off = Assistant(retriever=object(), model=None, tok=None, cfg=AnswerConfig(unit_reranker=False))
     assert off.reranker() is None
+
+
+def test_assistant_loads_the_reranker_fitted_for_its_encoder(tiny, tmp_path, monkeypatch):
+    from notes_rag.chat.assistant import Assistant
+
+    path, _ = _fitted(tiny, tmp_path)
+    monkeypatch.setenv(unit_reranker.ENV, str(path))
+
+    class Retriever:
+        encoder = BertEncoder(tiny)
+        meta = {"encoder": encoder_id(tiny)}
+
+    a = Assistant(retriever=Retriever(), model=None, tok=None)
+    assert isinstance(a.reranker(), UnitReranker) and a.reranker() is a.reranker()  # loaded once
+    Retriever.meta = {"encoder": "another-encoder-0123456789abcdef"}
+    assert Assistant(retriever=Retriever(), model=None, tok=None).reranker() is None
+
+
+def test_a_chat_turn_consults_the_reranker(tok, tmp_path):
+    """Each turn the reranker is shown the question (a follow-up's with the one before it) and
+    the scorer's top units; the turn streams its answer as without it."""
+    from tiny_chat import write_tiny_checkpoint
+
+    from notes_rag.chat.assistant import AnswerConfig, Assistant
+    from notes_rag.chat.format import Turn
+    from notes_rag.index.search import Hit, SearchResult
+    from notes_rag.model.checkpoint import load_model
+
+    notes = ["Token to kawałek tekstu.\nEmbedding to wektor liczb.", "Uwaga liczy podobieństwo zapytań do kluczy."]
+
+    class Searcher:
+        index_dir = tmp_path
+        abstain_threshold = None
+
+        def search_conversation(self, turns, k=5, mode="hybrid"):
+            hits = [Hit(i, 1.0 / i, i, f"n{i}.md", 1, 3, ("Notes",), t) for i, t in enumerate(notes, 1)]
+            return SearchResult(hits[:k], 0.9)
+
+        def translations(self, query):
+            return []
+
+        def vectors(self, query, texts):
+            cos = np.linspace(0.9, 0.8, len(texts))
+            return np.array([1.0, 0.0]), np.stack([cos, np.sqrt(1 - cos**2)], axis=1)
+
+    model, tok2, _ = load_model(write_tiny_checkpoint(tmp_path / "m", tok))
+    says = _Says({})
+    queries = []
+    original = says.scores
+    says.scores = lambda q, units, picks: queries.append(q) or original(q, units, picks)
+    assistant = Assistant(Searcher(), model, tok2, AnswerConfig(max_new_tokens=24), "m", "i", [says])
+    pieces = list(assistant.stream([], "Co to jest token?"))
+    assert "".join(pieces[:-1]).strip() == pieces[-1].text
+    assistant.ask([Turn("user", "Co to jest token?"), Turn("assistant", "Token [1]")], "A embedding?")
+    assert queries == ["Co to jest token?", "Co to jest token? A embedding?"]
+    assert len(says.shown[0]) == 3  # every worded unit read: fewer than TOP_K

@@ -8,7 +8,8 @@
                     {"sha256": "…", "bytes": 13670228}, …}, "finite": true}
 
 Listed: the weights (`model.safetensors`, or the shards and their index), `config.json`,
-`tokenizer.json` and, in a release, `encoder-delta.safetensors` and its header. `finite` records
+`tokenizer.json` and, in a release, `encoder-delta.safetensors`, `unit-reranker.safetensors`
+(model/unit_reranker.py) and their headers. `finite` records
 that every weight was a finite number when the manifest was written (a diverged run's NaNs).
 
 At load `verify_folder` hashes the model's own files (weights, config, tokenizer): measured on
@@ -33,7 +34,8 @@ MANIFEST_FILE = "manifest.json"
 FORMAT = "notes-rag-manifest/1"
 SHARD_INDEX = "model.safetensors.index.json"
 TOKENIZER = "tokenizer.json"
-DELTA_FILES = ("encoder-delta.safetensors", "encoder-delta.json")
+# the retrieval encoder's delta and the unit reranker: each checked by its own header where it is read
+DELTA_FILES = ("encoder-delta.safetensors", "encoder-delta.json", "unit-reranker.safetensors", "unit-reranker.json")
 
 _verified: dict[tuple, bool] = {}  # (folder, files' stat) -> verified, so one process hashes once
 
@@ -63,7 +65,7 @@ def model_files(folder: Path) -> list[str]:
 
 
 def write_manifest(folder: Path, finite: bool | None = None) -> Path:
-    """Hash the folder's loadable files (and the encoder delta, when there) into manifest.json.
+    """Hash the folder's loadable files (and the delta files, when there) into manifest.json.
     `finite`: whether the weights are all finite numbers; None reads them to find out."""
     folder = Path(folder)
     names = [*model_files(folder), *(n for n in DELTA_FILES if (folder / n).is_file())]
