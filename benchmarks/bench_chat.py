@@ -66,6 +66,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--no-prior", action="store_true", help="decode without the unit scorer's prior (its peer)")
+    ap.add_argument("--no-reranker", action="store_true", help="the prior without the unit reranker (its peer)")
     ap.add_argument("--free-units", action="store_true", help="decode without the whole-unit rule (its peer)")
     args = ap.parse_args()
     if args.threads:
@@ -74,6 +75,7 @@ def main() -> None:
     cfg = AnswerConfig(k=4, max_new_tokens=args.max_new_tokens, abstain_threshold=-1.0, whole_units=not args.free_units)
     if args.no_prior:
         cfg.unit_prior_weight = 0.0
+    cfg.unit_reranker = not args.no_reranker
     assistant = Assistant.open(args.index, args.model, cfg)
     time_turn(assistant)  # warm-up: first-call allocations, encoder and FAISS caches
     runs = [time_turn(assistant) for _ in range(args.runs)]
@@ -90,6 +92,7 @@ def main() -> None:
         "runs": args.runs,
         "whole_units": cfg.whole_units,
         "unit_prior_weight": cfg.unit_prior_weight,
+        "unit_reranker": assistant.reranker() is not None and bool(cfg.unit_prior_weight),
         "answer": answers[0].text,
         "passages": answers[0].read_passages,
         "retrieval_ms": med([a.timings.retrieval_ms for a in answers]),

@@ -12,7 +12,7 @@ index of the split's notes, the units' vectors and the packaged unit scorer's sc
   PoQuAD and generated items, never eval): the gold passage and two of its distractors, in the
   order of their best unit's cosine (retrieval's order).
 A unit is a target when it holds KEY_SHARE of the gold answer's words. Each question shows the
-model the scorer's top `TOP_K` units (and any target outside them); loss: a softmax over those
+model the scorer's top `--top-k` units (and any target outside them); loss: a softmax over those
 against the targets spread evenly, as the scorer's fit. The encoder's embeddings and lower layers
 stay frozen (`--freeze`), so the file ships only the top layers and the head.
 
@@ -215,7 +215,7 @@ def main() -> None:
     ap.add_argument("--report", default="val", choices=["val", "test"])
     ap.add_argument("--kit", type=int, default=4000, help="kit QA items to add (0: notes only)")
     ap.add_argument("--epochs", type=int, default=2, help="passes over the notes questions (the kit's: one)")
-    ap.add_argument("--top-k", type=int, default=unit_reranker.TOP_K)
+    ap.add_argument("--top-k", type=int, default=8, help="the scorer's top units shown a question (the shipped fit: 8)")
     ap.add_argument("--freeze", type=int, default=6, help="the encoder's lower layers kept as they are")
     ap.add_argument("--lr", type=float, default=3e-5)
     ap.add_argument("--head-lr", type=float, default=1e-3)

@@ -8,8 +8,8 @@ retrieval encoder's own transformer (multilingual-e5-small with the aligned laye
 index/encoder_cache.py) whose top layers were fine-tuned to pick the line that answers, and a
 linear head over the mean of its last states.
 
-- It re-scores the scorer's top `TOP_K` units of a turn, each one encoder pass of ~60 tokens
-  (numpy, index/bert_encoder.py; ~0.15-0.25 s a turn on two cores), and its score is added to
+- It re-scores the scorer's top `TOP_K` units of a turn, each one encoder pass of ~50 tokens
+  (numpy, index/bert_encoder.py; ~0.2 s a turn on two cores), and its score is added to
   the scorer's (chat/turn_input.py `unit_prior`): the sum is the first unit's prior that our GPT's
   copy attention is weighed with. A unit outside the top K gets the lowest reranked score.
 - Weights: `models/unit-reranker.safetensors` (fp16: the fine-tuned layers, `head.weight`,
@@ -38,9 +38,12 @@ log = logging.getLogger(__name__)
 
 FILE = "unit-reranker.safetensors"
 ENV = "NOTES_RAG_UNIT_RERANKER"
-# 8: on notes_qa's train notes the scorer's top 8 units hold the answer for 0.95 of the questions
-# whose answer line was read (top 5: 0.90); each more unit costs one encoder pass
-TOP_K = 8
+# Each unit shown costs one encoder pass (~30 ms on two cores). 6: on notes_qa's train notes the
+# scorer's top 6 units hold the answer for 0.93 of the questions whose answer line was read (top 4
+# 0.87, top 8 0.95); on the val notes top 6 and top 8 give the same first units (57 of 104 right,
+# top 4 57, top 5 56), and 6 costs ~185 ms a turn there against ~250 ms (2026-12-08, Intel Xeon).
+TOP_K = 6
+_BATCH = 4  # pairs a forward pass: less padding than one batch of all (~15% faster, same scores)
 _TITLE_WORDS, _PREV_WORDS, _UNIT_WORDS = 16, 30, 60  # the pair's parts, kept under ~120 tokens
 
 
@@ -70,7 +73,7 @@ class UnitReranker:
         if not picks:
             return np.zeros(0, np.float32)
         texts = [pair_text(query, units[p], i) for p, i in picks]
-        pooled = self.encoder.encode(texts, batch_size=len(texts))
+        pooled = self.encoder.encode(texts, batch_size=_BATCH)
         return (pooled @ self.head + self.bias).astype(np.float32)
 
 
