@@ -84,7 +84,7 @@ class AnswerConfig:
     # 1 53, 2 53, 3 49); the test notes were run once, after: 0.42 -> 0.46 (docs/GENERATOR.md).
     unit_prior_weight: float = 0.5
     # The unit reranker (model/unit_reranker.py) adds its joint reading of the question and the
-    # scorer's top 8 units to that prior (the weight above was not refitted). Chosen on notes_qa's
+    # scorer's top 6 units to that prior (the weight above was not refitted). Chosen on notes_qa's
     # val notes (2026-12-08, release model; key facts of 104: 55 without, 57 with; word F1 0.48 vs
     # 0.50); test notes, eval sets and speed in docs/GENERATOR.md, "The unit reranker". Off only
     # to measure what it adds.
