@@ -1,4 +1,5 @@
-"""Atomic file writes and text decoding shared by every module that touches disk.
+"""Atomic file writes, text decoding and the release's weight files, shared by every module that
+touches disk.
 
 A write goes to a temporary file in the same folder, is flushed and fsynced, then renamed over
 the target: readers see either the old file or the new one, never half of one.
@@ -40,6 +41,25 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def release_file(name: str, env: str, what: str) -> Path | None:
+    """A weights file beside the release model: `$env` if set (`none` or empty: no file, how the
+    benchmarks compare with and without it), else `models/<name>` of this checkout when it is
+    there (found without importing the model package). A named file that is missing is one
+    NotesRagError line."""
+    from notes_rag.errors import NotesRagError
+
+    value = os.environ.get(env)
+    if value is not None:
+        if value.strip().lower() in ("", "none"):
+            return None
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise NotesRagError(f"{env}={value}: no such {what} file")
+        return path
+    path = Path(__file__).resolve().parents[1] / "models" / name
+    return path if path.is_file() else None
 
 
 def read_json(path: Path, what: str):

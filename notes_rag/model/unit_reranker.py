@@ -25,12 +25,12 @@ linear head over the mean of its last states.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from notes_rag import fileio
 from notes_rag.errors import NotesRagError
 from notes_rag.text import looks_like_title
 
@@ -80,17 +80,8 @@ class UnitReranker:
 def release_file() -> Path | None:
     """The weights the chat uses: `$NOTES_RAG_UNIT_RERANKER` if set (`none`: no reranker; how the
     benchmarks compare fits), else the release's `models/unit-reranker.safetensors` when there is
-    one (models/ beside the package, as the generator's)."""
-    env = os.environ.get(ENV)
-    if env is not None:
-        if env.strip().lower() in ("", "none"):
-            return None
-        path = Path(env).expanduser()
-        if not path.is_file():
-            raise NotesRagError(f"{ENV}={env}: no such unit reranker file")
-        return path
-    path = Path(__file__).resolve().parents[2] / "models" / FILE
-    return path if path.is_file() else None
+    one."""
+    return fileio.release_file(FILE, ENV, "unit reranker")
 
 
 def load(encoder, path: Path | None = None) -> UnitReranker:
