@@ -198,9 +198,10 @@ class BertEncoder:
             value = tensors.get(name)
             if value is None:
                 raise ValueError(f"{name} is missing")
-            base = self._tensor(name)
-            if value.shape != base.shape:
-                raise ValueError(f"{name} has shape {tuple(value.shape)}, the encoder's {tuple(base.shape)}")
+            # the shape from the file's header: the base tensor itself is never used
+            base = tuple(self._file.get_slice(self._prefix + name).get_shape())
+            if tuple(value.shape) != base:
+                raise ValueError(f"{name} has shape {tuple(value.shape)}, the encoder's {base}")
             return np.asarray(value, np.float32)
 
         for i in sorted({int(n.split(".")[2]) for n in tensors if n.startswith("encoder.layer.")}):
