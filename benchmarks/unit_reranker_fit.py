@@ -11,7 +11,7 @@ index of the split's notes, the units' vectors and the packaged unit scorer's sc
 - `--kit N` QA items of the kit's generator data (`notes-rag sft-data`'s train.jsonl: SQuAD,
   PoQuAD and generated items, never eval): the gold passage and two of its distractors, in the
   order of their best unit's cosine (retrieval's order).
-A unit is a target when it holds KEY_SHARE of the gold answer's words. Each question shows the
+A unit is a target when it holds the gold answer's key facts (notes_qa_heldout.py `holds`). Each question shows the
 model the scorer's top `--top-k` units (and any target outside them); loss: a softmax over those
 against the targets spread evenly, as the scorer's fit. The encoder's embeddings and lower layers
 stay frozen (`--freeze`), so the file ships only the top layers and the head.
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from unit_scorer_fit import KEY_SHARE, questions  # noqa: E402
+from notes_qa_heldout import holds  # noqa: E402  (the benchmark's key-facts rule)
+from unit_scorer_fit import questions, show  # noqa: E402
 
 from notes_rag.chat.turn_input import PlainUnits, UnitView, relevance_query, unit_prior, unit_view  # noqa: E402
 from notes_rag.eval.intervals import wilson  # noqa: E402
@@ -44,12 +44,7 @@ from notes_rag.index.encoder_cache import encoder_id, ensure_encoder  # noqa: E4
 from notes_rag.index.encoder_delta import layer_names, write_delta  # noqa: E402
 from notes_rag.model import unit_reranker  # noqa: E402
 from notes_rag.model.unit_scorer import packaged, unit_features  # noqa: E402
-from notes_rag.text import clean_markup, unit_texts, words  # noqa: E402
-
-
-def _cover(gold: str, flat: list[str]) -> list[bool]:
-    g = words(re.sub(r"\[\d+\]", " ", gold))
-    return [bool(g) and sum(w in set(words(u)) for w in g) >= KEY_SHARE * len(g) for u in flat]
+from notes_rag.text import clean_markup, unit_texts  # noqa: E402
 
 
 def notes_items(folder: Path, work: Path, split: str) -> list[dict]:
@@ -106,7 +101,7 @@ def kit_items(path: Path, n: int, seed: int) -> list[dict]:
         keep = [keep[i] for i in sorted(range(len(keep)), key=lambda i: -best[i])]  # retrieval's order
         view = unit_view(units, query, keep)
         flat = [u for us in view.units for u in us]
-        cover = _cover(gold, flat)
+        cover = [holds(u, gold) for u in flat]
         if flat and any(cover):
             scores = scorer.scores(unit_features(query, view.units, view.cosines), view.q, view.vectors)
             out.append(_item(query, view.units, scores, cover))
@@ -246,15 +241,7 @@ def main() -> None:
         write_delta(path, state, encoder_id(folder), meta)
     reranker = unit_reranker.load(BertEncoder(folder), path)
     res = report(notes_items(args.notes_qa, args.work, args.report), reranker)
-    for name, r in res.items():
-        print(f"{args.report} {name}:", {k: f"{v['rate']:.3f} ({v['k']}/{v['n']})" for k, v in r.items()})
-    if args.json:
-        from notes_rag.fileio import atomic_write_json
-
-        took = time.perf_counter() - t0
-        atomic_write_json(
-            args.json, {"split": args.report, "report": res, "seconds": took, "date": time.strftime("%Y-%m-%d")}
-        )
+    show(res, args.report, args.json, t0)
 
 
 if __name__ == "__main__":

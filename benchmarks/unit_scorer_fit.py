@@ -5,8 +5,8 @@
 
 Each train-note question is retrieved and read as the chat does (sft/notes_qa.py `questions`,
 chat/turn_input.py `unit_view` over the top passages: the product's encoder, the index's stored
-unit vectors). A unit is a target when it holds KEY_SHARE of the gold answer's words (the
-benchmark's key-facts rule); questions with no such unit among those read, and unanswerable ones,
+unit vectors). A unit is a target when it holds the gold answer's key facts (notes_qa_heldout.py
+`holds`, the benchmark's rule); questions with no such unit among those read, and unanswerable ones,
 teach nothing here. Loss: softmax over the units read, cross-entropy against the targets spread
 evenly. The report: the share of answerable questions whose top unit (by the scorer, and by
 cosine alone) holds the answer, and that unit with the next one, with 95% Wilson intervals.
@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from notes_qa_heldout import holds  # the benchmark's key-facts rule
 
 from notes_rag.chat.turn_input import read_passages, relevance_query, unit_view
 from notes_rag.eval.intervals import wilson
@@ -32,9 +32,6 @@ from notes_rag.index.encoder import load_encoder
 from notes_rag.index.search import Retriever
 from notes_rag.model.unit_scorer import FEATURES, UnitScorer, unit_features
 from notes_rag.sft import notes_qa
-from notes_rag.text import words
-
-KEY_SHARE = 0.6  # as benchmarks/notes_qa_heldout.py
 
 
 def questions(folder: Path, work: Path, split: str) -> list[dict]:
@@ -49,12 +46,9 @@ def questions(folder: Path, work: Path, split: str) -> list[dict]:
         view = unit_view(retriever, query, read_passages(nq.sources))
         flat = [u for us in view.units for u in us]
         gold = nq.qa.get("answer", "") if nq.qa.get("answerable") else ""
-        g = words(re.sub(r"\[\d+\]", " ", gold))
-        cover = [bool(g) and sum(w in set(words(u)) for w in g) >= KEY_SHARE * len(g) for u in flat]
-        nxt = [
-            bool(g) and sum(w in set(words(" ".join(flat[i : i + 2]))) for w in g) >= KEY_SHARE * len(g)
-            for i in range(len(flat))
-        ]  # the unit and the one after it (across a passage end: a rare, harmless overcount)
+        cover = [holds(u, gold) for u in flat]
+        # the unit and the one after it (across a passage end: a rare, harmless overcount)
+        nxt = [holds(" ".join(flat[i : i + 2]), gold) for i in range(len(flat))]
         out.append(
             {
                 "features": unit_features(query, view.units, view.cosines),
@@ -163,12 +157,17 @@ def main() -> None:
             }  # fmt: skip
             atomic_write_json(args.out, scorer.to_json(**about))
     res = report(scorer, questions(args.notes_qa, args.work, args.report))
+    show(res, args.report, args.json, t0)
+
+
+def show(res: dict, split: str, json_path: Path | None, t0: float) -> None:
+    """Print a `report`'s rates; write them with the run's seconds to `json_path` when given."""
     for name, r in res.items():
-        print(f"{args.report} {name}:", {k: f"{v['rate']:.3f} ({v['k']}/{v['n']})" for k, v in r.items()})
-    if args.json:
+        print(f"{split} {name}:", {k: f"{v['rate']:.3f} ({v['k']}/{v['n']})" for k, v in r.items()})
+    if json_path:
         took = time.perf_counter() - t0
         atomic_write_json(
-            args.json, {"split": args.report, "report": res, "seconds": took, "date": time.strftime("%Y-%m-%d")}
+            json_path, {"split": split, "report": res, "seconds": took, "date": time.strftime("%Y-%m-%d")}
         )
 
 
