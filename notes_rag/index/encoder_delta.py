@@ -69,8 +69,8 @@ def write_delta(path: Path, tensors: Mapping, base_id: str, meta: dict) -> None:
     )
 
 
-def read_header(path: Path) -> dict:
-    """The delta's JSON header; a one-line error when it is missing or unreadable."""
+def read_header(path: Path, what: str = "encoder delta") -> dict:
+    """The delta's JSON header; a one-line error naming it as `what` when it is missing or unreadable."""
     head = header_path(path)
     try:
         header = json.loads(head.read_text(encoding="utf-8"))
@@ -78,26 +78,27 @@ def read_header(path: Path) -> dict:
             raise ValueError("not an encoder-delta header")
         return header
     except FileNotFoundError:
-        raise NotesRagError(f"encoder delta {path} has no header {head.name}; restore both files") from None
+        raise NotesRagError(f"{what} {path} has no header {head.name}; restore both files") from None
     except (OSError, ValueError, AttributeError) as e:
-        raise NotesRagError(f"encoder delta header {head} is unreadable ({e}); restore it") from None
+        raise NotesRagError(f"{what} header {head} is unreadable ({e}); restore it") from None
 
 
-def read_delta(path: Path) -> tuple[dict[str, np.ndarray], dict]:
-    """(tensors, header) of a delta whose bytes match the header's sha256."""
+def read_delta(path: Path, what: str = "encoder delta") -> tuple[dict[str, np.ndarray], dict]:
+    """(tensors, header) of a delta whose bytes match the header's sha256; errors name it as
+    `what` (the unit reranker ships in this format too)."""
     from safetensors.numpy import load
 
-    header = read_header(path)
+    header = read_header(path, what)
     try:
         data = Path(path).read_bytes()
     except OSError as e:
-        raise NotesRagError(f"cannot read the encoder delta {path}: {e}") from None
+        raise NotesRagError(f"cannot read the {what} {path}: {e}") from None
     if hashlib.sha256(data).hexdigest() != header["sha256"]:
-        raise NotesRagError(f"encoder delta {path} is corrupt (its sha256 differs from {header_path(path).name})")
+        raise NotesRagError(f"{what} {path} is corrupt (its sha256 differs from {header_path(path).name})")
     try:
         tensors = load(data)
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
-        raise NotesRagError(f"encoder delta {path} is not a safetensors file ({e})") from None
+        raise NotesRagError(f"{what} {path} is not a safetensors file ({e})") from None
     return tensors, header
 
 

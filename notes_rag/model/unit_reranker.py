@@ -92,7 +92,7 @@ def load(encoder, path: Path | None = None) -> UnitReranker:
     path = path or release_file()
     if path is None:
         raise NotesRagError(f"no unit reranker: models/{FILE} is missing and {ENV} names none")
-    tensors, _ = read_delta(path)
+    tensors, _ = read_delta(path, "unit reranker")
     head, bias = tensors.pop("head.weight", None), tensors.pop("head.bias", None)
     if head is None or bias is None:
         raise NotesRagError(f"unit reranker {path} has no head; refit it with benchmarks/unit_reranker_fit.py")
@@ -112,7 +112,7 @@ def for_encoder(encoder, encoder_name: str, path: Path | None = None) -> UnitRer
     path = path or release_file()
     if path is None or not isinstance(encoder, BertEncoder):
         return None
-    if read_header(path).get("base_encoder") != encoder_name:
+    if read_header(path, "unit reranker").get("base_encoder") != encoder_name:
         log.info("unit reranker %s was fitted on another encoder than %s: the scorer alone ranks", path, encoder_name)
         return None
     return load(encoder, path)
